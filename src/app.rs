@@ -1,0 +1,189 @@
+//! Wiring a node together: database, media store, token keys, actors and
+//! the HTTP server. [`run`] takes its listener and shutdown signal, so tests
+//! and `main` start it the same way.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::{Actor, call_t};
+use tokio::net::TcpListener;
+
+use crate::auth::{SessionTokens, SignInLimiter, TokenKey};
+use crate::http::{self, AppState};
+use crate::notify::{Mailer, NotifierArgs};
+use crate::processor::ProcessorContext;
+use crate::settings::Settings;
+use crate::storage::MediaStore;
+use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::upload::UploadArgs;
+use crate::{db, telemetry};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+/// An upload row older than this with no node streaming it is debris.
+const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
+
+/// Connects, creating the database on a fresh machine, and migrates.
+pub async fn prepare_database(
+    settings: &Settings,
+    pool_size: usize,
+) -> anyhow::Result<deadpool_postgres::Pool> {
+    let url = settings.database_url.expose();
+    if db::create_database_if_missing(url)
+        .await
+        .context("connecting to PostgreSQL")?
+    {
+        tracing::info!("created the database");
+    }
+    let pool = db::connect(url, pool_size)?;
+    let applied = db::migrate(&pool).await.context("applying migrations")?;
+    if applied > 0 {
+        tracing::info!(applied, "migrations applied");
+    }
+    Ok(pool)
+}
+
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let node = settings.node_name();
+    let workers = settings.workers();
+    let pool = prepare_database(&settings, 16 + workers * 2).await?;
+
+    let key = TokenKey::load(
+        settings.token_key.as_ref().map(|s| s.expose()),
+        settings.token_key_file.as_deref(),
+        &pool,
+    )
+    .await
+    .context("loading the token key")?;
+    let sessions = Arc::new(SessionTokens::new(
+        &key,
+        Duration::from_secs(settings.tuning.token_ttl_secs),
+        pool.clone(),
+    ));
+
+    let store = MediaStore::from_url(&settings.media_url)?;
+    clean_up_after_crash(&pool, &store, &node).await?;
+    let mailer = Mailer::new(
+        settings.smtp_url.as_ref().map(|s| s.expose()),
+        &settings.mail_from,
+    )?;
+    let metrics = telemetry::metrics();
+
+    let tuning = &settings.tuning;
+    let supervisor_args = SupervisorArgs {
+        upload: UploadArgs {
+            pool: pool.clone(),
+            node: node.clone(),
+            max_concurrent: tuning.max_concurrent_uploads,
+        },
+        processor: Arc::new(ProcessorContext {
+            pool: pool.clone(),
+            store: store.clone(),
+            node: node.clone(),
+            workers,
+            lease: Duration::from_secs(tuning.job_lease_secs),
+            ffmpeg: tuning.ffmpeg_path.clone(),
+            ffprobe: tuning.ffprobe_path.clone(),
+            stall_timeout: Duration::from_secs(tuning.ffmpeg_stall_secs),
+            probe_timeout: Duration::from_secs(tuning.probe_timeout_secs),
+            retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),
+        }),
+        notifier: NotifierArgs {
+            pool: pool.clone(),
+            mailer,
+            max_attempts: tuning.mail_max_attempts,
+        },
+    };
+    let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, supervisor_args)
+        .await
+        .context("starting actors")?;
+
+    let state = Arc::new(AppState {
+        pool,
+        store,
+        authenticator: sessions.clone(),
+        sessions,
+        limiter: SignInLimiter::new(10, Duration::from_secs(300)),
+        settings: settings.clone(),
+        node: node.clone(),
+        metrics,
+    });
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, %node, workers, "http listening");
+
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = warp::serve(http::routes(state))
+        .incoming(listener)
+        .graceful(async move {
+            let _ = http_stopped.await;
+        })
+        .run();
+    tokio::pin!(server);
+    tokio::select! {
+        () = &mut server => {}
+        () = shutdown => {
+            tracing::info!("shutting down: draining HTTP");
+            let _ = stop_http.send(());
+            // live event streams never end by themselves; do not wait for them forever
+            let _ = tokio::time::timeout(DRAIN, &mut server).await;
+        }
+    }
+    tracing::info!("stopping actors");
+    let _ = call_t!(supervisor, SupervisorMsg::Shutdown, 60_000);
+    let _ = supervisor_done.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Removes what a crash can leave behind: staging files of unfinished
+/// writes, and uploads this node was streaming when it died.
+async fn clean_up_after_crash(
+    pool: &deadpool_postgres::Pool,
+    store: &MediaStore,
+    node: &str,
+) -> anyhow::Result<()> {
+    let files = store
+        .sweep_staging_files()
+        .context("sweeping staging files")?;
+    let uploads = db::jobs::delete_stale_uploads(pool, node, STALE_UPLOAD).await?;
+    for id in &uploads {
+        store.delete_job(*id).await?;
+    }
+    if files + uploads.len() > 0 {
+        tracing::info!(
+            staging_files = files,
+            uploads = uploads.len(),
+            "removed unfinished uploads"
+        );
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

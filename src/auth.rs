@@ -1,0 +1,68 @@
+//! Who is calling. Routes see only [`Authenticator`] and the [`Principal`] it
+//! yields, so other schemes (API keys, an identity provider) can be added
+//! beside the biscuit session tokens without touching the routes.
+
+mod limiter;
+mod password;
+mod token;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+pub use limiter::SignInLimiter;
+pub use password::{hash_password, verify_password};
+pub use token::{SessionTokens, TokenKey};
+
+use crate::db::DbError;
+use crate::domain::UserId;
+
+/// What the client presented.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Bearer(String),
+}
+
+impl Credentials {
+    /// Reads an `Authorization` header value.
+    pub fn from_header(value: &str) -> Option<Self> {
+        let (scheme, rest) = value.trim().split_once(' ')?;
+        let token = rest.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
+            .then(|| Credentials::Bearer(token.to_owned()))
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: UserId,
+    /// Present when the caller used a session token, so it can be revoked.
+    pub session: Option<Session>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub revocation_ids: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing or malformed Authorization header")]
+    Missing,
+    #[error("the token is invalid or expired")]
+    Invalid,
+    #[error("the token was revoked")]
+    Revoked,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub trait Authenticator: Send + Sync + 'static {
+    fn authenticate<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>>;
+}
+
+pub type SharedAuthenticator = Arc<dyn Authenticator>;

@@ -1,0 +1,72 @@
+//! Password hashing: argon2id with m = 19 MiB, t = 2, p = 1 (the OWASP
+//! baseline), a random 16-byte salt, stored as a PHC string. Hashing costs
+//! ~20 ms of CPU, so it runs on the blocking pool.
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::domain::Password;
+
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub async fn hash_password(password: Password) -> String {
+    tokio::task::spawn_blocking(move || {
+        hasher()
+            .hash_password(password.expose().as_bytes())
+            .expect("argon2 hashing with valid parameters cannot fail")
+            .to_string()
+    })
+    .await
+    .expect("hashing task panicked")
+}
+
+/// Checks `password` against a stored hash. With no hash (unknown user) it
+/// still spends the time of one verification, so timing does not reveal
+/// which emails have accounts.
+pub async fn verify_password(password: String, stored: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let decoy;
+        let phc = match &stored {
+            Some(s) => s.as_str(),
+            None => {
+                decoy = hasher()
+                    .hash_password(b"decoy password")
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                decoy.as_str()
+            }
+        };
+        let ok = PasswordHash::new(phc)
+            .map(|parsed| {
+                hasher()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        ok && stored.is_some()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_are_salted() {
+        let pw = Password::parse("correct horse").unwrap();
+        let a = hash_password(pw.clone()).await;
+        let b = hash_password(pw).await;
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b);
+        assert!(verify_password("correct horse".into(), Some(a.clone())).await);
+        assert!(!verify_password("wrong horse".into(), Some(a)).await);
+        assert!(!verify_password("correct horse".into(), None).await);
+        assert!(!verify_password("x".into(), Some("not a hash".into())).await);
+    }
+}

@@ -1,0 +1,119 @@
+//! PostgreSQL, the source of truth. Only this module speaks SQL; each query
+//! sits next to the function that runs it, named verb-first with its guard.
+
+pub mod jobs;
+pub mod keys;
+pub mod outbox;
+pub mod users;
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::jobs::InvalidTransition;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Migrations of concurrently starting nodes are serialised on this lock
+/// (refinery itself takes none).
+const MIGRATION_LOCK: i64 = 0x5650_4d49_4752; // "VPMIGR"
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("bad database url: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+}
+
+impl DbError {
+    /// True when the error is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Query(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// A connection pool for `url`.
+pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
+    let config =
+        tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
+    let mut config = config;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// Applies pending migrations; safe when several nodes start at once.
+pub async fn migrate(pool: &Pool) -> DbResult<usize> {
+    let mut conn = pool.get().await?;
+    conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let client: &mut tokio_postgres::Client = &mut conn;
+    let report = embedded::migrations::runner().run_async(client).await;
+    conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    Ok(report?.applied_migrations().len())
+}
+
+/// Readiness: can we run a query now?
+pub async fn ping(pool: &Pool) -> DbResult<()> {
+    let conn = pool.get().await?;
+    conn.simple_query("SELECT 1").await?;
+    Ok(())
+}
+
+/// Creates the database named in `url` when it does not exist, so that a
+/// fresh machine needs no manual `createdb`.
+pub async fn create_database_if_missing(url: &str) -> DbResult<bool> {
+    let config =
+        tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
+    let Some(name) = config.get_dbname().map(str::to_owned) else {
+        return Ok(false);
+    };
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    let mut created = false;
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match client.batch_execute(&sql).await {
+            Ok(()) => created = true,
+            // another node created it in the meantime
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(created)
+}

@@ -1,0 +1,678 @@
+//! Jobs and their event history. Every state change runs through
+//! [`crate::jobs::next`] inside a transaction that also appends to
+//! `job_events`; changes made by a worker are fenced by its lease token, so a
+//! late or duplicate worker cannot overwrite a newer state.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Pool, Transaction};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::outbox::{self, NewNotification};
+use super::{DbError, DbResult};
+use crate::domain::{IdempotencyKey, JobId, UserId};
+use crate::jobs::{JobEvent, JobState, next};
+
+const COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, media_info, frames, \
+     zip_bytes, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
+
+/// A job as stored.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: JobId,
+    pub user_id: UserId,
+    pub filename: String,
+    pub state: JobState,
+    pub progress: f32,
+    pub options: Value,
+    pub size_bytes: Option<i64>,
+    pub media_info: Option<Value>,
+    pub frames: Option<i32>,
+    pub zip_bytes: Option<i64>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub expired_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    fn from_row(r: &Row) -> Self {
+        Self {
+            id: JobId(r.get("id")),
+            user_id: UserId(r.get("user_id")),
+            filename: r.get("filename"),
+            state: r.get("state"),
+            progress: r.get("progress"),
+            options: r.get("options"),
+            size_bytes: r.get("size_bytes"),
+            media_info: r.get("media_info"),
+            frames: r.get("frames"),
+            zip_bytes: r.get("zip_bytes"),
+            error: r.get("error"),
+            attempts: r.get("attempts"),
+            max_attempts: r.get("max_attempts"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+            finished_at: r.get("finished_at"),
+            expired_at: r.get("expired_at"),
+        }
+    }
+}
+
+/// A job claimed by a worker of this node: the lease token fences every later write.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: JobRow,
+    pub lease_token: Uuid,
+}
+
+pub struct NewJob<'a> {
+    pub id: JobId,
+    pub user_id: UserId,
+    pub filename: &'a str,
+    pub options: &'a Value,
+    pub max_attempts: i32,
+    pub node: &'a str,
+    pub idempotency_key: Option<&'a IdempotencyKey>,
+}
+
+/// What became of a job after a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    Requeued,
+    Failed,
+    /// The lease was lost in the meantime (deleted, or taken over): nothing written.
+    LeaseLost,
+}
+
+/// The fields of a locked row that transitions need.
+struct Locked {
+    state: JobState,
+    attempts: i32,
+    max_attempts: i32,
+    user_id: Uuid,
+    filename: String,
+}
+
+async fn lock(tx: &Transaction<'_>, id: JobId, lease: Option<Uuid>) -> DbResult<Option<Locked>> {
+    let row = tx
+        .query_opt(
+            "SELECT state, attempts, max_attempts, user_id, filename FROM jobs
+             WHERE id = $1 AND ($2::uuid IS NULL OR (lease_token = $2 AND state = 'processing'))
+             FOR UPDATE",
+            &[&id.0, &lease],
+        )
+        .await?;
+    Ok(row.map(|r| Locked {
+        state: r.get(0),
+        attempts: r.get(1),
+        max_attempts: r.get(2),
+        user_id: r.get(3),
+        filename: r.get(4),
+    }))
+}
+
+async fn record_event(
+    tx: &Transaction<'_>,
+    id: JobId,
+    from: Option<JobState>,
+    to: JobState,
+    node: &str,
+    attempt: i32,
+    detail: Option<&str>,
+) -> DbResult<()> {
+    tx.execute(
+        "INSERT INTO job_events (job_id, from_state, to_state, node, attempt, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&id.0, &from, &to, &node, &attempt, &detail],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates the row of a new upload in `uploading`. A key already used by
+/// this user returns the existing job as `Err(existing)`.
+pub async fn insert_uploading(pool: &Pool, new: NewJob<'_>) -> DbResult<Result<JobRow, JobRow>> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let inserted = tx
+        .query_one(
+            &format!(
+                "INSERT INTO jobs (id, user_id, filename, state, options, max_attempts, owner_node, idempotency_key)
+                 VALUES ($1, $2, $3, 'uploading', $4, $5, $6, $7) RETURNING {COLUMNS}"
+            ),
+            &[
+                &new.id.0,
+                &new.user_id.0,
+                &new.filename,
+                &new.options,
+                &new.max_attempts,
+                &new.node,
+                &new.idempotency_key.map(IdempotencyKey::as_str),
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(row) => {
+            record_event(&tx, new.id, None, JobState::Uploading, new.node, 0, None).await?;
+            tx.commit().await?;
+            Ok(Ok(JobRow::from_row(&row)))
+        }
+        Err(e) => {
+            let e = DbError::from(e);
+            drop(tx);
+            match (e.is_unique_violation(), new.idempotency_key) {
+                (true, Some(key)) => find_by_idempotency_key(pool, new.user_id, key)
+                    .await?
+                    .map(Err)
+                    .ok_or(e),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+pub async fn find_by_idempotency_key(
+    pool: &Pool,
+    user: UserId,
+    key: &IdempotencyKey,
+) -> DbResult<Option<JobRow>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE user_id = $1 AND idempotency_key = $2"),
+            &[&user.0, &key.as_str()],
+        )
+        .await?;
+    Ok(row.as_ref().map(JobRow::from_row))
+}
+
+/// `uploading → queued`: the file is stored and probed.
+pub async fn mark_stored(
+    pool: &Pool,
+    id: JobId,
+    node: &str,
+    size_bytes: i64,
+    media_info: &Value,
+    options: &Value,
+) -> DbResult<JobRow> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let locked =
+        lock(&tx, id, None)
+            .await?
+            .ok_or(DbError::Transition(crate::jobs::InvalidTransition {
+                from: JobState::Cancelled,
+                event: JobEvent::Stored,
+            }))?;
+    let to = next(locked.state, JobEvent::Stored)?;
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE jobs SET state = $2, size_bytes = $3, media_info = $4, options = $5, owner_node = NULL,
+                     run_after = now(), updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id.0, &to, &size_bytes, &media_info, &options],
+        )
+        .await?;
+    record_event(&tx, id, Some(locked.state), to, node, locked.attempts, None).await?;
+    tx.commit().await?;
+    Ok(JobRow::from_row(&row))
+}
+
+/// Removes an upload that was refused (too large, not a video, aborted):
+/// nothing of it is kept. Only rows still `uploading` are touched.
+pub async fn delete_uploading(pool: &Pool, id: JobId) -> DbResult<bool> {
+    let conn = pool.get().await?;
+    Ok(conn
+        .execute(
+            "DELETE FROM jobs WHERE id = $1 AND state = 'uploading'",
+            &[&id.0],
+        )
+        .await?
+        == 1)
+}
+
+/// Uploads left `uploading` by a crashed node: those owned by `node` (which
+/// just started, so none of them is live) and any older than `max_age`.
+pub async fn delete_stale_uploads(
+    pool: &Pool,
+    node: &str,
+    max_age: Duration,
+) -> DbResult<Vec<JobId>> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "DELETE FROM jobs WHERE state = 'uploading'
+               AND (owner_node = $1 OR created_at < now() - make_interval(secs => $2))
+             RETURNING id",
+            &[&node, &max_age.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| JobId(r.get(0))).collect())
+}
+
+/// Claims the oldest runnable queued job for `node` (`queued → processing`).
+pub async fn claim_next(pool: &Pool, node: &str, lease: Duration) -> DbResult<Option<Claim>> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT id, state, attempts FROM jobs
+             WHERE state = 'queued' AND run_after <= now()
+             ORDER BY run_after, created_at
+             FOR UPDATE SKIP LOCKED LIMIT 1",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let id = JobId(row.get(0));
+    let from: JobState = row.get(1);
+    let attempt: i32 = row.get::<_, i32>(2) + 1;
+    let to = next(from, JobEvent::Claimed)?;
+    let token = Uuid::new_v4();
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE jobs SET state = $2, attempts = $3, owner_node = $4, lease_token = $5,
+                     lease_until = now() + make_interval(secs => $6), progress = 0, updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id.0, &to, &attempt, &node, &token, &lease.as_secs_f64()],
+        )
+        .await?;
+    record_event(&tx, id, Some(from), to, node, attempt, None).await?;
+    tx.commit().await?;
+    Ok(Some(Claim {
+        job: JobRow::from_row(&row),
+        lease_token: token,
+    }))
+}
+
+/// Renews the lease and records progress; false when the lease is gone
+/// (the job was deleted or taken over), so the worker must stop.
+pub async fn heartbeat(
+    pool: &Pool,
+    id: JobId,
+    token: Uuid,
+    progress: f32,
+    lease: Duration,
+) -> DbResult<bool> {
+    let conn = pool.get().await?;
+    let n = conn
+        .execute(
+            "UPDATE jobs SET progress = $3, lease_until = now() + make_interval(secs => $4), updated_at = now()
+             WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+            &[&id.0, &token, &progress.clamp(0.0, 1.0), &lease.as_secs_f64()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// `processing → done`, fenced by the lease. Queues a success email when the
+/// owner asked for one. False when the lease was lost.
+pub async fn complete(
+    pool: &Pool,
+    id: JobId,
+    token: Uuid,
+    node: &str,
+    frames: i32,
+    zip_bytes: i64,
+    success_mail: impl FnOnce(&str) -> Option<NewNotification>,
+) -> DbResult<bool> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(locked) = lock(&tx, id, Some(token)).await? else {
+        return Ok(false);
+    };
+    let to = next(locked.state, JobEvent::Completed)?;
+    tx.execute(
+        "UPDATE jobs SET state = $2, frames = $3, zip_bytes = $4, progress = 1, error = NULL,
+             lease_token = NULL, lease_until = NULL, finished_at = now(), updated_at = now()
+         WHERE id = $1",
+        &[&id.0, &to, &frames, &zip_bytes],
+    )
+    .await?;
+    record_event(
+        &tx,
+        id,
+        Some(locked.state),
+        to,
+        node,
+        locked.attempts,
+        Some(&format!("{frames} frames")),
+    )
+    .await?;
+    if let Some(mail) = success_mail(&locked.filename) {
+        outbox::insert_for_user(&tx, UserId(locked.user_id), id, mail, true).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// `→ failed` with a reason and, in the same transaction, the email telling
+/// the owner. Fenced by the lease when `token` is given.
+async fn fail_locked(
+    tx: &Transaction<'_>,
+    id: JobId,
+    locked: &Locked,
+    node: &str,
+    reason: &str,
+    mail: NewNotification,
+) -> DbResult<()> {
+    let to = next(locked.state, JobEvent::Fail)?;
+    tx.execute(
+        "UPDATE jobs SET state = $2, error = $3, lease_token = NULL, lease_until = NULL,
+             finished_at = now(), updated_at = now()
+         WHERE id = $1",
+        &[&id.0, &to, &reason],
+    )
+    .await?;
+    record_event(
+        tx,
+        id,
+        Some(locked.state),
+        to,
+        node,
+        locked.attempts,
+        Some(reason),
+    )
+    .await?;
+    outbox::insert_for_user(tx, UserId(locked.user_id), id, mail, false).await?;
+    Ok(())
+}
+
+/// A permanent failure of a claimed job. False when the lease was lost.
+pub async fn fail(
+    pool: &Pool,
+    id: JobId,
+    token: Uuid,
+    node: &str,
+    reason: &str,
+    mail: impl FnOnce(&str) -> NewNotification,
+) -> DbResult<bool> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(locked) = lock(&tx, id, Some(token)).await? else {
+        return Ok(false);
+    };
+    fail_locked(&tx, id, &locked, node, reason, mail(&locked.filename)).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A transient failure: back to `queued` after `backoff`, or `failed` once
+/// the attempts are used up.
+pub async fn retry_or_fail(
+    pool: &Pool,
+    id: JobId,
+    token: Uuid,
+    node: &str,
+    reason: &str,
+    backoff: Duration,
+    mail: impl FnOnce(&str, &str) -> NewNotification,
+) -> DbResult<RetryOutcome> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(locked) = lock(&tx, id, Some(token)).await? else {
+        return Ok(RetryOutcome::LeaseLost);
+    };
+    let outcome = requeue_locked(&tx, id, &locked, node, reason, backoff, false, mail).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn requeue_locked(
+    tx: &Transaction<'_>,
+    id: JobId,
+    locked: &Locked,
+    node: &str,
+    reason: &str,
+    backoff: Duration,
+    refund_attempt: bool,
+    mail: impl FnOnce(&str, &str) -> NewNotification,
+) -> DbResult<RetryOutcome> {
+    if !refund_attempt && locked.attempts >= locked.max_attempts {
+        let why = format!("gave up after {} attempts: {reason}", locked.attempts);
+        fail_locked(tx, id, locked, node, &why, mail(&locked.filename, &why)).await?;
+        return Ok(RetryOutcome::Failed);
+    }
+    let to = next(locked.state, JobEvent::Retry)?;
+    let attempts = if refund_attempt {
+        (locked.attempts - 1).max(0)
+    } else {
+        locked.attempts
+    };
+    tx.execute(
+        "UPDATE jobs SET state = $2, attempts = $3, progress = 0, owner_node = NULL, lease_token = NULL,
+             lease_until = NULL, run_after = now() + make_interval(secs => $4), updated_at = now()
+         WHERE id = $1",
+        &[&id.0, &to, &attempts, &backoff.as_secs_f64()],
+    )
+    .await?;
+    record_event(
+        tx,
+        id,
+        Some(locked.state),
+        to,
+        node,
+        locked.attempts,
+        Some(reason),
+    )
+    .await?;
+    Ok(RetryOutcome::Requeued)
+}
+
+/// Puts back jobs whose lease ran out (their node died or hung) and, when
+/// `owner` is given, every job held by that node: used when a node starts
+/// (its old leases belong to a previous life) and when it shuts down
+/// (`refund_attempt`: stopping is not the job's fault).
+pub async fn requeue_abandoned(
+    pool: &Pool,
+    node: &str,
+    owner: Option<&str>,
+    refund_attempt: bool,
+    mail: impl Fn(&str, &str) -> NewNotification,
+) -> DbResult<Vec<(JobId, RetryOutcome)>> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT id, owner_node FROM jobs WHERE state = 'processing'
+               AND (lease_until < now() OR owner_node = $1)
+             FOR UPDATE SKIP LOCKED",
+            &[&owner],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = JobId(row.get(0));
+        let previous: Option<String> = row.get(1);
+        let Some(locked) = lock(&tx, id, None).await? else {
+            continue;
+        };
+        let own = owner.is_some() && previous.as_deref() == owner;
+        let reason = if own && refund_attempt {
+            "node shutting down".to_owned()
+        } else if own {
+            "node restarted".to_owned()
+        } else {
+            format!(
+                "lease of node {} expired",
+                previous.as_deref().unwrap_or("?")
+            )
+        };
+        let outcome = requeue_locked(
+            &tx,
+            id,
+            &locked,
+            node,
+            &reason,
+            Duration::ZERO,
+            own && refund_attempt,
+            &mail,
+        )
+        .await?;
+        out.push((id, outcome));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// The caller's job, or None (also for other users' jobs).
+pub async fn get_for_owner(pool: &Pool, user: UserId, id: JobId) -> DbResult<Option<JobRow>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2"),
+            &[&id.0, &user.0],
+        )
+        .await?;
+    Ok(row.as_ref().map(JobRow::from_row))
+}
+
+/// The state of any job, for the worker that runs it.
+pub async fn get(pool: &Pool, id: JobId) -> DbResult<Option<JobRow>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"),
+            &[&id.0],
+        )
+        .await?;
+    Ok(row.as_ref().map(JobRow::from_row))
+}
+
+/// The caller's jobs, newest first, strictly after `cursor` (created_at, id).
+pub async fn list_for_owner(
+    pool: &Pool,
+    user: UserId,
+    cursor: Option<(DateTime<Utc>, JobId)>,
+    limit: i64,
+) -> DbResult<Vec<JobRow>> {
+    let conn = pool.get().await?;
+    let (at, id) = cursor
+        .map(|(a, i)| (Some(a), Some(i.0)))
+        .unwrap_or((None, None));
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM jobs
+                 WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+                 ORDER BY created_at DESC, id DESC LIMIT $4"
+            ),
+            &[&user.0, &at, &id, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(JobRow::from_row).collect())
+}
+
+/// Cancels the caller's job if it is still queued or running; returns the
+/// state it was in, or None when there is no such job.
+pub async fn cancel_for_owner(
+    pool: &Pool,
+    user: UserId,
+    id: JobId,
+    node: &str,
+) -> DbResult<Option<JobState>> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(locked) = lock(&tx, id, None).await? else {
+        return Ok(None);
+    };
+    if locked.user_id != user.0 {
+        return Ok(None);
+    }
+    if let Ok(to) = next(locked.state, JobEvent::Cancel) {
+        tx.execute(
+            "UPDATE jobs SET state = $2, lease_token = NULL, lease_until = NULL, updated_at = now() WHERE id = $1",
+            &[&id.0, &to],
+        )
+        .await?;
+        record_event(
+            &tx,
+            id,
+            Some(locked.state),
+            to,
+            node,
+            locked.attempts,
+            Some("deleted by owner"),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(locked.state))
+}
+
+/// Deletes the row and its history (media first, by the caller).
+pub async fn delete_for_owner(pool: &Pool, user: UserId, id: JobId) -> DbResult<bool> {
+    let conn = pool.get().await?;
+    Ok(conn
+        .execute(
+            "DELETE FROM jobs WHERE id = $1 AND user_id = $2",
+            &[&id.0, &user.0],
+        )
+        .await?
+        == 1)
+}
+
+/// Finished jobs past retention whose media is still kept.
+pub async fn list_expirable(pool: &Pool, older_than: Duration, limit: i64) -> DbResult<Vec<JobId>> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT id FROM jobs WHERE state IN ('done', 'failed') AND expired_at IS NULL
+               AND finished_at < now() - make_interval(secs => $1)
+             ORDER BY finished_at LIMIT $2",
+            &[&older_than.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| JobId(r.get(0))).collect())
+}
+
+pub async fn mark_expired(pool: &Pool, id: JobId) -> DbResult<()> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "UPDATE jobs SET expired_at = now(), updated_at = now() WHERE id = $1 AND expired_at IS NULL",
+        &[&id.0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Job counts by state, for metrics.
+pub async fn count_by_state(pool: &Pool) -> DbResult<Vec<(JobState, i64)>> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query("SELECT state, count(*) FROM jobs GROUP BY state", &[])
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The transitions of one job, oldest first: (from, to, node, attempt, detail).
+pub async fn list_events(
+    pool: &Pool,
+    id: JobId,
+) -> DbResult<Vec<(Option<JobState>, JobState, String, i32, Option<String>)>> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT from_state, to_state, node, attempt, detail FROM job_events WHERE job_id = $1 ORDER BY id",
+            &[&id.0],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect())
+}

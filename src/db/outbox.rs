@@ -1,0 +1,128 @@
+//! The notification outbox. Rows are written in the transaction that causes
+//! them and delivered by the notifier; a claim lock keeps two nodes from
+//! sending the same row.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Pool, Transaction};
+use uuid::Uuid;
+
+use super::DbResult;
+use crate::domain::{JobId, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    JobFailed,
+    JobDone,
+}
+
+impl NotificationKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::JobFailed => "job_failed",
+            NotificationKind::JobDone => "job_done",
+        }
+    }
+}
+
+/// A message to queue for a user; the recipient is the user's email.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub kind: NotificationKind,
+    pub subject: String,
+    pub body: String,
+}
+
+/// A message due for delivery, claimed by this node.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: Uuid,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i32,
+}
+
+/// Queues `mail` for `user`; with `only_if_opted_in`, only when the user asked
+/// for success emails.
+pub async fn insert_for_user(
+    tx: &Transaction<'_>,
+    user: UserId,
+    job: JobId,
+    mail: NewNotification,
+    only_if_opted_in: bool,
+) -> DbResult<()> {
+    tx.execute(
+        "INSERT INTO notifications (id, user_id, job_id, kind, recipient, subject, body)
+         SELECT $1, u.id, $3, $4, u.email, $5, $6 FROM users u
+         WHERE u.id = $2 AND (NOT $7 OR u.notify_on_success)",
+        &[
+            &Uuid::now_v7(),
+            &user.0,
+            &job.0,
+            &mail.kind.as_str(),
+            &mail.subject,
+            &mail.body,
+            &only_if_opted_in,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due messages for `hold` (another node skips them meanwhile).
+pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<Pending>> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "UPDATE notifications SET locked_until = now() + make_interval(secs => $2), attempts = attempts + 1
+             WHERE id IN (
+                 SELECT id FROM notifications
+                 WHERE sent_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
+                   AND (locked_until IS NULL OR locked_until < now())
+                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, recipient, subject, body, attempts",
+            &[&limit, &hold.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Pending {
+            id: r.get(0),
+            recipient: r.get(1),
+            subject: r.get(2),
+            body: r.get(3),
+            attempts: r.get(4),
+        })
+        .collect())
+}
+
+pub async fn mark_sent(pool: &Pool, id: Uuid) -> DbResult<()> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "UPDATE notifications SET sent_at = now(), locked_until = NULL, last_error = NULL WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a failed delivery: try again after `delay`, or give up for good.
+pub async fn mark_failed(
+    pool: &Pool,
+    id: Uuid,
+    error: &str,
+    delay: Duration,
+    give_up: bool,
+) -> DbResult<()> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "UPDATE notifications SET locked_until = NULL, last_error = $2,
+             next_attempt_at = now() + make_interval(secs => $3),
+             gave_up_at = CASE WHEN $4 THEN now() END
+         WHERE id = $1",
+        &[&id, &error, &delay.as_secs_f64(), &give_up],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Accounts.
+
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+
+use super::DbResult;
+use crate::domain::{Email, UserId};
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub notify_on_success: bool,
+    pub webhook_url: Option<String>,
+}
+
+impl User {
+    fn from_row(row: &Row) -> Self {
+        Self {
+            id: UserId(row.get("id")),
+            email: Email::from_trusted(row.get("email")),
+            notify_on_success: row.get("notify_on_success"),
+            webhook_url: row.get("webhook_url"),
+        }
+    }
+}
+
+/// Inserts a user; a taken email is a unique violation (`DbError::is_unique_violation`).
+pub async fn insert_user(pool: &Pool, email: &Email, password_hash: &str) -> DbResult<User> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)
+             RETURNING id, email, notify_on_success, webhook_url",
+            &[&UserId::new().0, &email.as_str(), &password_hash],
+        )
+        .await?;
+    Ok(User::from_row(&row))
+}
+
+/// The user and their password hash, for sign-in.
+pub async fn find_credentials(pool: &Pool, email: &Email) -> DbResult<Option<(User, String)>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, email, notify_on_success, webhook_url, password_hash FROM users WHERE email = $1",
+            &[&email.as_str()],
+        )
+        .await?;
+    Ok(row.map(|r| (User::from_row(&r), r.get("password_hash"))))
+}
+
+pub async fn get_user(pool: &Pool, id: UserId) -> DbResult<Option<User>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT id, email, notify_on_success, webhook_url FROM users WHERE id = $1",
+            &[&id.0],
+        )
+        .await?;
+    Ok(row.as_ref().map(User::from_row))
+}
+
+/// Changes only the fields given: `webhook_url: Some(None)` clears it.
+pub async fn update_preferences(
+    pool: &Pool,
+    id: UserId,
+    notify_on_success: Option<bool>,
+    webhook_url: Option<Option<String>>,
+) -> DbResult<Option<User>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "UPDATE users SET
+                notify_on_success = COALESCE($2, notify_on_success),
+                webhook_url = CASE WHEN $3 THEN $4 ELSE webhook_url END
+             WHERE id = $1
+             RETURNING id, email, notify_on_success, webhook_url",
+            &[
+                &id.0,
+                &notify_on_success,
+                &webhook_url.is_some(),
+                &webhook_url.flatten(),
+            ],
+        )
+        .await?;
+    Ok(row.as_ref().map(User::from_row))
+}

@@ -1,0 +1,94 @@
+//! The HTTP API (v1). Routes are thin: parse the request into domain types,
+//! call the module that owns the work, shape the answer. Every error goes
+//! through `error::recover`.
+
+mod accounts;
+pub use accounts::register as register_user;
+mod download;
+pub mod error;
+mod events;
+mod ops;
+mod upload;
+mod videos;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::de::DeserializeOwned;
+use warp::{Filter, Rejection, Reply};
+
+use crate::auth::{Credentials, Principal, SessionTokens, SharedAuthenticator, SignInLimiter};
+use crate::settings::Settings;
+use crate::storage::MediaStore;
+pub use error::ApiError;
+
+/// What the routes share.
+pub struct AppState {
+    pub pool: Pool,
+    pub store: MediaStore,
+    pub sessions: Arc<SessionTokens>,
+    pub authenticator: SharedAuthenticator,
+    pub limiter: SignInLimiter,
+    pub settings: Arc<Settings>,
+    pub node: String,
+    pub metrics: PrometheusHandle,
+}
+
+pub type State = Arc<AppState>;
+
+/// Largest JSON body any route accepts.
+const JSON_LIMIT: u64 = 64 * 1024;
+
+pub fn routes(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    let api = warp::path("api").and(warp::path("v1"));
+    let api = api.and(
+        accounts::routes(state.clone())
+            .or(upload::routes(state.clone()))
+            .or(download::routes(state.clone()))
+            .or(events::routes(state.clone()))
+            .or(videos::routes(state.clone())),
+    );
+    api.or(ops::routes(state))
+        .recover(error::recover)
+        .with(warp::trace::request())
+}
+
+fn with_state(
+    state: State,
+) -> impl Filter<Extract = (State,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// The authenticated caller, or a 401.
+fn authenticated(state: State) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let state = state.clone();
+        async move {
+            let credentials = header
+                .as_deref()
+                .and_then(Credentials::from_header)
+                .ok_or(ApiError::from(crate::auth::AuthError::Missing))?;
+            state
+                .authenticator
+                .authenticate(&credentials)
+                .await
+                .map_err(|e| Rejection::from(ApiError::from(e)))
+        }
+    })
+}
+
+/// A JSON body of at most [`JSON_LIMIT`] bytes; malformed JSON is a 400.
+fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone
+{
+    warp::body::content_length_limit(JSON_LIMIT)
+        .and(warp::body::bytes())
+        .and_then(|body: Bytes| async move {
+            serde_json::from_slice::<T>(&body).map_err(|e| {
+                Rejection::from(ApiError::BadRequest(format!("malformed JSON body: {e}")))
+            })
+        })
+}

@@ -1,0 +1,238 @@
+//! Sign-up, sign-in, sign-out and the caller's own profile.
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::{ApiError, State, authenticated, json_body, with_state};
+use crate::auth::{self, Principal};
+use crate::db::{self, users::User};
+use crate::domain::{Email, Password};
+
+pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let users = warp::path!("users")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(json_body())
+        .and_then(create_user);
+    let sessions = warp::path!("sessions");
+    let sign_in = sessions
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(json_body())
+        .and_then(sign_in);
+    let sign_out = sessions
+        .and(warp::delete())
+        .and(with_state(state.clone()))
+        .and(authenticated(state.clone()))
+        .and_then(sign_out);
+    let me = warp::path!("me");
+    let get_me = me
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(authenticated(state.clone()))
+        .and_then(get_me);
+    let patch_me = me
+        .and(warp::patch())
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .and(json_body())
+        .and_then(patch_me);
+    users.or(sign_in).or(sign_out).or(get_me).or(patch_me)
+}
+
+#[derive(Deserialize)]
+struct CredentialsBody {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UserView<'a> {
+    id: String,
+    email: &'a str,
+}
+
+#[derive(Serialize)]
+struct ProfileView<'a> {
+    id: String,
+    email: &'a str,
+    notify_on_success: bool,
+    webhook_url: Option<&'a str>,
+}
+
+impl<'a> From<&'a User> for ProfileView<'a> {
+    fn from(u: &'a User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.as_str(),
+            notify_on_success: u.notify_on_success,
+            webhook_url: u.webhook_url.as_deref(),
+        }
+    }
+}
+
+/// Creates an account; used by `POST /users` and `videoproject user add`.
+pub async fn register(
+    pool: &deadpool_postgres::Pool,
+    email: &str,
+    password: &str,
+) -> Result<User, ApiError> {
+    let email = Email::parse(email)?;
+    let password = Password::parse(password)?;
+    let hash = auth::hash_password(password).await;
+    match db::users::insert_user(pool, &email, &hash).await {
+        Ok(user) => Ok(user),
+        Err(e) if e.is_unique_violation() => Err(ApiError::EmailTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn create_user(state: State, body: CredentialsBody) -> Result<impl Reply, Rejection> {
+    let (Some(email), Some(password)) = (body.email, body.password) else {
+        return Err(ApiError::InvalidInput("email and password are required".into()).into());
+    };
+    let user = register(&state.pool, &email, &password).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    let view = UserView {
+        id: user.id.to_string(),
+        email: user.email.as_str(),
+    };
+    Ok(warp::reply::with_status(
+        warp::reply::json(&view),
+        StatusCode::CREATED,
+    ))
+}
+
+async fn sign_in(state: State, body: CredentialsBody) -> Result<impl Reply, Rejection> {
+    let (Some(email), Some(password)) = (body.email, body.password) else {
+        return Err(ApiError::InvalidInput("email and password are required".into()).into());
+    };
+    // An address that cannot exist cannot have an account.
+    let Ok(email) = Email::parse(&email) else {
+        return Err(ApiError::InvalidCredentials.into());
+    };
+    if let Err(wait) = state.limiter.check(email.as_str()) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        }
+        .into());
+    }
+    let found = db::users::find_credentials(&state.pool, &email)
+        .await
+        .map_err(ApiError::from)?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let verified = auth::verify_password(password, hash).await;
+    let Some(user) = user.filter(|_| verified) else {
+        state.limiter.record_failure(email.as_str());
+        return Err(ApiError::InvalidCredentials.into());
+    };
+    state.limiter.record_success(email.as_str());
+    let (token, expires_at) = state.sessions.mint(user.id);
+    Ok(warp::reply::json(&serde_json::json!({
+        "token": token,
+        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })))
+}
+
+async fn sign_out(state: State, principal: Principal) -> Result<impl Reply, Rejection> {
+    if let Some(session) = &principal.session {
+        state
+            .sessions
+            .revoke(session)
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_me(state: State, principal: Principal) -> Result<impl Reply, Rejection> {
+    let user = db::users::get_user(&state.pool, principal.user_id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or(ApiError::Unauthorized(
+            "the account no longer exists".into(),
+        ))?;
+    Ok(warp::reply::json(&ProfileView::from(&user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchMe {
+    notify_on_success: Option<bool>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, with = "double_option")]
+    webhook_url: Option<Option<String>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+async fn patch_me(
+    state: State,
+    principal: Principal,
+    body: PatchMe,
+) -> Result<impl Reply, Rejection> {
+    let webhook_url = match body.webhook_url {
+        Some(Some(url)) => Some(Some(parse_webhook_url(&url)?)),
+        other => other,
+    };
+    let user = db::users::update_preferences(
+        &state.pool,
+        principal.user_id,
+        body.notify_on_success,
+        webhook_url,
+    )
+    .await
+    .map_err(ApiError::from)?
+    .ok_or(ApiError::Unauthorized(
+        "the account no longer exists".into(),
+    ))?;
+    Ok(warp::reply::json(&ProfileView::from(&user)))
+}
+
+/// `https://` anywhere, or `http://` to a loopback host only.
+fn parse_webhook_url(raw: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::InvalidInput(
+            "webhook_url must be an https:// URL (or http:// to a loopback address)".into(),
+        )
+    };
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(bad()),
+    };
+    match url.scheme() {
+        "https" => Ok(url.to_string()),
+        "http" if loopback => Ok(url.to_string()),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls() {
+        assert!(parse_webhook_url("https://hooks.example.com/x").is_ok());
+        assert!(parse_webhook_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(parse_webhook_url("http://localhost/hook").is_ok());
+        assert!(parse_webhook_url("http://[::1]/hook").is_ok());
+        assert!(parse_webhook_url("http://example.com/hook").is_err());
+        assert!(parse_webhook_url("ftp://example.com/").is_err());
+        assert!(parse_webhook_url("not a url").is_err());
+    }
+}

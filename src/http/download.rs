@@ -1,0 +1,187 @@
+//! `GET /api/v1/videos/{id}/frames.zip`: streams the stored zip, whole or a
+//! single byte range (so interrupted downloads resume).
+
+use std::ops::Range;
+
+use futures::StreamExt;
+use warp::http::{HeaderValue, Response, StatusCode};
+use warp::{Filter, Rejection, Reply};
+
+use super::videos::find_own;
+use super::{ApiError, State, authenticated, with_state};
+use crate::auth::Principal;
+use crate::jobs::JobState;
+use crate::storage::{MediaStore, StorageError};
+
+pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("videos" / String / "frames.zip")
+        .and(warp::get().or(warp::head()).unify())
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .and(warp::header::optional::<String>("range"))
+        .and_then(download)
+}
+
+async fn download(
+    id: String,
+    state: State,
+    principal: Principal,
+    range: Option<String>,
+) -> Result<impl Reply, Rejection> {
+    let job = find_own(&state, &principal, &id).await?;
+    match (job.state, job.expired_at) {
+        (JobState::Done, None) => {}
+        (JobState::Done, Some(_)) => return Err(ApiError::Expired.into()),
+        _ => return Err(ApiError::NotReady.into()),
+    }
+    let key = MediaStore::zip_key(job.id);
+    let size = match state.store.size(&key).await {
+        Ok(size) => size,
+        // removed by retention between the row check and now
+        Err(StorageError::NotFound) => return Err(ApiError::Expired.into()),
+        Err(e) => return Err(ApiError::from(e).into()),
+    };
+    let wanted = match range.as_deref().map(|r| parse_range(r, size)) {
+        None | Some(RangeRequest::Ignore) => None,
+        Some(RangeRequest::Unsatisfiable) => {
+            return Err(ApiError::RangeNotSatisfiable { size }.into());
+        }
+        Some(RangeRequest::Bytes(r)) => Some(r),
+    };
+    let (status, body_range) = match &wanted {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
+        None => (StatusCode::OK, 0..size),
+    };
+    let stream = state
+        .store
+        .read(&key, wanted.clone())
+        .await
+        .map_err(ApiError::from)?;
+    // warp wants a Sync body stream: forward through a bounded channel
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut stream = stream;
+        while let Some(chunk) = stream.next().await {
+            let failed = chunk.is_err();
+            // the client went away: stop reading
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let body = warp::reply::stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut response: Response<_> = body.into_response();
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let stem = job
+        .filename
+        .rsplit_once('.')
+        .map(|(s, _)| s)
+        .unwrap_or(&job.filename);
+    let ascii_stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_. ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let header =
+        |v: String| HeaderValue::from_str(&v).map_err(|e| ApiError::Internal(e.to_string()));
+    headers.insert("content-type", HeaderValue::from_static("application/zip"));
+    headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+    headers.insert(
+        "content-length",
+        HeaderValue::from(body_range.end - body_range.start),
+    );
+    headers.insert(
+        "content-disposition",
+        header(format!("attachment; filename=\"{ascii_stem}-frames.zip\""))?,
+    );
+    headers.insert("etag", header(format!("\"{}-{size}\"", job.id))?);
+    if wanted.is_some() {
+        headers.insert(
+            "content-range",
+            header(format!(
+                "bytes {}-{}/{size}",
+                body_range.start,
+                body_range.end - 1
+            ))?,
+        );
+    }
+    Ok(response)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    Bytes(Range<u64>),
+    Unsatisfiable,
+    /// Malformed or multiple ranges: answer with the whole file (RFC 9110 allows it).
+    Ignore,
+}
+
+/// Parses a single `bytes=` range against an object of `size` bytes.
+fn parse_range(header: &str, size: u64) -> RangeRequest {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Ignore;
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return RangeRequest::Ignore;
+    };
+    let parse = |s: &str| s.trim().parse::<u64>().ok();
+    let range = match (start.trim().is_empty(), end.trim().is_empty()) {
+        // suffix: the last N bytes
+        (true, false) => match parse(end) {
+            Some(0) => return RangeRequest::Unsatisfiable,
+            Some(n) => size.saturating_sub(n)..size,
+            None => return RangeRequest::Ignore,
+        },
+        (false, true) => match parse(start) {
+            Some(s) => s..size,
+            None => return RangeRequest::Ignore,
+        },
+        (false, false) => match (parse(start), parse(end)) {
+            (Some(s), Some(e)) if s <= e => s..(e.saturating_add(1)).min(size),
+            _ => return RangeRequest::Ignore,
+        },
+        (true, true) => return RangeRequest::Ignore,
+    };
+    if range.start >= size || range.is_empty() {
+        RangeRequest::Unsatisfiable
+    } else {
+        RangeRequest::Bytes(range)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RangeRequest::*;
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let table = [
+            ("bytes=0-99", Bytes(0..100)),
+            ("bytes=100-", Bytes(100..1000)),
+            ("bytes=-100", Bytes(900..1000)),
+            ("bytes=-5000", Bytes(0..1000)),
+            ("bytes=990-5000", Bytes(990..1000)),
+            ("bytes=999-999", Bytes(999..1000)),
+            ("bytes=1000-", Unsatisfiable),
+            ("bytes=-0", Unsatisfiable),
+            ("bytes=5-1", Ignore),
+            ("bytes=0-1,5-6", Ignore),
+            ("items=0-1", Ignore),
+            ("bytes=a-b", Ignore),
+            ("bytes=-", Ignore),
+        ];
+        for (header, expected) in table {
+            assert_eq!(parse_range(header, 1000), expected, "{header}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The one mapping from errors to HTTP answers. Every error a route can meet
+//! becomes an [`ApiError`] with a status and a stable `code`; a 5xx body says
+//! nothing internal, the cause goes to the log.
+
+use std::convert::Infallible;
+
+use serde::Serialize;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reject::Reject;
+use warp::{Rejection, Reply};
+
+use crate::auth::AuthError;
+use crate::db::DbError;
+use crate::domain::{InvalidInput, OptionsError};
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidMultipart(String),
+    #[error("an account with this email exists")]
+    EmailTaken,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("too many attempts; try again later")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the frames are not ready yet")]
+    NotReady,
+    #[error("the frames were deleted after the retention period")]
+    Expired,
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    #[error("the requested range is not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("the node cannot accept this now; retry later")]
+    Unavailable { retry_after_secs: u64 },
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Reject for ApiError {}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) | ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
+            ApiError::EmailTaken | ApiError::NotReady => StatusCode::CONFLICT,
+            ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Expired => StatusCode::GONE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidInput(_) => "invalid_input",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidMultipart(_) => "invalid_multipart",
+            ApiError::EmailTaken => "email_taken",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::NotReady => "not_ready",
+            ApiError::Expired => "expired",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::UnsupportedMedia(_) => "unsupported_media",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            // the database is away: tell the client to come back, not that we broke
+            DbError::Pool(_) => ApiError::Unavailable {
+                retry_after_secs: 5,
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound => ApiError::NotFound,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Invalid | AuthError::Revoked => {
+                ApiError::Unauthorized(e.to_string())
+            }
+            AuthError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::InvalidInput(e.0)
+    }
+}
+
+impl From<OptionsError> for ApiError {
+    fn from(e: OptionsError) -> Self {
+        ApiError::InvalidInput(e.0)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+/// The JSON answer for `e`.
+pub fn error_reply(e: &ApiError) -> warp::reply::Response {
+    if let ApiError::Internal(cause) = e {
+        tracing::error!(%cause, "internal error");
+    }
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: e.code(),
+            message: e.to_string(),
+        },
+    };
+    let mut response =
+        warp::reply::with_status(warp::reply::json(&body), e.status()).into_response();
+    let headers = response.headers_mut();
+    if let Some(secs) = e.retry_after() {
+        headers.insert("retry-after", HeaderValue::from(secs));
+    }
+    if let ApiError::RangeNotSatisfiable { size } = e
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+    {
+        headers.insert("content-range", v);
+    }
+    if let ApiError::Unauthorized(_) = e {
+        headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Turns every rejection, ours or warp's, into the JSON error shape.
+pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let e = if let Some(e) = rejection.find::<ApiError>() {
+        return Ok(error_reply(e));
+    } else if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::BadRequest("the request body is too large".into())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::InvalidInput(e.to_string())
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
+        ApiError::BadRequest("unsupported Content-Type".into())
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::BadRequest(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::BadRequest(e.to_string())
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::BadRequest("a Content-Length is required".into())
+    } else {
+        tracing::debug!(?rejection, "unmapped rejection");
+        ApiError::BadRequest("the request is malformed".into())
+    };
+    Ok(error_reply(&e))
+}

@@ -1,0 +1,52 @@
+//! Liveness, readiness and Prometheus metrics.
+
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::{State, with_state};
+use crate::db;
+
+pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
+    let ready = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .then(ready);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state(state))
+        .then(metrics);
+    health.or(ready).or(metrics)
+}
+
+async fn ready(state: State) -> warp::reply::Response {
+    let database = db::ping(&state.pool).await;
+    let actors = crate::supervisor::upload().is_some();
+    let ok = database.is_ok() && actors;
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "database": database.is_ok(),
+        "actors": actors,
+        "node": state.node,
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+async fn metrics(state: State) -> warp::reply::Response {
+    // job counts come from the database: the truth across all nodes
+    if let Ok(counts) = db::jobs::count_by_state(&state.pool).await {
+        for s in crate::jobs::JobState::ALL {
+            let n = counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
+            metrics::gauge!("vp_jobs", "state" => s.as_str()).set(n as f64);
+        }
+    }
+    let text = state.metrics.render();
+    warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
+}

@@ -1,0 +1,368 @@
+//! `POST /api/v1/videos`: the upload is streamed straight into the media
+//! store with bounded memory, counted against the size limit as it arrives,
+//! probed with ffprobe, and only then committed as `queued` and answered
+//! 202. Whatever goes wrong before that (too large, not a video, the client
+//! went away), a guard deletes the file and the row: nothing half-written
+//! stays behind.
+
+use bytes::Buf;
+use futures::TryStreamExt;
+use ractor::call_t;
+use tokio::io::AsyncWriteExt;
+use warp::filters::multipart::{FormData, Part};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::videos::video_json;
+use super::{ApiError, State, authenticated, with_state};
+use crate::auth::Principal;
+use crate::db::{self, jobs::NewJob};
+use crate::domain::{FrameOptions, IdempotencyKey, JobId, RawOptions};
+use crate::media::{self, MediaError};
+use crate::storage::MediaStore;
+use crate::supervisor;
+use crate::upload::{StoredUpload, Ticket, UploadMsg};
+
+/// Multipart framing and option fields on top of the file itself.
+const MULTIPART_SLACK: u64 = 64 * 1024;
+/// Longest option field value we read.
+const FIELD_LIMIT: usize = 1024;
+const FILE_FIELD: &str = "video";
+/// How much of a refused upload is read before answering.
+const DRAIN_BUDGET: usize = 1024 * 1024;
+
+pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    warp::path!("videos")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::header::optional::<String>("content-type"))
+        .and_then(admit)
+        .untuple_one()
+        .and(warp::multipart::form().max_length(None))
+        .and_then(upload)
+}
+
+/// What the checks before the body produce.
+struct Admitted {
+    state: State,
+    principal: Principal,
+    options: RawOptions,
+    key: Option<IdempotencyKey>,
+    ticket: Ticket,
+}
+
+/// Everything that can be refused before a byte of the body is read. Only a
+/// body that is not multipart is refused here; other refusals are answered
+/// by [`upload`] after draining a little of the body, so that a client
+/// still sending a small request reads its answer instead of a broken pipe.
+async fn admit(
+    state: State,
+    principal: Principal,
+    query: String,
+    key: Option<String>,
+    length: Option<u64>,
+    content_type: Option<String>,
+) -> Result<(Result<Admitted, ApiError>,), Rejection> {
+    let is_multipart = content_type.as_deref().is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    });
+    if !is_multipart {
+        return Err(ApiError::InvalidMultipart(format!(
+            "send multipart/form-data with the file in a field named `{FILE_FIELD}`"
+        ))
+        .into());
+    }
+    Ok((check_admission(state, principal, query, key, length).await,))
+}
+
+async fn check_admission(
+    state: State,
+    principal: Principal,
+    query: String,
+    key: Option<String>,
+    length: Option<u64>,
+) -> Result<Admitted, ApiError> {
+    let limit = state.settings.max_upload_bytes;
+    if length.is_some_and(|n| n > limit.saturating_add(MULTIPART_SLACK)) {
+        metrics::counter!("vp_uploads_total", "result" => "too_large").increment(1);
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut options = RawOptions::default();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        options.insert(&name, &value)?;
+    }
+    let key = key.as_deref().map(IdempotencyKey::parse).transpose()?;
+    let busy = |secs| ApiError::Unavailable {
+        retry_after_secs: secs,
+    };
+    let upload = supervisor::upload().ok_or(busy(5))?;
+    let ticket = call_t!(upload, UploadMsg::Admit, 5_000)
+        .map_err(|_| busy(5))?
+        .map_err(|b| busy(b.retry_after_secs))?;
+    Ok(Admitted {
+        state,
+        principal,
+        options,
+        key,
+        ticket,
+    })
+}
+
+/// Reads and discards up to `budget` bytes of a refused upload.
+async fn drain(form: &mut FormData, mut budget: usize) {
+    while let Ok(Some(mut part)) = form.try_next().await {
+        while let Some(Ok(chunk)) = part.data().await {
+            budget = budget.saturating_sub(chunk.remaining());
+            if budget == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// Deletes the row and file of an upload that did not make it, unless disarmed.
+struct Cleanup {
+    id: JobId,
+    state: State,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (id, state) = (self.id, self.state.clone());
+        // Drop cannot wait; the runtime finishes the cleanup. A crash before
+        // that is covered by the stale-upload sweep at start-up.
+        tokio::spawn(async move {
+            if let Err(e) = state.store.delete_job(id).await {
+                tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's file");
+            }
+            if let Err(e) = db::jobs::delete_uploading(&state.pool, id).await {
+                tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's row");
+            }
+        });
+    }
+}
+
+async fn upload(
+    admitted: Result<Admitted, ApiError>,
+    mut form: FormData,
+) -> Result<impl Reply, Rejection> {
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(e) => {
+            drain(&mut form, DRAIN_BUDGET).await;
+            return Err(e.into());
+        }
+    };
+    let Admitted {
+        state,
+        principal,
+        mut options,
+        key,
+        ticket: _ticket,
+    } = admitted;
+    let frames_cap = state.settings.tuning.max_frames;
+
+    // a retry of an upload that was accepted before gets the same video
+    if let Some(key) = &key
+        && let Some(existing) =
+            db::jobs::find_by_idempotency_key(&state.pool, principal.user_id, key)
+                .await
+                .map_err(ApiError::from)?
+    {
+        return Ok(accepted(&existing));
+    }
+
+    let mut stored: Option<(Cleanup, u64)> = None;
+    while let Some(part) = form.try_next().await.map_err(multipart_error)? {
+        if part.name() == FILE_FIELD {
+            if stored.is_some() {
+                return Err(ApiError::InvalidInput("send one video per upload".into()).into());
+            }
+            // options sent before the file are checked before it is streamed
+            let options_json = options_json(&options, frames_cap)?;
+            let filename = clean_filename(part.filename());
+            let id = JobId::new();
+            let new = NewJob {
+                id,
+                user_id: principal.user_id,
+                filename: &filename,
+                options: &options_json,
+                max_attempts: state.settings.tuning.job_max_attempts as i32,
+                node: &state.node,
+                idempotency_key: key.as_ref(),
+            };
+            let job = match db::jobs::insert_uploading(&state.pool, new)
+                .await
+                .map_err(ApiError::from)?
+            {
+                Ok(job) => job,
+                // the same key raced in from a concurrent retry
+                Err(existing) => return Ok(accepted(&existing)),
+            };
+            let cleanup = Cleanup {
+                id: job.id,
+                state: state.clone(),
+                armed: true,
+            };
+            let size = stream_to_store(&state, job.id, part).await?;
+            stored = Some((cleanup, size));
+        } else {
+            let name = part.name().to_owned();
+            let value = read_field(part).await?;
+            options.insert(&name, &value).map_err(ApiError::from)?;
+        }
+    }
+    let Some((mut cleanup, size)) = stored else {
+        return Err(ApiError::InvalidInput(format!(
+            "the form has no file field named `{FILE_FIELD}`"
+        ))
+        .into());
+    };
+    let id = cleanup.id;
+    // the final options, with any fields sent after the file
+    let options_json = options_json(&options, frames_cap)?;
+    if size == 0 {
+        return Err(ApiError::UnsupportedMedia("the file is empty".into()).into());
+    }
+
+    let location = state
+        .store
+        .input_location(&MediaStore::source_key(id))
+        .map_err(ApiError::from)?;
+    let probe_timeout = std::time::Duration::from_secs(state.settings.tuning.probe_timeout_secs);
+    let info = match media::probe(
+        &state.settings.tuning.ffprobe_path,
+        &location,
+        probe_timeout,
+    )
+    .await
+    {
+        Ok(info) => info,
+        Err(e @ (MediaError::NotAVideo(_) | MediaError::TimedOut(_))) => {
+            metrics::counter!("vp_uploads_total", "result" => "not_a_video").increment(1);
+            tracing::info!(job_id = %id, reason = %e.reason(), "upload refused: not a video");
+            return Err(ApiError::UnsupportedMedia(e.reason()).into());
+        }
+        Err(e) => return Err(ApiError::Internal(format!("probing upload {id}: {e}")).into()),
+    };
+    let info_json = serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.to_string()))?;
+
+    let upload = supervisor::upload().ok_or(ApiError::Unavailable {
+        retry_after_secs: 5,
+    })?;
+    let stored = StoredUpload {
+        job: id,
+        size_bytes: size as i64,
+        media_info: info_json,
+        options: options_json,
+    };
+    let job = call_t!(upload, UploadMsg::Commit, 30_000, stored)
+        .map_err(|_| ApiError::Unavailable {
+            retry_after_secs: 5,
+        })?
+        .map_err(|e| match e {
+            // deleted by its owner while it streamed
+            db::DbError::Transition(_) => ApiError::NotFound,
+            other => other.into(),
+        })?;
+    cleanup.armed = false;
+    metrics::counter!("vp_uploads_total", "result" => "accepted").increment(1);
+    metrics::counter!("vp_upload_bytes_total").increment(size);
+    tracing::info!(job_id = %id, size, "upload queued");
+    Ok(accepted(&job))
+}
+
+fn options_json(raw: &RawOptions, frames_cap: u32) -> Result<serde_json::Value, ApiError> {
+    let parsed = FrameOptions::parse(raw, frames_cap)?;
+    serde_json::to_value(parsed).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn accepted(job: &db::jobs::JobRow) -> warp::reply::Response {
+    let location = format!("/api/v1/videos/{}", job.id);
+    let reply = warp::reply::with_status(warp::reply::json(&video_json(job)), StatusCode::ACCEPTED);
+    warp::reply::with_header(reply, "location", location).into_response()
+}
+
+/// Streams the file part into the store, refusing it past the size limit.
+async fn stream_to_store(state: &State, id: JobId, mut part: Part) -> Result<u64, ApiError> {
+    let limit = state.settings.max_upload_bytes;
+    let mut writer = state.store.writer(&MediaStore::source_key(id));
+    let mut size = 0u64;
+    while let Some(chunk) = part.data().await {
+        let mut chunk = chunk.map_err(multipart_error)?;
+        size += chunk.remaining() as u64;
+        if size > limit {
+            metrics::counter!("vp_uploads_total", "result" => "too_large").increment(1);
+            return Err(ApiError::TooLarge { limit });
+        }
+        let bytes = chunk.copy_to_bytes(chunk.remaining());
+        writer
+            .write_all(&bytes)
+            .await
+            .map_err(|e| ApiError::Internal(format!("storing upload {id}: {e}")))?;
+    }
+    // completes the object: it appears under its name only now, fsynced
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| ApiError::Internal(format!("storing upload {id}: {e}")))?;
+    Ok(size)
+}
+
+async fn read_field(mut part: Part) -> Result<String, ApiError> {
+    let mut value = Vec::new();
+    while let Some(chunk) = part.data().await {
+        let chunk = chunk.map_err(multipart_error)?;
+        if value.len() + chunk.remaining() > FIELD_LIMIT {
+            return Err(ApiError::InvalidInput(format!(
+                "field `{}` is too long",
+                part.name()
+            )));
+        }
+        value.extend_from_slice(chunk.chunk());
+    }
+    String::from_utf8(value)
+        .map_err(|_| ApiError::InvalidInput(format!("field `{}` is not UTF-8", part.name())))
+}
+
+fn multipart_error(e: warp::Error) -> ApiError {
+    ApiError::InvalidMultipart(format!("the multipart body is malformed: {e}"))
+}
+
+/// The client's file name without any path, control characters or excess length.
+fn clean_filename(raw: Option<&str>) -> String {
+    let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "video".to_owned()
+    } else {
+        clean.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_cleaned() {
+        assert_eq!(clean_filename(Some("holiday.mp4")), "holiday.mp4");
+        assert_eq!(clean_filename(Some("../../etc/passwd")), "passwd");
+        assert_eq!(clean_filename(Some("C:\\Users\\x\\clip.mov")), "clip.mov");
+        assert_eq!(clean_filename(Some("a\u{0}b\nc.mp4")), "abc.mp4");
+        assert_eq!(clean_filename(Some("..")), "video");
+        assert_eq!(clean_filename(None), "video");
+        assert_eq!(clean_filename(Some(&"x".repeat(300))).len(), 255);
+    }
+}

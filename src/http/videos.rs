@@ -1,0 +1,202 @@
+//! Listing, showing and deleting the caller's videos.
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::{ApiError, State, authenticated, with_state};
+use crate::auth::Principal;
+use crate::db::{self, jobs::JobRow};
+use crate::domain::JobId;
+use crate::jobs::JobState;
+use crate::supervisor;
+
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 100;
+
+pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let list = warp::path!("videos")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(authenticated(state.clone()))
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and_then(list);
+    let one = warp::path!("videos" / String);
+    let show = one
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and(authenticated(state.clone()))
+        .and_then(show);
+    let delete = one
+        .and(warp::delete())
+        .and(with_state(state.clone()))
+        .and(authenticated(state))
+        .and_then(delete);
+    list.or(show).or(delete)
+}
+
+/// A video as the API shows it.
+#[derive(Serialize)]
+pub struct VideoView {
+    id: String,
+    filename: String,
+    status: JobState,
+    progress: f32,
+    created_at: String,
+    updated_at: String,
+    size_bytes: Option<i64>,
+    options: serde_json::Value,
+    frames: Option<i32>,
+    zip_bytes: Option<i64>,
+    error: Option<String>,
+    download_url: Option<String>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl From<&JobRow> for VideoView {
+    fn from(job: &JobRow) -> Self {
+        let ready = job.state == JobState::Done && job.expired_at.is_none();
+        Self {
+            id: job.id.to_string(),
+            filename: job.filename.clone(),
+            status: job.state,
+            progress: if job.state == JobState::Done {
+                1.0
+            } else {
+                job.progress
+            },
+            created_at: rfc3339(job.created_at),
+            updated_at: rfc3339(job.updated_at),
+            size_bytes: job.size_bytes,
+            options: job.options.clone(),
+            frames: job.frames,
+            zip_bytes: job.zip_bytes,
+            error: job.error.clone(),
+            download_url: ready.then(|| format!("/api/v1/videos/{}/frames.zip", job.id)),
+        }
+    }
+}
+
+pub fn video_json(job: &JobRow) -> serde_json::Value {
+    serde_json::json!({ "video": VideoView::from(job) })
+}
+
+/// The caller's video `id`; anything else (bad id, another user's) is a 404.
+pub async fn find_own(state: &State, principal: &Principal, id: &str) -> Result<JobRow, ApiError> {
+    let id = JobId::parse(id).ok_or(ApiError::NotFound)?;
+    db::jobs::get_for_owner(&state.pool, principal.user_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Cursors are `<created_at µs>.<id>` of the last video of the previous page.
+fn encode_cursor(job: &JobRow) -> String {
+    format!("{}.{}", job.created_at.timestamp_micros(), job.id)
+}
+
+fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, JobId), ApiError> {
+    let bad = || ApiError::InvalidInput("cursor is not one this API gave out".into());
+    let (micros, id) = raw.split_once('.').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let at = Utc.timestamp_micros(micros).single().ok_or_else(bad)?;
+    Ok((at, JobId::parse(id).ok_or_else(bad)?))
+}
+
+async fn list(
+    state: State,
+    principal: Principal,
+    raw_query: String,
+) -> Result<impl Reply, Rejection> {
+    let query: ListQuery = serde_urlencoded_parse(&raw_query)?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(
+                    ApiError::InvalidInput(format!("limit must be from 1 to {MAX_LIMIT}")).into(),
+                );
+            }
+        },
+    };
+    let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut rows = db::jobs::list_for_owner(&state.pool, principal.user_id, cursor, limit + 1)
+        .await
+        .map_err(ApiError::from)?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let videos: Vec<VideoView> = rows.iter().map(VideoView::from).collect();
+    Ok(warp::reply::json(
+        &serde_json::json!({ "videos": videos, "next_cursor": next_cursor }),
+    ))
+}
+
+fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let pairs: serde_json::Map<String, serde_json::Value> =
+        url::form_urlencoded::parse(raw.as_bytes())
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect();
+    serde_json::from_value(serde_json::Value::Object(pairs))
+        .map_err(|e| ApiError::InvalidInput(format!("bad query: {e}")))
+}
+
+async fn show(id: String, state: State, principal: Principal) -> Result<impl Reply, Rejection> {
+    let job = find_own(&state, &principal, &id).await?;
+    Ok(warp::reply::json(&video_json(&job)))
+}
+
+/// Cancels a running job, deletes its media, then its rows. If the media
+/// cannot be deleted the row stays (cancelled) so the call can be repeated.
+async fn delete(id: String, state: State, principal: Principal) -> Result<impl Reply, Rejection> {
+    let job = find_own(&state, &principal, &id).await?;
+    let before = db::jobs::cancel_for_owner(&state.pool, principal.user_id, job.id, &state.node)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or(ApiError::NotFound)?;
+    if before == JobState::Processing {
+        supervisor::cancel_job(job.id);
+    }
+    state
+        .store
+        .delete_job(job.id)
+        .await
+        .map_err(ApiError::from)?;
+    // An upload still streaming finds its row gone when it commits, and its
+    // guard removes the file.
+    db::jobs::delete_for_owner(&state.pool, principal.user_id, job.id)
+        .await
+        .map_err(ApiError::from)?;
+    tracing::info!(job_id = %job.id, was = ?before, "video deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let at = Utc.timestamp_micros(1_700_000_000_123_456).unwrap();
+        let id = JobId::new();
+        let (a, i) = decode_cursor(&format!("{}.{}", at.timestamp_micros(), id)).unwrap();
+        assert_eq!((a, i), (at, id));
+        for bad in ["", "x.y", "12", "12.notanid", ".abc"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

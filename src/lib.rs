@@ -1,0 +1,36 @@
+//! The Video Project: users upload videos and get back a zip of their frames.
+//!
+//! # Layout
+//! The path of an upload through the tree:
+//!
+//! 1. [`http`] — the API. `http::upload` streams the multipart file into the
+//!    [`storage`] media store and asks the [`upload`] actor for admission.
+//! 2. [`media`] probes it with ffprobe; a non-video is refused, nothing kept.
+//! 3. [`upload`] commits the job `uploading → queued` ([`jobs`] holds the
+//!    state machine, [`db`] all SQL) and wakes the [`processor`] pool.
+//! 4. [`processor`] claims the job with a lease, plans the frames and runs
+//!    ffmpeg through [`media`], streaming the images into a zip in [`storage`].
+//! 5. Completion or failure is one transaction with its outbox row; the
+//!    [`notify`] actor emails the user.
+//! 6. `http::videos`, `http::events` and `http::download` show status and
+//!    serve the zip.
+//!
+//! Around them: [`supervisor`] starts and restarts the actors, [`auth`] says
+//! who is calling, [`domain`] parses what clients send, [`settings`] and
+//! [`cli`] are the operating contract, [`app`] wires a node together.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod jobs;
+pub mod media;
+pub mod notify;
+pub mod processor;
+pub mod settings;
+pub mod storage;
+pub mod supervisor;
+pub mod telemetry;
+pub mod upload;

@@ -1,0 +1,76 @@
+//! The `videoproject` binary: parse the command line, load settings, start
+//! logging, hand over to the library.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use clap::Parser;
+use videoproject::cli::{Cli, Command, UserCommand};
+use videoproject::settings::Settings;
+use videoproject::{app, http, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // several crates bring their own rustls provider; pick one before any TLS
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    if let Command::Version = cli.command {
+        println!("videoproject {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("videoproject: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(settings.log_format);
+    match execute(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            eprintln!("videoproject: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(settings.http_addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http_addr))?;
+            app::run(settings, listener, app::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            app::prepare_database(&settings, 2).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Add { email },
+        } => {
+            let password = match std::env::var("VP_USER_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprint!("password for {email}: ");
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let pool = app::prepare_database(&settings, 2).await?;
+            let user = http::register_user(&pool, &email, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{}",
+                serde_json::json!({ "id": user.id, "email": user.email.as_str() })
+            );
+            Ok(())
+        }
+        Command::Version => unreachable!("handled before settings load"),
+    }
+}

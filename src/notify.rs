@@ -1,0 +1,122 @@
+//! Telling users what happened. Emails are queued in the outbox
+//! (`db::outbox`) by the transaction that causes them; the [`Notifier`]
+//! actor delivers them with retries and back-off. Messages to the actor are
+//! only wake-ups: a lost one delays an email until the next tick, no more.
+
+pub mod mailer;
+pub mod message;
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster::RactorMessage;
+
+use crate::db;
+pub use mailer::Mailer;
+
+/// How often the outbox is polled when nobody wakes the notifier.
+const TICK: Duration = Duration::from_secs(5);
+/// A claimed message is held this long before another node may retry it.
+const CLAIM_HOLD: Duration = Duration::from_secs(120);
+const BATCH: i64 = 20;
+
+pub struct Notifier;
+
+#[derive(RactorMessage)]
+pub enum NotifierMsg {
+    /// Something was queued: deliver now.
+    Wake,
+}
+
+#[derive(Clone)]
+pub struct NotifierArgs {
+    pub pool: Pool,
+    pub mailer: Mailer,
+    pub max_attempts: u32,
+}
+
+pub struct NotifierState {
+    args: NotifierArgs,
+}
+
+impl Actor for Notifier {
+    type Msg = NotifierMsg;
+    type State = NotifierState;
+    type Arguments = NotifierArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: NotifierArgs,
+    ) -> Result<NotifierState, ActorProcessingErr> {
+        myself.send_interval(TICK, || NotifierMsg::Wake);
+        myself.cast(NotifierMsg::Wake)?;
+        Ok(NotifierState { args })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: NotifierMsg,
+        state: &mut NotifierState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            NotifierMsg::Wake => {
+                if let Err(e) = deliver_due(&state.args).await {
+                    // the database may be briefly away; the next tick retries
+                    tracing::warn!(error = %e, "outbox delivery pass failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Delivers every due message, a batch at a time.
+async fn deliver_due(args: &NotifierArgs) -> Result<(), db::DbError> {
+    loop {
+        let batch = db::outbox::claim_due(&args.pool, BATCH, CLAIM_HOLD).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for pending in batch {
+            let span =
+                tracing::info_span!("notification", id = %pending.id, attempt = pending.attempts);
+            let _guard = span.enter();
+            match args.mailer.send(&pending).await {
+                Ok(()) => {
+                    db::outbox::mark_sent(&args.pool, pending.id).await?;
+                    metrics::counter!("vp_notifications_total", "result" => "sent").increment(1);
+                    tracing::info!(to = %pending.recipient, "notification sent");
+                }
+                Err(e) => {
+                    let give_up = pending.attempts as u32 >= args.max_attempts;
+                    let delay = backoff(pending.attempts as u32);
+                    db::outbox::mark_failed(&args.pool, pending.id, &e, delay, give_up).await?;
+                    metrics::counter!("vp_notifications_total", "result" => if give_up { "gave_up" } else { "retry" }).increment(1);
+                    tracing::warn!(error = %e, give_up, retry_in = ?delay, "notification not delivered");
+                }
+            }
+        }
+    }
+}
+
+/// 5 s, 10 s, 20 s, … capped at one hour.
+pub fn backoff(attempt: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    Duration::from_secs(secs.min(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(4), Duration::from_secs(40));
+        assert_eq!(backoff(40), Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,234 @@
+//! The processor pool: `VP_WORKERS` slots on this node that claim queued jobs
+//! from PostgreSQL and run them (`run`). The database is the queue; messages
+//! only wake the pool up early, and a periodic tick catches anything a lost
+//! message would have missed: new jobs, retries whose back-off ended, and
+//! jobs whose owner stopped renewing its lease.
+
+mod run;
+mod sink;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster::RactorMessage;
+use tokio::task::JoinHandle;
+
+use crate::db;
+use crate::domain::JobId;
+use crate::media::CancelFlag;
+use crate::notify::message;
+use crate::storage::MediaStore;
+use crate::supervisor;
+
+/// How often the pool looks for work nobody told it about.
+const TICK: Duration = Duration::from_secs(1);
+/// How often expired leases are looked for.
+const RESCUE_EVERY: Duration = Duration::from_secs(5);
+/// How often finished jobs past retention are expired.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// What a worker needs, shared by all slots.
+pub struct ProcessorContext {
+    pub pool: Pool,
+    pub store: MediaStore,
+    pub node: String,
+    pub workers: usize,
+    pub lease: Duration,
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+    pub stall_timeout: Duration,
+    pub probe_timeout: Duration,
+    pub retention: Duration,
+}
+
+pub struct ProcessorPool;
+
+#[derive(RactorMessage)]
+pub enum PoolMsg {
+    /// Work may be waiting: claim while slots are free.
+    Wake,
+    /// Periodic housekeeping and claiming.
+    Tick,
+    /// A job's task ended.
+    Finished(JobId),
+    /// Stop a running job (its owner deleted it).
+    Cancel(JobId),
+}
+
+struct Running {
+    cancel: CancelFlag,
+    task: JoinHandle<()>,
+}
+
+pub struct PoolState {
+    ctx: Arc<ProcessorContext>,
+    running: HashMap<JobId, Running>,
+    last_rescue: Instant,
+    last_retention: Instant,
+}
+
+impl Actor for ProcessorPool {
+    type Msg = PoolMsg;
+    type State = PoolState;
+    type Arguments = Arc<ProcessorContext>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<PoolMsg>,
+        ctx: Arc<ProcessorContext>,
+    ) -> Result<PoolState, ActorProcessingErr> {
+        // Jobs this node held before a restart are not running anywhere now.
+        let requeued = db::jobs::requeue_abandoned(
+            &ctx.pool,
+            &ctx.node,
+            Some(&ctx.node),
+            false,
+            message::job_failed,
+        )
+        .await?;
+        if !requeued.is_empty() {
+            tracing::info!(
+                jobs = requeued.len(),
+                "requeued jobs held before this node restarted"
+            );
+        }
+        myself.send_interval(TICK, || PoolMsg::Tick);
+        myself.cast(PoolMsg::Wake)?;
+        let long_ago = Instant::now() - RETENTION_EVERY;
+        Ok(PoolState {
+            ctx,
+            running: HashMap::new(),
+            last_rescue: long_ago,
+            last_retention: long_ago,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<PoolMsg>,
+        msg: PoolMsg,
+        state: &mut PoolState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PoolMsg::Wake => fill_slots(&myself, state).await,
+            PoolMsg::Tick => {
+                housekeeping(state).await;
+                fill_slots(&myself, state).await;
+            }
+            PoolMsg::Finished(id) => {
+                state.running.remove(&id);
+                fill_slots(&myself, state).await;
+            }
+            PoolMsg::Cancel(id) => {
+                if let Some(r) = state.running.get(&id) {
+                    r.cancel.cancel();
+                }
+            }
+        }
+        metrics::gauge!("vp_workers_busy").set(state.running.len() as f64);
+        Ok(())
+    }
+
+    /// On shutdown: stop every job and hand it back to the queue at once, so
+    /// another node (or this one, restarted) takes it without waiting for
+    /// the lease to expire.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<PoolMsg>,
+        state: &mut PoolState,
+    ) -> Result<(), ActorProcessingErr> {
+        for r in state.running.values() {
+            r.cancel.cancel();
+        }
+        for (_, r) in state.running.drain() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), r.task).await;
+        }
+        let ctx = &state.ctx;
+        let released = db::jobs::requeue_abandoned(
+            &ctx.pool,
+            &ctx.node,
+            Some(&ctx.node),
+            true,
+            message::job_failed,
+        )
+        .await?;
+        tracing::info!(
+            jobs = released.len(),
+            "processor pool stopped; running jobs handed back"
+        );
+        Ok(())
+    }
+}
+
+async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
+    while state.running.len() < state.ctx.workers {
+        let claim =
+            match db::jobs::claim_next(&state.ctx.pool, &state.ctx.node, state.ctx.lease).await {
+                Ok(Some(claim)) => claim,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming a job failed");
+                    return;
+                }
+            };
+        let id = claim.job.id;
+        let cancel = CancelFlag::default();
+        let ctx = state.ctx.clone();
+        let pool_ref = myself.clone();
+        let job_cancel = cancel.clone();
+        // The job runs in its own task; a second task watches it so that even
+        // a panic frees the slot (the lease then expires and the job is retried).
+        let inner = tokio::spawn(run::run_job(ctx, claim, job_cancel));
+        let task = tokio::spawn(async move {
+            if let Err(e) = inner.await {
+                tracing::error!(job_id = %id, error = %e, "job task panicked");
+            }
+            let _ = pool_ref.cast(PoolMsg::Finished(id));
+        });
+        state.running.insert(id, Running { cancel, task });
+    }
+}
+
+async fn housekeeping(state: &mut PoolState) {
+    let ctx = state.ctx.clone();
+    if state.last_rescue.elapsed() >= RESCUE_EVERY {
+        state.last_rescue = Instant::now();
+        match db::jobs::requeue_abandoned(&ctx.pool, &ctx.node, None, false, message::job_failed)
+            .await
+        {
+            Ok(jobs) => {
+                for (id, outcome) in jobs {
+                    tracing::warn!(job_id = %id, ?outcome, "took back a job whose lease expired");
+                    if outcome == db::jobs::RetryOutcome::Failed {
+                        supervisor::wake_notifier();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "lease rescue failed"),
+        }
+    }
+    if state.last_retention.elapsed() >= RETENTION_EVERY {
+        state.last_retention = Instant::now();
+        if let Err(e) = expire_old_media(&ctx).await {
+            tracing::warn!(error = %e, "retention pass failed");
+        }
+        let _ = db::keys::delete_expired_revocations(&ctx.pool).await;
+    }
+}
+
+/// Deletes the media of jobs finished longer ago than the retention period;
+/// their rows stay, and downloads answer 410.
+async fn expire_old_media(
+    ctx: &ProcessorContext,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for id in db::jobs::list_expirable(&ctx.pool, ctx.retention, 100).await? {
+        ctx.store.delete_job(id).await?;
+        db::jobs::mark_expired(&ctx.pool, id).await?;
+        tracing::info!(job_id = %id, "media expired after retention");
+    }
+    Ok(())
+}

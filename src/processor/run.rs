@@ -1,0 +1,294 @@
+//! One job, start to finish: probe the source, plan the frames, stream them
+//! from ffmpeg into a zip in the media store, and record the outcome. The
+//! lease is renewed (with the progress) while ffmpeg runs; if it is lost,
+//! the job stops without writing anything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
+
+use super::ProcessorContext;
+use super::sink::ChannelWriter;
+use crate::db::{self, jobs::Claim};
+use crate::domain::FrameOptions;
+use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError};
+use crate::notify::message;
+use crate::storage::{MediaStore, StorageError};
+use crate::supervisor;
+
+/// Why a run did not produce a zip.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("the media store failed: {0}")]
+    Storage(#[from] StorageError),
+    #[error("the stored job options are unreadable: {0}")]
+    Options(String),
+    #[error("the worker failed: {0}")]
+    Worker(String),
+}
+
+impl RunError {
+    fn is_permanent(&self) -> bool {
+        match self {
+            RunError::Media(e) => e.is_permanent(),
+            RunError::Options(_) => true,
+            RunError::Storage(_) | RunError::Worker(_) => false,
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            RunError::Media(e) => e.reason(),
+            RunError::Storage(StorageError::NotFound) => {
+                "the uploaded file is missing from storage".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+struct Produced {
+    frames: u32,
+    zip_bytes: u64,
+}
+
+pub async fn run_job(ctx: Arc<ProcessorContext>, claim: Claim, cancel: CancelFlag) {
+    let span = tracing::info_span!("job", job_id = %claim.job.id, attempt = claim.job.attempts);
+    async move {
+        let started = Instant::now();
+        tracing::info!(node = %ctx.node, "processing started");
+        let progress = Arc::new(AtomicU32::new(0));
+        let work = produce(&ctx, &claim, &cancel, progress.clone());
+        let heartbeat = heartbeat(&ctx, &claim, &cancel, progress);
+        let result = tokio::select! {
+            r = work => r,
+            () = heartbeat => Err(RunError::Media(MediaError::Cancelled)),
+        };
+        record_outcome(&ctx, &claim, result, started).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Renews the lease with the progress every third of the lease; cancels the
+/// job and returns when the lease is lost. Never returns otherwise.
+async fn heartbeat(
+    ctx: &ProcessorContext,
+    claim: &Claim,
+    cancel: &CancelFlag,
+    frames_done: Arc<AtomicU32>,
+) {
+    // Frequent enough for a live progress bar, and well inside the lease.
+    let every = (ctx.lease / 3).min(Duration::from_millis(500));
+    loop {
+        tokio::time::sleep(every).await;
+        // `produce` publishes progress in ten-thousandths
+        let fraction = frames_done.load(Ordering::Relaxed) as f32 / 10_000.0;
+        match db::jobs::heartbeat(
+            &ctx.pool,
+            claim.job.id,
+            claim.lease_token,
+            fraction,
+            ctx.lease,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("lease lost (job deleted or taken over); stopping");
+                cancel.cancel();
+                return;
+            }
+            // a brief database outage is survivable while the lease lasts
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+        }
+    }
+}
+
+async fn produce(
+    ctx: &ProcessorContext,
+    claim: &Claim,
+    cancel: &CancelFlag,
+    progress: Arc<AtomicU32>,
+) -> Result<Produced, RunError> {
+    let id = claim.job.id;
+    let options: FrameOptions = serde_json::from_value(claim.job.options.clone())
+        .map_err(|e| RunError::Options(e.to_string()))?;
+    let source = ctx.store.input_location(&MediaStore::source_key(id))?;
+    ctx.store.size(&MediaStore::source_key(id)).await?;
+    let info = media::probe(&ctx.ffprobe, &source, ctx.probe_timeout).await?;
+    let plan = media::plan(info.duration_secs, options.spacing(), options.max_frames);
+    if plan.timestamps.is_empty() {
+        return Err(MediaError::NoFrames.into());
+    }
+    tracing::info!(frames = plan.timestamps.len(), strategy = ?plan.strategy, duration = info.duration_secs, "plan");
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let mut writer = ctx.store.writer(&MediaStore::zip_key(id));
+    let store_task = async move {
+        let mut written = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            writer.write_all(&chunk).await?;
+            written += chunk.len() as u64;
+        }
+        Ok::<_, std::io::Error>((writer, written))
+    };
+
+    let ffmpeg = ctx.ffmpeg.clone();
+    let stall = ctx.stall_timeout;
+    let cancel = cancel.clone();
+    let options_json = claim.job.options.clone();
+    let extract = tokio::task::spawn_blocking(move || -> Result<u32, MediaError> {
+        let planned = plan.timestamps.len();
+        let mut zip = FrameZip::new(ChannelWriter::new(tx), options.format, planned);
+        let request = ExtractRequest {
+            ffmpeg: &ffmpeg,
+            input: &source,
+            plan: &plan,
+            duration_secs: info.duration_secs,
+            format: options.format,
+            width: options.width,
+            stall_timeout: stall,
+            cancel: &cancel,
+        };
+        let stats = media::extract_frames(&request, &mut |frame| {
+            zip.add(&frame)?;
+            let done = (frame.index as usize + 1).min(planned);
+            // keep 1 % for writing the manifest and storing the zip
+            progress.store((done * 9_900 / planned) as u32, Ordering::Relaxed);
+            Ok(())
+        })?;
+        let mut sink = zip
+            .finish(&info, &options_json, stats.strategy)
+            .map_err(MediaError::Sink)?;
+        std::io::Write::flush(&mut sink).map_err(MediaError::Sink)?;
+        Ok(stats.frames)
+    });
+
+    let (extracted, stored) = tokio::join!(extract, store_task);
+    let frames = extracted.map_err(|e| RunError::Worker(e.to_string()))?;
+    match (frames, stored) {
+        (Ok(frames), Ok((mut writer, written))) => {
+            writer.shutdown().await.map_err(StorageError::Io)?;
+            Ok(Produced {
+                frames,
+                zip_bytes: written,
+            })
+        }
+        // the store failed first: ffmpeg saw a broken pipe, the store has the cause
+        (Err(MediaError::Sink(_)), Err(e)) => Err(StorageError::Io(e).into()),
+        (Err(e), _) => Err(e.into()),
+        (Ok(_), Err(e)) => Err(StorageError::Io(e).into()),
+    }
+}
+
+async fn record_outcome(
+    ctx: &ProcessorContext,
+    claim: &Claim,
+    result: Result<Produced, RunError>,
+    started: Instant,
+) {
+    let id = claim.job.id;
+    let elapsed = started.elapsed();
+    let outcome = match result {
+        Ok(done) => {
+            let recorded = db::jobs::complete(
+                &ctx.pool,
+                id,
+                claim.lease_token,
+                &ctx.node,
+                done.frames as i32,
+                done.zip_bytes as i64,
+                |filename| Some(message::job_done(filename)),
+            )
+            .await;
+            match recorded {
+                Ok(true) => {
+                    metrics::histogram!("vp_processing_seconds").record(elapsed.as_secs_f64());
+                    tracing::info!(
+                        frames = done.frames,
+                        zip_bytes = done.zip_bytes,
+                        seconds = elapsed.as_secs_f64(),
+                        "done"
+                    );
+                    supervisor::wake_notifier();
+                    "done"
+                }
+                Ok(false) => {
+                    tracing::warn!("finished, but the lease was lost; result discarded");
+                    "lease_lost"
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "recording completion failed; the lease will expire and the job rerun");
+                    "db_error"
+                }
+            }
+        }
+        Err(RunError::Media(MediaError::Cancelled)) => {
+            tracing::info!("stopped: cancelled");
+            "cancelled"
+        }
+        Err(e) if e.is_permanent() => {
+            let reason = e.reason();
+            tracing::warn!(%reason, "failed permanently");
+            match db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |f| {
+                message::job_failed(f, &reason)
+            })
+            .await
+            {
+                Ok(_) => supervisor::wake_notifier(),
+                Err(e) => {
+                    tracing::error!(error = %e, "recording failure failed; the lease will expire")
+                }
+            }
+            "failed"
+        }
+        Err(e) => {
+            let reason = e.reason();
+            let backoff = retry_backoff(claim.job.attempts as u32);
+            tracing::warn!(%reason, ?backoff, "transient failure");
+            match db::jobs::retry_or_fail(
+                &ctx.pool,
+                id,
+                claim.lease_token,
+                &ctx.node,
+                &reason,
+                backoff,
+                message::job_failed,
+            )
+            .await
+            {
+                Ok(db::jobs::RetryOutcome::Failed) => supervisor::wake_notifier(),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "recording retry failed; the lease will expire")
+                }
+            }
+            "retry"
+        }
+    };
+    metrics::counter!("vp_jobs_finished_total", "outcome" => outcome).increment(1);
+}
+
+/// 5 s, 10 s, 20 s, … capped at five minutes.
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_secs((5u64 << attempt.saturating_sub(1).min(6)).min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backoff_grows_and_is_capped() {
+        assert_eq!(retry_backoff(1), Duration::from_secs(5));
+        assert_eq!(retry_backoff(2), Duration::from_secs(10));
+        assert_eq!(retry_backoff(30), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,332 @@
+//! Configuration in three layers: `config/default.toml` (compiled in, so the
+//! binary runs from any directory), the TOML file named in `VP_CONFIG`, then
+//! the environment variables of the operating contract.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    File(#[from] Box<figment::Error>),
+    #[error("{var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A value that must never reach a log line.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected `text` or `json`, got `{other}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tuning {
+    pub token_ttl_secs: u64,
+    pub job_lease_secs: u64,
+    pub job_max_attempts: u32,
+    pub max_frames: u32,
+    pub ffmpeg_stall_secs: u64,
+    pub probe_timeout_secs: u64,
+    pub max_concurrent_uploads: usize,
+    pub mail_max_attempts: u32,
+    pub ffmpeg_path: PathBuf,
+    pub ffprobe_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database_url: Secret,
+    pub http_addr: SocketAddr,
+    pub media_url: String,
+    #[serde(default)]
+    pub smtp_url: Option<Secret>,
+    pub mail_from: String,
+    #[serde(default)]
+    pub node_name: Option<String>,
+    pub cluster_addr: String,
+    #[serde(default)]
+    pub cluster_seeds: Option<String>,
+    #[serde(default)]
+    pub cluster_cookie: Option<Secret>,
+    #[serde(default)]
+    pub token_key: Option<Secret>,
+    #[serde(default)]
+    pub token_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub workers: Option<usize>,
+    pub max_upload_bytes: u64,
+    pub retention_days: u32,
+    pub log_format: LogFormat,
+    pub tuning: Tuning,
+}
+
+impl Settings {
+    /// Loads the three layers from the real process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(|name| std::env::var(name).ok())
+    }
+
+    /// Loads the layers with `env` standing in for the environment (tests).
+    pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = env("VP_CONFIG") {
+            if !std::path::Path::new(&path).is_file() {
+                return Err(ConfigError::Env {
+                    var: "VP_CONFIG",
+                    message: format!("no such file: {path}"),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.apply_env(&env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The environment variables of the operating contract, each parsed with
+    /// a message that names the variable.
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: FromStr>(
+            env: &impl Fn(&str) -> Option<String>,
+            var: &'static str,
+        ) -> Result<Option<T>, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            match env(var).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e: T::Err| ConfigError::Env {
+                        var,
+                        message: e.to_string(),
+                    }),
+            }
+        }
+        let text = |var: &'static str| env(var).filter(|v| !v.is_empty());
+
+        if let Some(v) = text("DATABASE_URL") {
+            self.database_url = Secret::new(v);
+        }
+        if let Some(v) = parse(env, "VP_HTTP_ADDR")? {
+            self.http_addr = v;
+        }
+        if let Some(v) = text("VP_MEDIA_URL") {
+            self.media_url = v;
+        }
+        if let Some(v) = text("VP_SMTP_URL") {
+            self.smtp_url = Some(Secret::new(v));
+        }
+        if let Some(v) = text("VP_MAIL_FROM") {
+            self.mail_from = v;
+        }
+        if let Some(v) = text("VP_NODE_NAME") {
+            self.node_name = Some(v);
+        }
+        if let Some(v) = text("VP_CLUSTER_ADDR") {
+            self.cluster_addr = v;
+        }
+        if let Some(v) = text("VP_CLUSTER_SEEDS") {
+            self.cluster_seeds = Some(v);
+        }
+        if let Some(v) = text("VP_CLUSTER_COOKIE") {
+            self.cluster_cookie = Some(Secret::new(v));
+        }
+        if let Some(v) = text("VP_TOKEN_KEY") {
+            self.token_key = Some(Secret::new(v));
+        }
+        if let Some(v) = text("VP_TOKEN_KEY_FILE") {
+            self.token_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = parse(env, "VP_WORKERS")? {
+            self.workers = Some(v);
+        }
+        if let Some(v) = parse(env, "VP_MAX_UPLOAD_BYTES")? {
+            self.max_upload_bytes = v;
+        }
+        if let Some(v) = parse(env, "VP_RETENTION_DAYS")? {
+            self.retention_days = v;
+        }
+        if let Some(v) = parse(env, "VP_LOG_FORMAT")? {
+            self.log_format = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.workers == Some(0) {
+            return invalid("VP_WORKERS must be at least 1");
+        }
+        if self.max_upload_bytes == 0 {
+            return invalid("VP_MAX_UPLOAD_BYTES must be at least 1");
+        }
+        if self.retention_days == 0 {
+            return invalid("VP_RETENTION_DAYS must be at least 1");
+        }
+        if self.cluster_seeds.is_some() && self.cluster_cookie.is_none() {
+            return invalid("VP_CLUSTER_COOKIE is required when VP_CLUSTER_SEEDS is set");
+        }
+        let t = &self.tuning;
+        if t.job_lease_secs < 3 || t.job_max_attempts == 0 || t.max_frames == 0 {
+            return invalid("tuning: job_lease_secs >= 3, job_max_attempts >= 1, max_frames >= 1");
+        }
+        Ok(())
+    }
+
+    /// This node's stable name: `VP_NODE_NAME`, else the host name.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "videoproject".to_owned())
+        })
+    }
+
+    /// Processor slots: `VP_WORKERS`, else the CPU count.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_operating_contract() {
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            s.database_url.expose(),
+            "postgres://postgres@127.0.0.1:5432/videoproject"
+        );
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.media_url, "file://./var/media");
+        assert!(s.smtp_url.is_none());
+        assert_eq!(s.mail_from, "videoproject@localhost");
+        assert_eq!(s.cluster_addr, "127.0.0.1:4697");
+        assert_eq!(s.max_upload_bytes, 4 * 1024 * 1024 * 1024);
+        assert_eq!(s.retention_days, 7);
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert!(s.workers() >= 1);
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = load(&[
+            ("DATABASE_URL", "postgres://x@db/y"),
+            ("VP_HTTP_ADDR", "0.0.0.0:9000"),
+            ("VP_WORKERS", "3"),
+            ("VP_MAX_UPLOAD_BYTES", "1024"),
+            ("VP_CLUSTER_COOKIE", "12345"),
+            ("VP_LOG_FORMAT", "json"),
+            ("VP_NODE_NAME", "node-a"),
+        ])
+        .unwrap();
+        assert_eq!(s.database_url.expose(), "postgres://x@db/y");
+        assert_eq!(s.http_addr.port(), 9000);
+        assert_eq!(s.workers(), 3);
+        assert_eq!(s.max_upload_bytes, 1024);
+        assert_eq!(s.cluster_cookie.as_ref().unwrap().expose(), "12345");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.node_name(), "node-a");
+    }
+
+    #[test]
+    fn config_file_sits_between_defaults_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vp.toml");
+        std::fs::write(
+            &path,
+            "retention_days = 3\nmail_from = \"a@b.c\"\n[tuning]\njob_max_attempts = 9\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let s = load(&[("VP_CONFIG", path), ("VP_MAIL_FROM", "env@b.c")]).unwrap();
+        assert_eq!(s.retention_days, 3);
+        assert_eq!(s.tuning.job_max_attempts, 9);
+        assert_eq!(s.mail_from, "env@b.c");
+        // untouched keys keep their defaults
+        assert_eq!(s.tuning.max_frames, 10_000);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = load(&[("VP_WORKERS", "many")]).unwrap_err().to_string();
+        assert!(err.starts_with("VP_WORKERS"), "{err}");
+        let err = load(&[("VP_HTTP_ADDR", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("VP_HTTP_ADDR"), "{err}");
+        assert!(load(&[("VP_WORKERS", "0")]).is_err());
+        assert!(load(&[("VP_CLUSTER_SEEDS", "a:1")]).is_err());
+        assert!(load(&[("VP_CONFIG", "/nonexistent/vp.toml")]).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = load(&[("VP_TOKEN_KEY", "deadbeef")]).unwrap();
+        assert!(!format!("{s:?}").contains("deadbeef"));
+    }
+}

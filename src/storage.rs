@@ -1,0 +1,197 @@
+//! The media store: uploaded videos and finished zips, in a place every node
+//! can read. `file:///path` (the default `file://./var/media` is relative to
+//! the working directory) is a local or shared directory; writes go to a
+//! staging file that is renamed into place, so readers never see half an
+//! object.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::domain::JobId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("unsupported media URL `{0}`: use file:///path")]
+    UnsupportedUrl(String),
+    #[error("cannot prepare media directory {0}: {1}")]
+    Directory(String, std::io::Error),
+    #[error("object not found")]
+    NotFound,
+    #[error("media store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("media store I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone)]
+pub struct MediaStore {
+    store: Arc<LocalFileSystem>,
+    root: PathBuf,
+}
+
+/// An object being written; `finish` makes it visible, dropping it discards it.
+pub type ObjectWriter = BufWriter;
+
+impl MediaStore {
+    pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        let path = url
+            .strip_prefix("file://")
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| StorageError::UnsupportedUrl(url.to_owned()))?;
+        let dir = PathBuf::from(path);
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::Directory(path.to_owned(), e))?;
+        let root = dir
+            .canonicalize()
+            .map_err(|e| StorageError::Directory(path.to_owned(), e))?;
+        // fsync: a 202 promises the upload survives a crash
+        let store = LocalFileSystem::new_with_prefix(&root)?
+            .with_automatic_cleanup(true)
+            .with_fsync(true);
+        Ok(Self {
+            store: Arc::new(store),
+            root,
+        })
+    }
+
+    pub fn source_key(id: JobId) -> Key {
+        Key::from(format!("videos/{id}/source"))
+    }
+
+    pub fn zip_key(id: JobId) -> Key {
+        Key::from(format!("videos/{id}/frames.zip"))
+    }
+
+    /// A streaming writer for `key`; memory stays bounded by `buffer` bytes.
+    pub fn writer(&self, key: &Key) -> ObjectWriter {
+        const BUFFER: usize = 8 * 1024 * 1024;
+        BufWriter::with_capacity(self.store.clone(), key.clone(), BUFFER)
+    }
+
+    /// Where ffmpeg reads the object from.
+    pub fn input_location(&self, key: &Key) -> Result<String, StorageError> {
+        let path = self.store.path_to_filesystem(key)?;
+        Ok(path.to_string_lossy().into_owned())
+    }
+
+    pub async fn size(&self, key: &Key) -> Result<u64, StorageError> {
+        match self.store.head(key).await {
+            Ok(meta) => Ok(meta.size),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams `range` of `key` (the whole object when None).
+    pub async fn read(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+        let options = object_store::GetOptions {
+            range: range.map(Into::into),
+            ..Default::default()
+        };
+        match self.store.get_opts(key, options).await {
+            Ok(result) => Ok(result.into_stream().map_err(StorageError::from).boxed()),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes every object of a job; missing objects are fine.
+    pub async fn delete_job(&self, id: JobId) -> Result<(), StorageError> {
+        for key in [Self::source_key(id), Self::zip_key(id)] {
+            self.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &Key) -> Result<(), StorageError> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes staging files (`name#N`) that a crash left behind.
+    pub fn sweep_staging_files(&self) -> std::io::Result<usize> {
+        fn walk(dir: &std::path::Path, removed: &mut usize) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(&path, removed)?;
+                } else if path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.contains('#'))
+                {
+                    std::fs::remove_file(&path)?;
+                    *removed += 1;
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        walk(&self.root, &mut removed)?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn write_is_invisible_until_shutdown_and_dropped_writes_vanish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MediaStore::from_url(&format!("file://{}", dir.path().display())).unwrap();
+        let id = JobId::new();
+        let key = MediaStore::source_key(id);
+
+        let mut w = store.writer(&key);
+        w.write_all(b"hello ").await.unwrap();
+        w.write_all(b"world").await.unwrap();
+        assert!(matches!(
+            store.size(&key).await,
+            Err(StorageError::NotFound)
+        ));
+        w.shutdown().await.unwrap();
+        assert_eq!(store.size(&key).await.unwrap(), 11);
+
+        let part: Vec<Bytes> = store
+            .read(&key, Some(6..11))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(part.concat(), b"world");
+
+        let zip = MediaStore::zip_key(id);
+        let mut w = store.writer(&zip);
+        w.write_all(b"partial").await.unwrap();
+        drop(w);
+        assert!(matches!(
+            store.size(&zip).await,
+            Err(StorageError::NotFound)
+        ));
+
+        store.delete_job(id).await.unwrap();
+        assert!(matches!(
+            store.size(&key).await,
+            Err(StorageError::NotFound)
+        ));
+        assert!(MediaStore::from_url("s3://bucket").is_err());
+    }
+}

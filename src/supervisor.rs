@@ -1,0 +1,182 @@
+//! The root of the node's actors: starts `Upload`, `ProcessorPool` and
+//! `Notifier`, restarts any that fails (within a budget, beyond which the
+//! node stops rather than limp), and stops them in order on shutdown.
+//! Actors find each other by registered name, so a restarted actor is
+//! reachable at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_cluster::RactorMessage;
+
+use crate::notify::{Notifier, NotifierArgs, NotifierMsg};
+use crate::processor::{PoolMsg, ProcessorContext, ProcessorPool};
+use crate::upload::{UploadAdmission, UploadArgs, UploadMsg};
+
+pub const UPLOAD: &str = "vp.upload";
+pub const POOL: &str = "vp.processor_pool";
+pub const NOTIFIER: &str = "vp.notifier";
+
+/// Restarts allowed within [`RESTART_WINDOW`] before the node gives up.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+pub fn upload() -> Option<ActorRef<UploadMsg>> {
+    ActorRef::where_is(UPLOAD)
+}
+
+/// Hints the pool that a job may be waiting; harmless if lost.
+pub fn wake_pool() {
+    if let Some(pool) = ActorRef::<PoolMsg>::where_is(POOL) {
+        let _ = pool.cast(PoolMsg::Wake);
+    }
+}
+
+pub fn cancel_job(id: crate::domain::JobId) {
+    if let Some(pool) = ActorRef::<PoolMsg>::where_is(POOL) {
+        let _ = pool.cast(PoolMsg::Cancel(id));
+    }
+}
+
+/// Hints the notifier that the outbox has mail; harmless if lost.
+pub fn wake_notifier() {
+    if let Some(n) = ActorRef::<NotifierMsg>::where_is(NOTIFIER) {
+        let _ = n.cast(NotifierMsg::Wake);
+    }
+}
+
+/// Everything needed to (re)start the children.
+#[derive(Clone)]
+pub struct SupervisorArgs {
+    pub upload: UploadArgs,
+    pub processor: Arc<ProcessorContext>,
+    pub notifier: NotifierArgs,
+}
+
+pub struct Supervisor;
+
+#[derive(RactorMessage)]
+pub enum SupervisorMsg {
+    /// Stop the children (the pool hands its jobs back), then reply.
+    Shutdown(RpcReplyPort<()>),
+}
+
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    restarts: Vec<Instant>,
+    stopping: bool,
+}
+
+impl Supervisor {
+    async fn start_child(
+        myself: &ActorRef<SupervisorMsg>,
+        args: &SupervisorArgs,
+        name: &str,
+    ) -> Result<ActorCell, ActorProcessingErr> {
+        let cell = myself.get_cell();
+        let name_owned = Some(name.to_owned());
+        let spawned = match name {
+            UPLOAD => Actor::spawn_linked(name_owned, UploadAdmission, args.upload.clone(), cell)
+                .await?
+                .0
+                .get_cell(),
+            POOL => Actor::spawn_linked(name_owned, ProcessorPool, args.processor.clone(), cell)
+                .await?
+                .0
+                .get_cell(),
+            NOTIFIER => Actor::spawn_linked(name_owned, Notifier, args.notifier.clone(), cell)
+                .await?
+                .0
+                .get_cell(),
+            other => return Err(format!("unknown child {other}").into()),
+        };
+        Ok(spawned)
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        for name in [NOTIFIER, POOL, UPLOAD] {
+            Self::start_child(&myself, &args, name).await?;
+        }
+        Ok(SupervisorState {
+            args,
+            restarts: Vec::new(),
+            stopping: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Shutdown(reply) => {
+                state.stopping = true;
+                // uploads first (no new work), then the pool (hands jobs back), then mail
+                for name in [UPLOAD, POOL, NOTIFIER] {
+                    if let Some(cell) = ractor::registry::where_is(name) {
+                        cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
+                            .await
+                            .ok();
+                    }
+                }
+                let _ = reply.send(());
+                myself.stop(Some("shutdown".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return Ok(()),
+        };
+        if state.stopping {
+            return Ok(());
+        }
+        let Some(name) = cell.get_name() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        state
+            .restarts
+            .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if state.restarts.len() >= MAX_RESTARTS {
+            tracing::error!(actor = %name, %why, "too many actor restarts; stopping the node");
+            myself.stop(Some(format!("{name} keeps failing: {why}")));
+            return Ok(());
+        }
+        state.restarts.push(now);
+        tracing::warn!(actor = %name, %why, "actor stopped unexpectedly; restarting");
+        // its name is freed once it has stopped; give the registry a moment
+        for _ in 0..50 {
+            if ractor::registry::where_is(name.clone()).is_none() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Self::start_child(&myself, &state.args, &name).await?;
+        Ok(())
+    }
+}

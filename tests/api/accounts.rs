@@ -1,0 +1,215 @@
+use reqwest::header::AUTHORIZATION;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, error_code};
+
+#[tokio::test]
+async fn sign_up_sign_in_profile_and_sign_out() {
+    let app = TestApp::spawn().await;
+
+    let r = app
+        .post_json(
+            "/api/v1/users",
+            &json!({"email": "Ann@Example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["email"], "ann@example.com");
+    assert!(user["id"].as_str().is_some_and(|id| id.len() == 36));
+
+    let r = app
+        .post_json(
+            "/api/v1/sessions",
+            &json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let session: Value = r.json().await.unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    assert!(session["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    let me: Value = app
+        .get(&token, "/api/v1/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me,
+        json!({"id": user["id"], "email": "ann@example.com", "notify_on_success": false, "webhook_url": null})
+    );
+
+    let r = app
+        .http
+        .patch(app.url("/api/v1/me"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .json(&json!({"notify_on_success": true, "webhook_url": "https://hooks.example.com/vp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["notify_on_success"], true);
+    assert_eq!(me["webhook_url"], "https://hooks.example.com/vp");
+
+    let r = app
+        .http
+        .patch(app.url("/api/v1/me"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .json(&json!({"webhook_url": "http://example.com/hook"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(error_code(r).await, "invalid_input");
+
+    // sign out: the token is refused from then on
+    let r = app.delete(&token, "/api/v1/sessions").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app.get(&token, "/api/v1/me").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(r).await, "unauthorized");
+    // …also after a restart of the node (revocations are in the database)
+    let mut app = app;
+    app.restart();
+    let r = app.get(&token, "/api/v1/me").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // a new sign-in works
+    let token = app.sign_in("ann@example.com").await;
+    assert_eq!(
+        app.get(&token, "/api/v1/me").send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn sign_up_and_sign_in_errors() {
+    let app = TestApp::spawn().await;
+    app.user("bob@example.com").await;
+
+    let cases = [
+        (
+            json!({"email": "bob@example.com", "password": PASSWORD}),
+            409,
+            "email_taken",
+        ),
+        (
+            json!({"email": "BOB@example.com", "password": PASSWORD}),
+            409,
+            "email_taken",
+        ),
+        (
+            json!({"email": "not-an-email", "password": PASSWORD}),
+            422,
+            "invalid_input",
+        ),
+        (
+            json!({"email": "c@example.com", "password": "short"}),
+            422,
+            "invalid_input",
+        ),
+        (json!({"email": "c@example.com"}), 422, "invalid_input"),
+        (
+            json!({"email": 7, "password": PASSWORD}),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = app.post_json("/api/v1/users", &body).await;
+        assert_eq!(r.status(), status, "{body}");
+        assert_eq!(error_code(r).await, code, "{body}");
+    }
+    let r = app
+        .http
+        .post(app.url("/api/v1/users"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "bad_request");
+
+    for body in [
+        json!({"email": "bob@example.com", "password": "wrong password"}),
+        json!({"email": "nobody@example.com", "password": PASSWORD}),
+    ] {
+        let r = app.post_json("/api/v1/sessions", &body).await;
+        assert_eq!(r.status(), 401, "{body}");
+        assert_eq!(error_code(r).await, "invalid_credentials");
+    }
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_rate_limited() {
+    let app = TestApp::spawn().await;
+    app.user("carol@example.com").await;
+    let wrong = json!({"email": "carol@example.com", "password": "not the password"});
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            app.post_json("/api/v1/sessions", &wrong)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(&statuses[..10], &[401; 10]);
+    let r = app
+        .post_json(
+            "/api/v1/sessions",
+            &json!({"email": "carol@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        429,
+        "even the right password waits out the lock"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r).await, "rate_limited");
+}
+
+#[tokio::test]
+async fn every_authenticated_call_refuses_missing_or_bad_tokens() {
+    let app = TestApp::spawn().await;
+    let token = app.user("dan@example.com").await;
+    let id = "01a222f2-d857-7688-b0de-cbfc793f2674";
+    let calls = [
+        ("GET", "/api/v1/me".to_owned()),
+        ("PATCH", "/api/v1/me".to_owned()),
+        ("GET", "/api/v1/videos".to_owned()),
+        ("POST", "/api/v1/videos".to_owned()),
+        ("GET", format!("/api/v1/videos/{id}")),
+        ("DELETE", format!("/api/v1/videos/{id}")),
+        ("GET", format!("/api/v1/videos/{id}/frames.zip")),
+        ("GET", format!("/api/v1/videos/{id}/events")),
+        // last: with the good token it signs out
+        ("DELETE", "/api/v1/sessions".to_owned()),
+    ];
+    let tampered = format!("{}A", &token[..token.len() - 1]);
+    for (method, path) in &calls {
+        for auth in [
+            None,
+            Some("Bearer garbage".to_owned()),
+            Some(format!("Bearer {tampered}")),
+            Some(token.clone()),
+        ] {
+            let mut req = app.http.request(method.parse().unwrap(), app.url(path));
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            let r = req.send().await.unwrap();
+            if auth.as_deref() == Some(&format!("Bearer {token}")) {
+                assert_ne!(r.status(), 401, "{method} {path} with a good token");
+            } else {
+                assert_eq!(r.status(), 401, "{method} {path} with {auth:?}");
+                assert_eq!(error_code(r).await, "unauthorized");
+            }
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! Test harness: each test gets a fresh PostgreSQL database, a media
+//! directory, optionally a real SMTP server (aiosmtpd) on a free loopback
+//! port, and the real `videoproject` binary started on port 0.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::header::AUTHORIZATION;
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Admin connection used to create and drop test databases.
+fn admin_url() -> String {
+    std::env::var("VP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_dbname(url: &str, name: &str) -> String {
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
+    format!("{base}/{name}")
+}
+
+/// Polls `check` every 100 ms until it yields a value or `timeout` passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+    }
+}
+
+/// A fresh database, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let name = format!("vp_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
+            .await
+            .expect("PostgreSQL must be running (see README: scripts/test)");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = with_dbname(&admin_url(), &name);
+        Self { name, url }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // best effort: a separate runtime, since Drop may run outside one
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real SMTP server (aiosmtpd) writing each message into a maildir.
+pub struct SmtpServer {
+    child: Child,
+    pub port: u16,
+    maildir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("maildir");
+        let python = std::env::var("VP_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-smtp/bin/python")
+            });
+        let port = free_port();
+        let child = Command::new(&python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start aiosmtpd with {} ({e}); run scripts/test",
+                    python.display()
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start listening"
+            );
+            std::thread::yield_now();
+        }
+        Self {
+            child,
+            port,
+            maildir,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far: headers, and the body decoded from
+    /// quoted-printable.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .map(|m| decode_quoted_printable(&m))
+            .collect()
+    }
+}
+
+fn decode_quoted_printable(message: &str) -> String {
+    if !message.contains("quoted-printable") {
+        return message.to_owned();
+    }
+    let joined = message.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How to start a node.
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub node_name: String,
+    pub workers: usize,
+    pub smtp_url: Option<String>,
+    pub max_upload_bytes: Option<u64>,
+    /// Extra TOML for `VP_CONFIG` (tuning).
+    pub config_toml: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_name: "node-a".into(),
+            workers: 2,
+            smtp_url: None,
+            max_upload_bytes: None,
+            config_toml: None,
+        }
+    }
+}
+
+/// One running node: the real binary.
+pub struct Node {
+    child: Child,
+    pub addr: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Node {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: a crash, nothing runs after it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status once the node has stopped.
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + timeout;
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tick.tick().await;
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node did not stop within {timeout:?} of SIGTERM"
+            );
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A test's world: database, media directory, one node and an HTTP client.
+pub struct TestApp {
+    pub db: TestDb,
+    pub media: tempfile::TempDir,
+    pub config: NodeConfig,
+    pub node: Node,
+    pub http: reqwest::Client,
+    pub smtp: Option<SmtpServer>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_videoproject")
+}
+
+pub fn start_node(db: &TestDb, media: &Path, config: &NodeConfig) -> Node {
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("VP_HTTP_ADDR", "127.0.0.1:0")
+        .env("VP_MEDIA_URL", format!("file://{}", media.display()))
+        .env("VP_NODE_NAME", &config.node_name)
+        .env("VP_WORKERS", config.workers.to_string())
+        .env("VP_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(url) = &config.smtp_url {
+        cmd.env("VP_SMTP_URL", url);
+    }
+    if let Some(max) = config.max_upload_bytes {
+        cmd.env("VP_MAX_UPLOAD_BYTES", max.to_string());
+    }
+    if let Some(toml) = &config.config_toml {
+        let path = media.join(format!("{}.toml", config.node_name));
+        std::fs::write(&path, toml).unwrap();
+        cmd.env("VP_CONFIG", path);
+    }
+    let mut child = cmd.spawn().expect("start videoproject");
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["fields"]["message"] == "http listening"
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => addr.parse().expect("listening address"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "node did not start; its log:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
+    };
+    Node { child, addr, logs }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(NodeConfig::default(), false).await
+    }
+
+    pub async fn spawn_with(mut config: NodeConfig, with_smtp: bool) -> Self {
+        let db = TestDb::create().await;
+        let media = tempfile::tempdir().unwrap();
+        let smtp = with_smtp.then(SmtpServer::start);
+        if let Some(smtp) = &smtp {
+            config.smtp_url = Some(smtp.url());
+        }
+        let node = start_node(&db, media.path(), &config);
+        Self {
+            db,
+            media,
+            config,
+            node,
+            http: reqwest::Client::new(),
+            smtp,
+        }
+    }
+
+    /// Starts the node again on the same database and media (after a kill or stop).
+    pub fn restart(&mut self) {
+        self.node.kill();
+        self.node = start_node(&self.db, self.media.path(), &self.config);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.addr)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs up and signs in a new user; returns its token.
+    pub async fn user(&self, email: &str) -> String {
+        let r = self
+            .post_json(
+                "/api/v1/users",
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "sign-up of {email}");
+        self.sign_in(email).await
+    }
+
+    pub async fn sign_in(&self, email: &str) -> String {
+        let r = self
+            .post_json(
+                "/api/v1/sessions",
+                &json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "sign-in of {email}");
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn get(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(self.url(path))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+    }
+
+    pub fn delete(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(self.url(path))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+    }
+
+    /// Uploads `file` with option `fields` (multipart); returns the response.
+    pub async fn upload(
+        &self,
+        token: &str,
+        file: &Path,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let bytes = tokio::fs::read(file).await.unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        form = form.part(
+            "video",
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
+        self.http
+            .post(self.url("/api/v1/videos"))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads and expects 202; returns the video id.
+    pub async fn upload_ok(&self, token: &str, file: &Path, fields: &[(&str, &str)]) -> String {
+        let r = self.upload(token, file, fields).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 202, "upload refused: {body}");
+        body["video"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn video(&self, token: &str, id: &str) -> Value {
+        let r = self
+            .get(token, &format!("/api/v1/videos/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["video"].clone()
+    }
+
+    /// Waits until the video reaches a final state; returns it.
+    pub async fn wait_final(&self, token: &str, id: &str, timeout: Duration) -> Value {
+        eventually(&format!("video {id} to finish"), timeout, || async {
+            let v = self.video(token, id).await;
+            matches!(v["status"].as_str(), Some("done" | "failed" | "cancelled")).then_some(v)
+        })
+        .await
+    }
+
+    pub async fn download(&self, token: &str, id: &str) -> Vec<u8> {
+        let r = self
+            .get(token, &format!("/api/v1/videos/{id}/frames.zip"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/zip");
+        r.bytes().await.unwrap().to_vec()
+    }
+
+    /// Files in the media directory (not counting the node's config files).
+    pub fn media_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_none_or(|x| x != "toml") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.media.path(), &mut out);
+        out
+    }
+
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let client = self.db.client().await;
+        client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+/// Reads the error code of an error answer.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let body: Value = r.json().await.expect("error answers are JSON");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}
+
+/// Names of the entries of a zip, in order, and its manifest.
+pub fn zip_contents(bytes: &[u8]) -> (Vec<String>, Value) {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid zip");
+    let names: Vec<String> = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned())
+        .collect();
+    let manifest = {
+        let mut f = zip.by_name("manifest.json").expect("manifest.json");
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+        serde_json::from_str(&s).unwrap()
+    };
+    (names, manifest)
+}
+
+/// Test videos made with ffmpeg's lavfi sources, once per test run.
+pub fn fixture(name: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    let _guard = LOCK.lock().unwrap();
+    let (file, secs, size) = match name {
+        "v60" => ("v60.mp4", 60, "160x120"),
+        "v20" => ("v20.mp4", 20, "160x120"),
+        "v60_big" => ("v60_big.mp4", 60, "320x240"),
+        "corrupt" => ("corrupt.mp4", 20, "640x480"),
+        "text" => {
+            let p = dir.join("notes.mp4");
+            if !p.exists() {
+                std::fs::write(
+                    &p,
+                    "this is not a video, only text pretending to be one\n".repeat(200),
+                )
+                .unwrap();
+            }
+            return p;
+        }
+        other => panic!("unknown fixture {other}"),
+    };
+    let path = dir.join(file);
+    if path.exists() {
+        return path;
+    }
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+            "-t",
+            &secs.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg must be installed (see README: scripts/test)");
+    assert!(status.success(), "generating {name}");
+    if name == "corrupt" {
+        // Overwrite most of the media data with noise: the headers still
+        // probe as a video, but the frames cannot be decoded.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (from, to) = (bytes.len() / 10, bytes.len() * 8 / 10);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for b in &mut bytes[from..to] {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *b = seed as u8;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    path
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: the real binary, a real PostgreSQL, the real ffmpeg and
+//! a real SMTP server, spoken to over HTTP the way a client would.
+
+mod accounts;
+mod helpers;
+mod isolation;
+mod ops;
+mod processing;
+mod videos;

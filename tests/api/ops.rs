@@ -1,0 +1,95 @@
+use serde_json::Value;
+
+use crate::helpers::{TestApp, error_code, fixture};
+
+#[tokio::test]
+async fn health_readiness_metrics_and_unknown_routes() {
+    let app = TestApp::spawn().await;
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ready: Value = r.json().await.unwrap();
+    assert_eq!(ready["database"], true);
+    assert_eq!(ready["node"], "node-a");
+
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "2")])
+        .await;
+    assert_eq!(
+        app.wait_final(&token, &id, std::time::Duration::from_secs(120))
+            .await["status"],
+        "done"
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "vp_uploads_total{result=\"accepted\"} 1",
+        "vp_jobs{state=\"done\"} 1",
+        "vp_jobs{state=\"queued\"} 0",
+        "vp_processing_seconds_count 1",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "metrics lack `{needle}`:\n{metrics}"
+        );
+    }
+
+    let r = app
+        .http
+        .get(app.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+    let r = app.http.put(app.url("/api/v1/users")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(error_code(r).await, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn cli_version_migrate_and_user_add() {
+    let db = crate::helpers::TestDb::create().await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::helpers::binary())
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("VP_USER_PASSWORD", crate::helpers::PASSWORD)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("videoproject "));
+    assert!(run(&["migrate"]).status.success());
+    assert!(
+        run(&["migrate"]).status.success(),
+        "migrating twice is a no-op"
+    );
+    let out = run(&["user", "add", "ops@example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(user["email"], "ops@example.com");
+    let out = run(&["user", "add", "ops@example.com"]);
+    assert!(!out.status.success(), "a taken email is refused");
+    let out = std::process::Command::new(crate::helpers::binary())
+        .arg("serve")
+        .env("VP_WORKERS", "zero")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VP_WORKERS"));
+}

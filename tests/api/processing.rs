@@ -1,0 +1,220 @@
+use std::time::Duration;
+
+use reqwest::header::AUTHORIZATION;
+use serde_json::{Value, json};
+
+use crate::helpers::{NodeConfig, TestApp, eventually, fixture};
+
+const PROCESSING: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn undecodable_video_fails_with_a_reason_and_an_email() {
+    let app = TestApp::spawn_with(NodeConfig::default(), true).await;
+    let token = app.user("ann@example.com").await;
+    // its headers probe as a video, so the upload is accepted
+    let id = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
+    let failed = app.wait_final(&token, &id, PROCESSING).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["error"]
+        .as_str()
+        .expect("a failed video carries a reason");
+    assert!(!reason.is_empty());
+    assert_eq!(failed["download_url"], Value::Null);
+    let r = app
+        .get(&token, &format!("/api/v1/videos/{id}/frames.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    let smtp = app.smtp.as_ref().unwrap();
+    let mail = eventually("the failure email", Duration::from_secs(30), || async {
+        smtp.messages().into_iter().next()
+    })
+    .await;
+    assert!(mail.contains("To: ann@example.com"), "{mail}");
+    assert!(mail.contains("corrupt.mp4"), "{mail}");
+    assert!(
+        mail.contains(reason),
+        "the email gives the same reason: {mail}"
+    );
+
+    // sent once, and marked sent
+    let client = app.db.client().await;
+    eventually("the outbox row to be marked sent", Duration::from_secs(10), || async {
+        let row = client.query_one("SELECT count(*) FILTER (WHERE sent_at IS NOT NULL), count(*) FROM notifications", &[]).await.unwrap();
+        (row.get::<_, i64>(0) == 1 && row.get::<_, i64>(1) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(smtp.messages().len(), 1);
+    // the history has every transition
+    let events = client
+        .query("SELECT from_state::text, to_state::text FROM job_events WHERE job_id = $1::text::uuid ORDER BY id", &[&id])
+        .await
+        .unwrap();
+    let path: Vec<(Option<String>, String)> = events.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        path,
+        vec![
+            (None, "uploading".into()),
+            (Some("uploading".into()), "queued".into()),
+            (Some("queued".into()), "processing".into()),
+            (Some("processing".into()), "failed".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn success_email_when_asked_for() {
+    let app = TestApp::spawn_with(NodeConfig::default(), true).await;
+    let token = app.user("ann@example.com").await;
+    let r = app
+        .http
+        .patch(app.url("/api/v1/me"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .json(&json!({"notify_on_success": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "2")])
+        .await;
+    assert_eq!(
+        app.wait_final(&token, &id, PROCESSING).await["status"],
+        "done"
+    );
+    let smtp = app.smtp.as_ref().unwrap();
+    let mail = eventually("the success email", Duration::from_secs(30), || async {
+        smtp.messages().into_iter().next()
+    })
+    .await;
+    assert!(mail.contains("ready"), "{mail}");
+}
+
+/// Waits until the job is running with some progress.
+async fn wait_mid_job(app: &TestApp, token: &str, id: &str) {
+    eventually("the job to be mid-way", PROCESSING, || async {
+        let v = app.video(token, id).await;
+        (v["status"] == "processing" && v["progress"].as_f64().unwrap() > 0.0).then_some(())
+    })
+    .await;
+}
+
+async fn transitions(app: &TestApp, id: &str) -> Vec<(String, String, Option<String>)> {
+    let client = app.db.client().await;
+    client
+        .query(
+            "SELECT coalesce(from_state::text, ''), to_state::text, detail FROM job_events WHERE job_id = $1::text::uuid ORDER BY id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_job_finishes_it_after_restart() {
+    let mut app = TestApp::spawn_with(
+        NodeConfig {
+            workers: 1,
+            ..NodeConfig::default()
+        },
+        false,
+    )
+    .await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    wait_mid_job(&app, &token, &id).await;
+
+    app.node.kill(); // SIGKILL: no chance to clean up
+    app.restart();
+
+    let done = app.wait_final(&token, &id, PROCESSING).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["frames"], 1500);
+    let (names, _) = crate::helpers::zip_contents(&app.download(&token, &id).await);
+    assert_eq!(names.len(), 1501);
+    let history = transitions(&app, &id).await;
+    assert!(
+        history.iter().any(|(from, to, detail)| from == "processing"
+            && to == "queued"
+            && detail.as_deref() == Some("node restarted")),
+        "{history:?}"
+    );
+    assert_eq!(
+        history
+            .iter()
+            .filter(|(_, to, _)| to == "processing")
+            .count(),
+        2,
+        "{history:?}"
+    );
+    // no staging debris from the killed run
+    assert!(
+        app.media_files()
+            .iter()
+            .all(|p| !p.to_string_lossy().contains('#')),
+        "{:?}",
+        app.media_files()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_hands_the_running_job_back_and_exits_cleanly() {
+    let mut app = TestApp::spawn_with(
+        NodeConfig {
+            workers: 1,
+            ..NodeConfig::default()
+        },
+        false,
+    )
+    .await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    wait_mid_job(&app, &token, &id).await;
+
+    let status = app.node.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status:?}");
+    let history = transitions(&app, &id).await;
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str(), last.2.as_deref()),
+        ("processing", "queued", Some("node shutting down"))
+    );
+    let lines = app.node.log_lines();
+    assert!(
+        lines.iter().any(|l| l.contains("processor pool stopped")),
+        "graceful stop is logged"
+    );
+    // every log line about the job carries its id
+    let about_job: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("\"processing started\""))
+        .collect();
+    assert!(
+        !about_job.is_empty() && about_job.iter().all(|l| l.contains(&id)),
+        "{about_job:?}"
+    );
+
+    app.restart();
+    let done = app.wait_final(&token, &id, PROCESSING).await;
+    assert_eq!(done["status"], "done");
+    assert_eq!(done["frames"], 1500);
+    let client = app.db.client().await;
+    let attempts: i32 = client
+        .query_one(
+            "SELECT attempts FROM jobs WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1, "a graceful stop does not use up an attempt");
+}

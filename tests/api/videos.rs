@@ -1,0 +1,406 @@
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::header::AUTHORIZATION;
+use serde_json::Value;
+
+use crate::helpers::{NodeConfig, TestApp, error_code, eventually, fixture, zip_contents};
+
+const PROCESSING: Duration = Duration::from_secs(120);
+
+/// Option fields of an upload.
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+#[tokio::test]
+async fn upload_process_show_download_and_delete() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+
+    let r = app.upload(&token, &fixture("v60"), &[]).await;
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    let video = &body["video"];
+    let id = video["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/api/v1/videos/{id}"));
+    assert_eq!(video["filename"], "v60.mp4");
+    assert_eq!(video["status"], "queued", "202 means stored and queued");
+    assert_eq!(
+        video["size_bytes"],
+        std::fs::metadata(fixture("v60")).unwrap().len()
+    );
+    assert_eq!(video["options"]["interval"], 1.0);
+    assert_eq!(video["download_url"], Value::Null);
+
+    let done = app.wait_final(&token, &id, PROCESSING).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["progress"], 1.0);
+    assert_eq!(
+        done["frames"], 60,
+        "a 60 s video at the default interval gives 60 images"
+    );
+    assert_eq!(done["error"], Value::Null);
+    let url = done["download_url"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("/api/v1/videos/{id}/frames.zip"));
+
+    let zip = app.download(&token, &id).await;
+    assert_eq!(done["zip_bytes"], zip.len());
+    let (names, manifest) = zip_contents(&zip);
+    assert_eq!(names.len(), 61);
+    assert_eq!(names.last().unwrap(), "manifest.json");
+    let mut sorted = names[..60].to_vec();
+    sorted.sort();
+    assert_eq!(sorted, names[..60], "images are named in time order");
+    assert!(names[..60].iter().all(|n| n.ends_with(".jpg")));
+    let stamps: Vec<f64> = manifest["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["timestamp"].as_f64().unwrap())
+        .collect();
+    assert_eq!(stamps, (0..60).map(f64::from).collect::<Vec<_>>());
+    assert_eq!(manifest["source"]["video"]["width"], 160);
+
+    // a byte range is exactly that slice of the file
+    let r = app
+        .get(&token, &url)
+        .header("range", "bytes=100-1099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 100-1099/{}", zip.len())
+    );
+    assert_eq!(r.bytes().await.unwrap(), zip[100..1100]);
+    let r = app
+        .get(&token, &url)
+        .header("range", format!("bytes={}-", zip.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+
+    // delete: gone from the API, the disk and the database
+    assert_eq!(app.media_files().len(), 2);
+    let r = app.delete(&token, &location).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app.get(&token, &location).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+    assert_eq!(
+        app.delete(&token, &location).send().await.unwrap().status(),
+        404
+    );
+    assert!(app.media_files().is_empty(), "{:?}", app.media_files());
+    assert_eq!(app.count_rows("jobs").await, 0);
+    assert_eq!(app.count_rows("job_events").await, 0);
+}
+
+#[tokio::test]
+async fn frame_options_give_exact_counts() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let cases: [(&str, Fields, usize, &str); 4] = [
+        ("v20", &[("interval", "5")], 4, "jpg"),
+        ("v60", &[("count", "7")], 7, "jpg"),
+        ("v20", &[("interval", "1"), ("max_frames", "3")], 3, "jpg"),
+        (
+            "v20",
+            &[("count", "2"), ("format", "png"), ("width", "80")],
+            2,
+            "png",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (file, fields, _, _) in &cases {
+        ids.push(app.upload_ok(&token, &fixture(file), fields).await);
+    }
+    for ((file, fields, frames, ext), id) in cases.iter().zip(&ids) {
+        let done = app.wait_final(&token, id, PROCESSING).await;
+        assert_eq!(done["status"], "done", "{file} {fields:?}: {done}");
+        assert_eq!(done["frames"], *frames, "{file} {fields:?}");
+        let (names, manifest) = zip_contents(&app.download(&token, id).await);
+        assert_eq!(names.len(), frames + 1, "{file} {fields:?}");
+        assert!(names[..*frames].iter().all(|n| n.ends_with(ext)));
+        assert_eq!(manifest["count"], *frames);
+    }
+    // count=7 over 60 s: t_k = k * 60 / 7
+    let (_, manifest) = zip_contents(&app.download(&token, &ids[1]).await);
+    let stamps: Vec<f64> = manifest["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["timestamp"].as_f64().unwrap())
+        .collect();
+    for (k, t) in stamps.iter().enumerate() {
+        assert!((t - k as f64 * 60.0 / 7.0).abs() < 1e-6, "{stamps:?}");
+    }
+    // width=80 keeps the aspect ratio of 160x120
+    let zip = app.download(&token, &ids[3]).await;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut png = Vec::new();
+    std::io::Read::read_to_end(&mut archive.by_index(0).unwrap(), &mut png).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (80, 60));
+}
+
+#[tokio::test]
+async fn refused_uploads_leave_nothing_behind() {
+    let config = NodeConfig {
+        max_upload_bytes: Some(std::fs::metadata(fixture("v20")).unwrap().len() - 1000),
+        ..NodeConfig::default()
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+
+    let refusals: [(&str, Fields, u16, &str); 7] = [
+        ("text", &[], 415, "unsupported_media"),
+        // declared length over the limit: refused before reading
+        ("v60", &[], 413, "too_large"),
+        // within the declared slack, caught while streaming
+        ("v20", &[], 413, "too_large"),
+        ("v20", &[("interval", "0.01")], 422, "invalid_input"),
+        (
+            "v20",
+            &[("count", "3"), ("interval", "2")],
+            422,
+            "invalid_input",
+        ),
+        ("v20", &[("format", "gif")], 422, "invalid_input"),
+        ("v20", &[("colour", "red")], 422, "invalid_input"),
+    ];
+    for (file, fields, status, code) in refusals {
+        let r = app.upload(&token, &fixture(file), fields).await;
+        assert_eq!(r.status(), status, "{file} {fields:?}");
+        assert_eq!(error_code(r).await, code, "{file} {fields:?}");
+    }
+    // options in the query are checked too
+    let r = app
+        .http
+        .post(app.url("/api/v1/videos?width=3"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .multipart(reqwest::multipart::Form::new().text("count", "2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // not multipart, no file field
+    let r = app
+        .http
+        .post(app.url("/api/v1/videos"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "invalid_multipart");
+    let r = app
+        .http
+        .post(app.url("/api/v1/videos"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .multipart(reqwest::multipart::Form::new().text("count", "2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    // cleanup of a refused upload runs just after the answer
+    eventually(
+        "refused uploads to be cleaned up",
+        Duration::from_secs(10),
+        || async {
+            (app.media_files().is_empty() && app.count_rows("jobs").await == 0).then_some(())
+        },
+    )
+    .await;
+    let list: Value = app
+        .get(&token, "/api/v1/videos")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["videos"], Value::Array(vec![]));
+}
+
+#[tokio::test]
+async fn idempotency_key_gives_the_same_video() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let send = |key: &'static str| {
+        let bytes = std::fs::read(fixture("v20")).unwrap();
+        let form = reqwest::multipart::Form::new().part(
+            "video",
+            reqwest::multipart::Part::bytes(bytes).file_name("v20.mp4"),
+        );
+        app.http
+            .post(app.url("/api/v1/videos"))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header("idempotency-key", key)
+            .multipart(form)
+            .send()
+    };
+    let first: Value = send("upload-1").await.unwrap().json().await.unwrap();
+    let r = send("upload-1").await.unwrap();
+    assert_eq!(r.status(), 202);
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(first["video"]["id"], second["video"]["id"]);
+    let other: Value = send("upload-2").await.unwrap().json().await.unwrap();
+    assert_ne!(first["video"]["id"], other["video"]["id"]);
+    assert_eq!(app.count_rows("jobs").await, 2);
+    let r = send("has space").await.unwrap();
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
+async fn list_is_newest_first_with_cursor_pages() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            app.upload_ok(&token, &fixture("v20"), &[("count", "1")])
+                .await,
+        );
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/videos?limit=2".to_owned();
+    loop {
+        let page: Value = app
+            .get(&token, &path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let videos = page["videos"].as_array().unwrap();
+        assert!(videos.len() <= 2);
+        seen.extend(videos.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/videos?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=nonsense",
+        "colour=red",
+    ] {
+        let r = app
+            .get(&token, &format!("/api/v1/videos?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+        assert_eq!(error_code(r).await, "invalid_input");
+    }
+}
+
+#[tokio::test]
+async fn live_events_progress_and_not_ready_download() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    // 1500 frames: long enough to watch
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    let r = app
+        .get(&token, &format!("/api/v1/videos/{id}/frames.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(error_code(r).await, "not_ready");
+
+    let r = app
+        .get(&token, &format!("/api/v1/videos/{id}/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = r.bytes_stream();
+    let mut text = String::new();
+    let mut events: Vec<Value> = Vec::new();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    events
+                        .push(serde_json::from_str::<Value>(data.trim()).unwrap()["video"].clone());
+                }
+            }
+        }
+    };
+    tokio::time::timeout(PROCESSING, read)
+        .await
+        .expect("the event stream ends after the final state");
+    let last = events.last().expect("events");
+    assert_eq!(last["status"], "done");
+    assert_eq!(last["frames"], 1500);
+    let progress: Vec<f64> = events
+        .iter()
+        .map(|e| e["progress"].as_f64().unwrap())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress only grows: {progress:?}"
+    );
+    assert!(
+        progress.iter().any(|p| *p > 0.0 && *p < 1.0),
+        "intermediate progress was reported: {progress:?}"
+    );
+}
+
+#[tokio::test]
+async fn finished_media_expires_after_retention() {
+    let mut app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "2")])
+        .await;
+    assert_eq!(
+        app.wait_final(&token, &id, PROCESSING).await["status"],
+        "done"
+    );
+    // eight days pass (retention is 7)
+    app.db
+        .client()
+        .await
+        .execute(
+            "UPDATE jobs SET finished_at = now() - interval '8 days'",
+            &[],
+        )
+        .await
+        .unwrap();
+    app.restart();
+    let path = format!("/api/v1/videos/{id}/frames.zip");
+    let r = eventually("the zip to expire", Duration::from_secs(30), || async {
+        let r = app.get(&token, &path).send().await.unwrap();
+        (r.status() == 410).then_some(r)
+    })
+    .await;
+    assert_eq!(error_code(r).await, "expired");
+    assert!(app.media_files().is_empty());
+    assert_eq!(app.video(&token, &id).await["download_url"], Value::Null);
+}
