@@ -101,7 +101,7 @@ pub async fn run(
             max_attempts: tuning.mail_max_attempts,
         },
     };
-    let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, supervisor_args)
+    let (supervisor, mut supervisor_done) = Actor::spawn(None, Supervisor, supervisor_args)
         .await
         .context("starting actors")?;
 
@@ -126,14 +126,19 @@ pub async fn run(
         })
         .run();
     tokio::pin!(server);
-    tokio::select! {
-        () = &mut server => {}
-        () = shutdown => {
-            tracing::info!("shutting down: draining HTTP");
-            let _ = stop_http.send(());
-            // live event streams never end by themselves; do not wait for them forever
-            let _ = tokio::time::timeout(DRAIN, &mut server).await;
-        }
+    let actors_failed = tokio::select! {
+        () = &mut server => false,
+        () = shutdown => false,
+        // the supervisor gave up restarting a child: this node is no use
+        // any more, stop so that the orchestrator restarts it
+        _ = &mut supervisor_done => true,
+    };
+    tracing::info!("shutting down: draining HTTP");
+    let _ = stop_http.send(());
+    // live event streams never end by themselves; do not wait for them forever
+    let _ = tokio::time::timeout(DRAIN, &mut server).await;
+    if actors_failed {
+        anyhow::bail!("the actor supervisor stopped");
     }
     tracing::info!("stopping actors");
     let _ = call_t!(supervisor, SupervisorMsg::Shutdown, 60_000);

@@ -100,6 +100,20 @@ struct Locked {
     filename: String,
 }
 
+impl Locked {
+    /// Appends the event of this row moving to `to`.
+    async fn record_move(
+        &self,
+        tx: &Transaction<'_>,
+        id: JobId,
+        to: JobState,
+        node: &str,
+        detail: Option<&str>,
+    ) -> DbResult<()> {
+        record_event(tx, id, Some(self.state), to, node, self.attempts, detail).await
+    }
+}
+
 async fn lock(tx: &Transaction<'_>, id: JobId, lease: Option<Uuid>) -> DbResult<Option<Locked>> {
     let row = tx
         .query_opt(
@@ -222,7 +236,7 @@ pub async fn mark_stored(
             &[&id.0, &to, &size_bytes, &media_info, &options],
         )
         .await?;
-    record_event(&tx, id, Some(locked.state), to, node, locked.attempts, None).await?;
+    locked.record_move(&tx, id, to, node, None).await?;
     tx.commit().await?;
     Ok(JobRow::from_row(&row))
 }
@@ -342,16 +356,9 @@ pub async fn complete(
         &[&id.0, &to, &frames, &zip_bytes],
     )
     .await?;
-    record_event(
-        &tx,
-        id,
-        Some(locked.state),
-        to,
-        node,
-        locked.attempts,
-        Some(&format!("{frames} frames")),
-    )
-    .await?;
+    locked
+        .record_move(&tx, id, to, node, Some(&format!("{frames} frames")))
+        .await?;
     if let Some(mail) = success_mail(&locked.filename) {
         outbox::insert_for_user(&tx, UserId(locked.user_id), id, mail, true).await?;
     }
@@ -377,16 +384,7 @@ async fn fail_locked(
         &[&id.0, &to, &reason],
     )
     .await?;
-    record_event(
-        tx,
-        id,
-        Some(locked.state),
-        to,
-        node,
-        locked.attempts,
-        Some(reason),
-    )
-    .await?;
+    locked.record_move(tx, id, to, node, Some(reason)).await?;
     outbox::insert_for_user(tx, UserId(locked.user_id), id, mail, false).await?;
     Ok(())
 }
@@ -460,16 +458,7 @@ async fn requeue_locked(
         &[&id.0, &to, &attempts, &backoff.as_secs_f64()],
     )
     .await?;
-    record_event(
-        tx,
-        id,
-        Some(locked.state),
-        to,
-        node,
-        locked.attempts,
-        Some(reason),
-    )
-    .await?;
+    locked.record_move(tx, id, to, node, Some(reason)).await?;
     Ok(RetryOutcome::Requeued)
 }
 
@@ -599,16 +588,9 @@ pub async fn cancel_for_owner(
             &[&id.0, &to],
         )
         .await?;
-        record_event(
-            &tx,
-            id,
-            Some(locked.state),
-            to,
-            node,
-            locked.attempts,
-            Some("deleted by owner"),
-        )
-        .await?;
+        locked
+            .record_move(&tx, id, to, node, Some("deleted by owner"))
+            .await?;
     }
     tx.commit().await?;
     Ok(Some(locked.state))

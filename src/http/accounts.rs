@@ -153,9 +153,7 @@ async fn get_me(state: State, principal: Principal) -> Result<impl Reply, Reject
     let user = db::users::get_user(&state.pool, principal.user_id)
         .await
         .map_err(ApiError::from)?
-        .ok_or(ApiError::Unauthorized(
-            "the account no longer exists".into(),
-        ))?;
+        .ok_or_else(account_gone)?;
     Ok(warp::reply::json(&ProfileView::from(&user)))
 }
 
@@ -198,6 +196,11 @@ async fn patch_me(
         "the account no longer exists".into(),
     ))?;
     Ok(warp::reply::json(&ProfileView::from(&user)))
+}
+
+/// A valid token whose account was deleted.
+fn account_gone() -> ApiError {
+    ApiError::Unauthorized("the account no longer exists".into())
 }
 
 /// `https://` anywhere, or `http://` to a loopback host only.

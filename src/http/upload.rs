@@ -139,9 +139,12 @@ impl Drop for Cleanup {
             return;
         }
         let (id, state) = (self.id, self.state.clone());
-        // Drop cannot wait; the runtime finishes the cleanup. A crash before
-        // that is covered by the stale-upload sweep at start-up.
-        tokio::spawn(async move {
+        // Drop cannot wait; the runtime finishes the cleanup. A crash (or a
+        // runtime already gone) is covered by the stale-upload sweep at start-up.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             if let Err(e) = state.store.delete_job(id).await {
                 tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's file");
             }

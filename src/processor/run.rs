@@ -14,7 +14,8 @@ use tracing::Instrument;
 use super::ProcessorContext;
 use super::sink::ChannelWriter;
 use crate::db::{self, jobs::Claim};
-use crate::domain::FrameOptions;
+use crate::domain::{FrameOptions, JobId};
+use crate::jobs::JobState;
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError};
 use crate::notify::message;
 use crate::storage::{MediaStore, StorageError};
@@ -222,6 +223,7 @@ async fn record_outcome(
                 }
                 Ok(false) => {
                     tracing::warn!("finished, but the lease was lost; result discarded");
+                    discard_orphan_zip(ctx, id).await;
                     "lease_lost"
                 }
                 Err(e) => {
@@ -236,7 +238,7 @@ async fn record_outcome(
         }
         Err(e) if e.is_permanent() => {
             let reason = e.reason();
-            tracing::warn!(%reason, "failed permanently");
+            tracing::warn!(error = %e, %reason, "failed permanently");
             match db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |f| {
                 message::job_failed(f, &reason)
             })
@@ -252,7 +254,7 @@ async fn record_outcome(
         Err(e) => {
             let reason = e.reason();
             let backoff = retry_backoff(claim.job.attempts as u32);
-            tracing::warn!(%reason, ?backoff, "transient failure");
+            tracing::warn!(error = %e, %reason, ?backoff, "transient failure");
             match db::jobs::retry_or_fail(
                 &ctx.pool,
                 id,
@@ -274,6 +276,20 @@ async fn record_outcome(
         }
     };
     metrics::counter!("vp_jobs_finished_total", "outcome" => outcome).increment(1);
+}
+
+/// A zip finished after its job was deleted would stay in the store for
+/// good; a job taken over by another node keeps it (that node writes the
+/// same object).
+async fn discard_orphan_zip(ctx: &ProcessorContext, id: JobId) {
+    let orphaned = match db::jobs::get(&ctx.pool, id).await {
+        Ok(None) => true,
+        Ok(Some(job)) => job.state == JobState::Cancelled,
+        Err(_) => false,
+    };
+    if orphaned && let Err(e) = ctx.store.delete(&MediaStore::zip_key(id)).await {
+        tracing::warn!(error = %e, "could not delete the zip of a deleted job");
+    }
 }
 
 /// 5 s, 10 s, 20 s, … capped at five minutes.

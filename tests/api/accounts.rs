@@ -29,40 +29,26 @@ async fn sign_up_sign_in_profile_and_sign_out() {
     let token = session["token"].as_str().unwrap().to_owned();
     assert!(session["expires_at"].as_str().unwrap().ends_with('Z'));
 
-    let me: Value = app
-        .get(&token, "/api/v1/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get_json(&token, "/api/v1/me").await;
     assert_eq!(
         me,
         json!({"id": user["id"], "email": "ann@example.com", "notify_on_success": false, "webhook_url": null})
     );
 
     let r = app
-        .http
-        .patch(app.url("/api/v1/me"))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .json(&json!({"notify_on_success": true, "webhook_url": "https://hooks.example.com/vp"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_me(
+            &token,
+            &json!({"notify_on_success": true, "webhook_url": "https://hooks.example.com/vp"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["notify_on_success"], true);
     assert_eq!(me["webhook_url"], "https://hooks.example.com/vp");
 
     let r = app
-        .http
-        .patch(app.url("/api/v1/me"))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .json(&json!({"webhook_url": "http://example.com/hook"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_me(&token, &json!({"webhook_url": "http://example.com/hook"}))
+        .await;
     assert_eq!(r.status(), 422);
     assert_eq!(error_code(r).await, "invalid_input");
 

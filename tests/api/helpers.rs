@@ -96,7 +96,7 @@ impl Drop for TestDb {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -114,6 +114,10 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("maildir");
         let python = std::env::var("VP_TEST_PYTHON")
@@ -121,7 +125,6 @@ impl SmtpServer {
             .unwrap_or_else(|_| {
                 Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-smtp/bin/python")
             });
-        let port = free_port();
         let child = Command::new(&python)
             .args([
                 "-m",
@@ -268,6 +271,16 @@ impl Node {
                 "node did not stop within {timeout:?} of SIGTERM"
             );
         }
+    }
+
+    /// Peak resident memory of the node so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
     }
 
     pub fn log_lines(&self) -> Vec<String> {
@@ -424,6 +437,28 @@ impl TestApp {
             .header(AUTHORIZATION, format!("Bearer {token}"))
     }
 
+    pub async fn get_json(&self, token: &str, path: &str) -> Value {
+        let r = self.get(token, path).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    pub fn post(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+    }
+
+    pub async fn patch_me(&self, token: &str, body: &Value) -> reqwest::Response {
+        let request = self.http.patch(self.url("/api/v1/me"));
+        request
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn delete(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
         self.http
             .delete(self.url(path))
@@ -510,6 +545,11 @@ impl TestApp {
         let mut out = Vec::new();
         walk(self.media.path(), &mut out);
         out
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
     }
 
     pub async fn count_rows(&self, table: &str) -> i64 {

@@ -34,23 +34,9 @@ async fn users_only_ever_see_their_own_videos() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
-    let bobs: Value = app
-        .get(&bob, "/api/v1/videos")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bobs: Value = app.get_json(&bob, "/api/v1/videos").await;
     assert_eq!(bobs["videos"], Value::Array(vec![]));
-    let anns: Value = app
-        .get(&ann, "/api/v1/videos")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let anns: Value = app.get_json(&ann, "/api/v1/videos").await;
     assert_eq!(anns["videos"][0]["id"], id.as_str());
     // Bob's failed delete left Ann's video intact
     assert_eq!(

@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
 use crate::helpers::{NodeConfig, TestApp, eventually, fixture};
@@ -69,13 +68,8 @@ async fn success_email_when_asked_for() {
     let app = TestApp::spawn_with(NodeConfig::default(), true).await;
     let token = app.user("ann@example.com").await;
     let r = app
-        .http
-        .patch(app.url("/api/v1/me"))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .json(&json!({"notify_on_success": true}))
-        .send()
-        .await
-        .unwrap();
+        .patch_me(&token, &json!({"notify_on_success": true}))
+        .await;
     assert_eq!(r.status(), 200);
     let id = app
         .upload_ok(&token, &fixture("v20"), &[("count", "2")])
@@ -217,4 +211,92 @@ async fn sigterm_hands_the_running_job_back_and_exits_cleanly() {
         .unwrap()
         .get(0);
     assert_eq!(attempts, 1, "a graceful stop does not use up an attempt");
+}
+
+#[tokio::test]
+async fn a_stalled_ffmpeg_is_killed_and_the_job_retried() {
+    // The first ffmpeg run hangs without a word; later runs are the real ffmpeg.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("ffmpeg-stalls-once");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nmarker=\"$0.stalled\"\nif [ ! -e \"$marker\" ]; then : > \"$marker\"; exec sleep 600; fi\nexec ffmpeg \"$@\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    let config = NodeConfig {
+        config_toml: Some(format!(
+            "[tuning]\nffmpeg_path = \"{}\"\nffmpeg_stall_secs = 2\n",
+            wrapper.display()
+        )),
+        ..NodeConfig::default()
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v20"), &[("interval", "1")])
+        .await;
+
+    let done = app.wait_final(&token, &id, PROCESSING).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["frames"], 20);
+    let history = transitions(&app, &id).await;
+    let retried: Vec<_> = history
+        .iter()
+        .filter(|(from, to, _)| from == "processing" && to == "queued")
+        .collect();
+    assert_eq!(retried.len(), 1, "{history:?}");
+    assert!(
+        retried[0].2.as_deref().unwrap_or("").contains("too long"),
+        "{history:?}"
+    );
+}
+
+#[tokio::test]
+async fn emails_are_retried_until_the_smtp_server_answers() {
+    let port = crate::helpers::free_port();
+    let config = NodeConfig {
+        smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+        ..NodeConfig::default()
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    let id = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
+    assert_eq!(
+        app.wait_final(&token, &id, PROCESSING).await["status"],
+        "failed"
+    );
+
+    // the first delivery fails: nothing listens yet
+    let client = app.db.client().await;
+    eventually(
+        "a failed delivery attempt",
+        Duration::from_secs(30),
+        || async {
+            let row = client
+                .query_one("SELECT attempts, last_error FROM notifications", &[])
+                .await
+                .ok()?;
+            (row.get::<_, i32>(0) >= 1 && row.get::<_, Option<String>>(1).is_some()).then_some(())
+        },
+    )
+    .await;
+    let smtp = crate::helpers::SmtpServer::start_on(port);
+    let mail = eventually(
+        "the email after a retry",
+        Duration::from_secs(60),
+        || async { smtp.messages().into_iter().next() },
+    )
+    .await;
+    assert!(mail.contains("corrupt.mp4"));
+    let attempts: i32 = client
+        .query_one("SELECT attempts FROM notifications", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(attempts >= 2, "{attempts}");
 }

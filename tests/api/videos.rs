@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest::header::AUTHORIZATION;
 use serde_json::Value;
 
 use crate::helpers::{NodeConfig, TestApp, error_code, eventually, fixture, zip_contents};
@@ -182,9 +181,7 @@ async fn refused_uploads_leave_nothing_behind() {
     }
     // options in the query are checked too
     let r = app
-        .http
-        .post(app.url("/api/v1/videos?width=3"))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .post(&token, "/api/v1/videos?width=3")
         .multipart(reqwest::multipart::Form::new().text("count", "2"))
         .send()
         .await
@@ -192,9 +189,7 @@ async fn refused_uploads_leave_nothing_behind() {
     assert_eq!(r.status(), 422);
     // not multipart, no file field
     let r = app
-        .http
-        .post(app.url("/api/v1/videos"))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .post(&token, "/api/v1/videos")
         .body("x")
         .send()
         .await
@@ -202,9 +197,7 @@ async fn refused_uploads_leave_nothing_behind() {
     assert_eq!(r.status(), 400);
     assert_eq!(error_code(r).await, "invalid_multipart");
     let r = app
-        .http
-        .post(app.url("/api/v1/videos"))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .post(&token, "/api/v1/videos")
         .multipart(reqwest::multipart::Form::new().text("count", "2"))
         .send()
         .await
@@ -220,14 +213,7 @@ async fn refused_uploads_leave_nothing_behind() {
         },
     )
     .await;
-    let list: Value = app
-        .get(&token, "/api/v1/videos")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json(&token, "/api/v1/videos").await;
     assert_eq!(list["videos"], Value::Array(vec![]));
 }
 
@@ -241,9 +227,7 @@ async fn idempotency_key_gives_the_same_video() {
             "video",
             reqwest::multipart::Part::bytes(bytes).file_name("v20.mp4"),
         );
-        app.http
-            .post(app.url("/api/v1/videos"))
-            .header(AUTHORIZATION, format!("Bearer {token}"))
+        app.post(&token, "/api/v1/videos")
             .header("idempotency-key", key)
             .multipart(form)
             .send()
@@ -275,14 +259,7 @@ async fn list_is_newest_first_with_cursor_pages() {
     let mut seen = Vec::new();
     let mut path = "/api/v1/videos?limit=2".to_owned();
     loop {
-        let page: Value = app
-            .get(&token, &path)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = app.get_json(&token, &path).await;
         let videos = page["videos"].as_array().unwrap();
         assert!(videos.len() <= 2);
         seen.extend(videos.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
@@ -403,4 +380,135 @@ async fn finished_media_expires_after_retention() {
     assert_eq!(error_code(r).await, "expired");
     assert!(app.media_files().is_empty());
     assert_eq!(app.video(&token, &id).await["download_url"], Value::Null);
+}
+
+/// An upload body that is produced as it is sent: `chunks` of 1 MiB.
+fn generated_body(chunks: usize) -> reqwest::Body {
+    let chunk = bytes::Bytes::from(vec![0x5a_u8; 1024 * 1024]);
+    let stream =
+        futures::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn streamed_form(body: reqwest::Body) -> reqwest::multipart::Form {
+    let part = reqwest::multipart::Part::stream(body).file_name("big.mp4");
+    reqwest::multipart::Form::new().part("video", part)
+}
+
+#[tokio::test]
+async fn uploads_stream_with_bounded_memory() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let before = app.node.peak_rss_kib();
+    const MIB: usize = 400;
+    let r = app
+        .post(&token, "/api/v1/videos")
+        .multipart(streamed_form(generated_body(MIB)))
+        .send()
+        .await
+        .unwrap();
+    // all of it was read and stored before ffprobe refused it
+    assert_eq!(r.status(), 415);
+    let grown_mib = (app.node.peak_rss_kib().saturating_sub(before)) / 1024;
+    assert!(
+        grown_mib < 64,
+        "a {MIB} MiB upload grew the node's peak memory by {grown_mib} MiB"
+    );
+    eventually(
+        "the refused upload to be removed",
+        Duration::from_secs(10),
+        || async { app.media_files().is_empty().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_at_its_upload_limit_answers_503_with_retry_after() {
+    let config = NodeConfig {
+        config_toml: Some("[tuning]\nmax_concurrent_uploads = 1\n".into()),
+        ..NodeConfig::default()
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+
+    // an upload that keeps streaming until we close it
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let slow_body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let slow = tokio::spawn(
+        app.post(&token, "/api/v1/videos")
+            .multipart(streamed_form(slow_body))
+            .send(),
+    );
+    tx.send(Ok(bytes::Bytes::from_static(b"not a video yet")))
+        .await
+        .unwrap();
+    eventually(
+        "the slow upload to be admitted",
+        Duration::from_secs(10),
+        || async {
+            app.metrics()
+                .await
+                .contains("vp_uploads_in_flight 1")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let r = app.upload(&token, &fixture("v20"), &[]).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_eq!(error_code(r).await, "unavailable");
+
+    drop(tx);
+    assert_eq!(slow.await.unwrap().unwrap().status(), 415);
+    // the place is free again
+    app.upload_ok(&token, &fixture("v20"), &[("count", "1")])
+        .await;
+}
+
+#[tokio::test]
+async fn deleting_a_running_video_stops_it_and_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    eventually("the job to be running", PROCESSING, || async {
+        let v = app.video(&token, &id).await;
+        (v["status"] == "processing" && v["progress"].as_f64().unwrap() > 0.0).then_some(())
+    })
+    .await;
+    let r = app
+        .delete(&token, &format!("/api/v1/videos/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        app.get(&token, &format!("/api/v1/videos/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    eventually(
+        "the worker to stop and the files to go",
+        Duration::from_secs(30),
+        || async {
+            let stopped = app
+                .node
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("stopped: cancelled") && l.contains(&id));
+            (stopped && app.media_files().is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(app.count_rows("jobs").await, 0);
+    assert!(
+        app.metrics()
+            .await
+            .contains("vp_jobs_finished_total{outcome=\"cancelled\"} 1")
+    );
 }
