@@ -22,8 +22,6 @@ use crate::{db, telemetry};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
-/// An upload row older than this with no node streaming it is debris.
-const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
 
 /// Connects, creating the database on a fresh machine, and migrates.
 pub async fn prepare_database(
@@ -93,6 +91,7 @@ pub async fn run(
             ffprobe: tuning.ffprobe_path.clone(),
             stall_timeout: Duration::from_secs(tuning.ffmpeg_stall_secs),
             probe_timeout: Duration::from_secs(tuning.probe_timeout_secs),
+            job_timeout: Duration::from_secs(tuning.job_timeout_secs),
             retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),
         }),
         notifier: NotifierArgs {
@@ -157,16 +156,9 @@ async fn clean_up_after_crash(
     let files = store
         .sweep_staging_files()
         .context("sweeping staging files")?;
-    let uploads = db::jobs::delete_stale_uploads(pool, node, STALE_UPLOAD).await?;
-    for id in &uploads {
-        store.delete_job(*id).await?;
-    }
-    if files + uploads.len() > 0 {
-        tracing::info!(
-            staging_files = files,
-            uploads = uploads.len(),
-            "removed unfinished uploads"
-        );
+    let uploads = crate::upload::remove_abandoned(pool, store, Some(node)).await?;
+    if files + uploads > 0 {
+        tracing::info!(staging_files = files, uploads, "removed unfinished uploads");
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use deadpool_postgres::Pool;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::db;
 use crate::domain::JobId;
@@ -42,6 +43,8 @@ pub struct ProcessorContext {
     pub ffprobe: PathBuf,
     pub stall_timeout: Duration,
     pub probe_timeout: Duration,
+    /// A job's time limit before the video's own duration is added (three times).
+    pub job_timeout: Duration,
     pub retention: Duration,
 }
 
@@ -53,13 +56,14 @@ pub enum PoolMsg {
     Wake,
     /// Periodic housekeeping and claiming.
     Tick,
-    /// A job's task ended.
-    Finished(JobId),
+    /// A job's task ended (the lease token tells two runs of one job apart).
+    Finished(JobId, Uuid),
     /// Stop a running job (its owner deleted it).
     Cancel(JobId),
 }
 
 struct Running {
+    lease_token: Uuid,
     cancel: CancelFlag,
     task: JoinHandle<()>,
 }
@@ -119,8 +123,14 @@ impl Actor for ProcessorPool {
                 housekeeping(state).await;
                 fill_slots(&myself, state).await;
             }
-            PoolMsg::Finished(id) => {
-                state.running.remove(&id);
+            PoolMsg::Finished(id, token) => {
+                if state
+                    .running
+                    .get(&id)
+                    .is_some_and(|r| r.lease_token == token)
+                {
+                    state.running.remove(&id);
+                }
                 fill_slots(&myself, state).await;
             }
             PoolMsg::Cancel(id) => {
@@ -176,6 +186,7 @@ async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
                 }
             };
         let id = claim.job.id;
+        let lease_token = claim.lease_token;
         let cancel = CancelFlag::default();
         let ctx = state.ctx.clone();
         let pool_ref = myself.clone();
@@ -187,9 +198,20 @@ async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
             if let Err(e) = inner.await {
                 tracing::error!(job_id = %id, error = %e, "job task panicked");
             }
-            let _ = pool_ref.cast(PoolMsg::Finished(id));
+            let _ = pool_ref.cast(PoolMsg::Finished(id, lease_token));
         });
-        state.running.insert(id, Running { cancel, task });
+        // A job this node lost (lease expired in a database outage) and took
+        // back runs again under a new token; the old run is fenced out.
+        if let Some(old) = state.running.insert(
+            id,
+            Running {
+                lease_token,
+                cancel,
+                task,
+            },
+        ) {
+            old.cancel.cancel();
+        }
     }
 }
 
@@ -217,6 +239,11 @@ async fn housekeeping(state: &mut PoolState) {
             tracing::warn!(error = %e, "retention pass failed");
         }
         let _ = db::keys::delete_expired_revocations(&ctx.pool).await;
+        match crate::upload::remove_abandoned(&ctx.pool, &ctx.store, None).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "removed abandoned uploads"),
+            Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
+        }
     }
 }
 

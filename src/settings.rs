@@ -70,6 +70,8 @@ pub struct Tuning {
     pub ffmpeg_stall_secs: u64,
     pub probe_timeout_secs: u64,
     pub max_concurrent_uploads: usize,
+    pub upload_idle_secs: u64,
+    pub job_timeout_secs: u64,
     pub mail_max_attempts: u32,
     pub ffmpeg_path: PathBuf,
     pub ffprobe_path: PathBuf,

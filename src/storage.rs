@@ -70,10 +70,11 @@ impl MediaStore {
         Key::from(format!("videos/{id}/frames.zip"))
     }
 
-    /// A streaming writer for `key`; memory stays bounded by `buffer` bytes.
+    /// A streaming writer for `key` with bounded memory.
     pub fn writer(&self, key: &Key) -> ObjectWriter {
         const BUFFER: usize = 8 * 1024 * 1024;
-        BufWriter::with_capacity(self.store.clone(), key.clone(), BUFFER)
+        // two parts in flight at most: memory stays ~3 buffers per writer
+        BufWriter::with_capacity(self.store.clone(), key.clone(), BUFFER).with_max_concurrency(2)
     }
 
     /// Where ffmpeg reads the object from.
@@ -107,10 +108,41 @@ impl MediaStore {
         }
     }
 
-    /// Deletes every object of a job; missing objects are fine.
+    /// Deletes every object of a job, and staging files of unfinished
+    /// writes to them; missing objects are fine.
     pub async fn delete_job(&self, id: JobId) -> Result<(), StorageError> {
         for key in [Self::source_key(id), Self::zip_key(id)] {
             self.delete(&key).await?;
+            self.remove_staging(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Removes staging files (`key#N`) of writes to `key` that never
+    /// finished: a crashed upload, or a killed worker's zip. Only the holder
+    /// of the key (the job's lease, or its deletion) may call this.
+    pub fn remove_staging(&self, key: &Key) -> Result<(), StorageError> {
+        let path = self.store.path_to_filesystem(key)?;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Ok(());
+        };
+        let prefix = format!("{name}#");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(())
     }
@@ -122,8 +154,18 @@ impl MediaStore {
         }
     }
 
-    /// Removes staging files (`name#N`) that a crash left behind.
+    /// Removes staging files (`name#N`) that a crash left behind. Only files
+    /// untouched for an hour go: on a shared volume another node may be
+    /// writing the others right now.
     pub fn sweep_staging_files(&self) -> std::io::Result<usize> {
+        const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+        fn idle(path: &std::path::Path) -> bool {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= IDLE)
+        }
         fn walk(dir: &std::path::Path, removed: &mut usize) -> std::io::Result<()> {
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
@@ -134,6 +176,7 @@ impl MediaStore {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.contains('#'))
+                    && idle(&path)
                 {
                     std::fs::remove_file(&path)?;
                     *removed += 1;

@@ -254,11 +254,11 @@ pub async fn delete_uploading(pool: &Pool, id: JobId) -> DbResult<bool> {
         == 1)
 }
 
-/// Uploads left `uploading` by a crashed node: those owned by `node` (which
-/// just started, so none of them is live) and any older than `max_age`.
+/// Uploads left `uploading` by a crashed node: those owned by `node` (a
+/// node that just started, so none of them is live) and any older than `max_age`.
 pub async fn delete_stale_uploads(
     pool: &Pool,
-    node: &str,
+    node: Option<&str>,
     max_age: Duration,
 ) -> DbResult<Vec<JobId>> {
     let conn = pool.get().await?;

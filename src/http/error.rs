@@ -36,6 +36,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the frames are not ready yet")]
     NotReady,
+    #[error("an upload with this Idempotency-Key is still in progress; retry later")]
+    UploadInProgress,
+    #[error("the client sent nothing for too long")]
+    RequestTimeout,
     #[error("the frames were deleted after the retention period")]
     Expired,
     #[error("the upload is larger than the limit of {limit} bytes")]
@@ -57,7 +61,10 @@ impl ApiError {
         match self {
             ApiError::InvalidInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) | ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
-            ApiError::EmailTaken | ApiError::NotReady => StatusCode::CONFLICT,
+            ApiError::EmailTaken | ApiError::NotReady | ApiError::UploadInProgress => {
+                StatusCode::CONFLICT
+            }
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -83,6 +90,8 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
+            ApiError::UploadInProgress => "upload_in_progress",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Expired => "expired",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::UnsupportedMedia(_) => "unsupported_media",
@@ -96,6 +105,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::UploadInProgress => Some(5),
             _ => None,
         }
     }

@@ -5,6 +5,8 @@
 //! went away), a guard deletes the file and the row: nothing half-written
 //! stays behind.
 
+use std::time::Duration;
+
 use bytes::Buf;
 use futures::TryStreamExt;
 use ractor::call_t;
@@ -14,7 +16,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::videos::video_json;
-use super::{ApiError, State, authenticated, with_state};
+use super::{ApiError, State, authenticated, error, with_state};
 use crate::auth::Principal;
 use crate::db::{self, jobs::NewJob};
 use crate::domain::{FrameOptions, IdempotencyKey, JobId, RawOptions};
@@ -28,8 +30,8 @@ const MULTIPART_SLACK: u64 = 64 * 1024;
 /// Longest option field value we read.
 const FIELD_LIMIT: usize = 1024;
 const FILE_FIELD: &str = "video";
-/// How much of a refused upload is read before answering.
-const DRAIN_BUDGET: usize = 1024 * 1024;
+/// The most of a refused upload that is read before answering.
+const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
 
 pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("videos")
@@ -55,10 +57,30 @@ struct Admitted {
     ticket: Ticket,
 }
 
+/// An upload refused before its body was read, and how much of the body to
+/// read before answering: a client still sending a modest request then
+/// reads its answer instead of a reset connection, while a huge one is cut
+/// short at once.
+struct Refused {
+    error: ApiError,
+    drain: usize,
+    idle: Duration,
+}
+
+impl Refused {
+    fn new(error: ApiError, length: Option<u64>, idle: Duration) -> Self {
+        let drain = match length {
+            Some(n) => n.min(DRAIN_LIMIT as u64) as usize,
+            // chunked: read a little, it may be all there is
+            None => DRAIN_LIMIT,
+        };
+        Self { error, drain, idle }
+    }
+}
+
 /// Everything that can be refused before a byte of the body is read. Only a
 /// body that is not multipart is refused here; other refusals are answered
-/// by [`upload`] after draining a little of the body, so that a client
-/// still sending a small request reads its answer instead of a broken pipe.
+/// by [`upload`] (see [`Refused`]).
 async fn admit(
     state: State,
     principal: Principal,
@@ -66,7 +88,7 @@ async fn admit(
     key: Option<String>,
     length: Option<u64>,
     content_type: Option<String>,
-) -> Result<(Result<Admitted, ApiError>,), Rejection> {
+) -> Result<(Result<Admitted, Refused>,), Rejection> {
     let is_multipart = content_type.as_deref().is_some_and(|ct| {
         ct.trim_start()
             .to_ascii_lowercase()
@@ -78,7 +100,16 @@ async fn admit(
         ))
         .into());
     }
-    Ok((check_admission(state, principal, query, key, length).await,))
+    // Too large by its own account: answered before the body is touched
+    // (a client sending `Expect: 100-continue` then sends nothing at all).
+    let limit = state.settings.max_upload_bytes;
+    if length.is_some_and(|n| n > limit.saturating_add(MULTIPART_SLACK)) {
+        metrics::counter!("vp_uploads_total", "result" => "too_large").increment(1);
+        return Err(ApiError::TooLarge { limit }.into());
+    }
+    let idle = Duration::from_secs(state.settings.tuning.upload_idle_secs);
+    let admission = check_admission(state, principal, query, key).await;
+    Ok((admission.map_err(|e| Refused::new(e, length, idle)),))
 }
 
 async fn check_admission(
@@ -86,13 +117,7 @@ async fn check_admission(
     principal: Principal,
     query: String,
     key: Option<String>,
-    length: Option<u64>,
 ) -> Result<Admitted, ApiError> {
-    let limit = state.settings.max_upload_bytes;
-    if length.is_some_and(|n| n > limit.saturating_add(MULTIPART_SLACK)) {
-        metrics::counter!("vp_uploads_total", "result" => "too_large").increment(1);
-        return Err(ApiError::TooLarge { limit });
-    }
     let mut options = RawOptions::default();
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
         options.insert(&name, &value)?;
@@ -114,13 +139,26 @@ async fn check_admission(
     })
 }
 
-/// Reads and discards up to `budget` bytes of a refused upload.
-async fn drain(form: &mut FormData, mut budget: usize) {
-    while let Ok(Some(mut part)) = form.try_next().await {
-        while let Some(Ok(chunk)) = part.data().await {
-            budget = budget.saturating_sub(chunk.remaining());
-            if budget == 0 {
-                return;
+/// Reads and discards the rest of the body, up to `budget` bytes; true when
+/// the body was read to its end.
+/// A client that stops sending is not waited for longer than `idle`.
+async fn drain(form: &mut FormData, mut budget: usize, idle: Duration) -> bool {
+    loop {
+        let mut part = match tokio::time::timeout(idle, form.try_next()).await {
+            Ok(Ok(Some(part))) => part,
+            Ok(Ok(None)) => return true,
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        loop {
+            match tokio::time::timeout(idle, part.data()).await {
+                Ok(Some(Ok(chunk))) => {
+                    budget = budget.saturating_sub(chunk.remaining());
+                    if budget == 0 {
+                        return false;
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some(Err(_))) | Err(_) => return false,
             }
         }
     }
@@ -145,27 +183,54 @@ impl Drop for Cleanup {
             return;
         };
         runtime.spawn(async move {
-            if let Err(e) = state.store.delete_job(id).await {
-                tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's file");
-            }
-            if let Err(e) = db::jobs::delete_uploading(&state.pool, id).await {
-                tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's row");
+            // The row first, and the file only if the row was still
+            // `uploading`: a commit that raced in made it a queued job
+            // whose file must stay.
+            match db::jobs::delete_uploading(&state.pool, id).await {
+                Ok(true) => {
+                    if let Err(e) = state.store.delete_job(id).await {
+                        tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's file");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's row"),
             }
         });
     }
 }
 
 async fn upload(
-    admitted: Result<Admitted, ApiError>,
+    admitted: Result<Admitted, Refused>,
     mut form: FormData,
-) -> Result<impl Reply, Rejection> {
-    let admitted = match admitted {
-        Ok(a) => a,
-        Err(e) => {
-            drain(&mut form, DRAIN_BUDGET).await;
-            return Err(e.into());
+) -> Result<warp::reply::Response, Rejection> {
+    let (result, budget, idle) = match admitted {
+        Ok(admitted) => {
+            let idle = Duration::from_secs(admitted.state.settings.tuning.upload_idle_secs);
+            (receive(admitted, &mut form).await, DRAIN_LIMIT, idle)
         }
+        Err(refused) => (Err(refused.error), refused.drain, refused.idle),
     };
+    // Whatever was not read of the body is read now, within a budget, so the
+    // client gets its answer on a clean connection; past the budget the
+    // connection is closed rather than reused.
+    let complete = drain(&mut form, budget, idle).await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => error::error_reply(&e),
+    };
+    if !complete {
+        response
+            .headers_mut()
+            .insert("connection", warp::http::HeaderValue::from_static("close"));
+    }
+    Ok(response)
+}
+
+/// Streams the file into the store and queues the job.
+async fn receive(
+    admitted: Admitted,
+    form: &mut FormData,
+) -> Result<warp::reply::Response, ApiError> {
     let Admitted {
         state,
         principal,
@@ -182,14 +247,14 @@ async fn upload(
                 .await
                 .map_err(ApiError::from)?
     {
-        return Ok(accepted(&existing));
+        return existing_upload(&existing);
     }
 
     let mut stored: Option<(Cleanup, u64)> = None;
     while let Some(part) = form.try_next().await.map_err(multipart_error)? {
         if part.name() == FILE_FIELD {
             if stored.is_some() {
-                return Err(ApiError::InvalidInput("send one video per upload".into()).into());
+                return Err(ApiError::InvalidInput("send one video per upload".into()));
             }
             // options sent before the file are checked before it is streamed
             let options_json = options_json(&options, frames_cap)?;
@@ -210,7 +275,7 @@ async fn upload(
             {
                 Ok(job) => job,
                 // the same key raced in from a concurrent retry
-                Err(existing) => return Ok(accepted(&existing)),
+                Err(existing) => return existing_upload(&existing),
             };
             let cleanup = Cleanup {
                 id: job.id,
@@ -228,21 +293,20 @@ async fn upload(
     let Some((mut cleanup, size)) = stored else {
         return Err(ApiError::InvalidInput(format!(
             "the form has no file field named `{FILE_FIELD}`"
-        ))
-        .into());
+        )));
     };
     let id = cleanup.id;
     // the final options, with any fields sent after the file
     let options_json = options_json(&options, frames_cap)?;
     if size == 0 {
-        return Err(ApiError::UnsupportedMedia("the file is empty".into()).into());
+        return Err(ApiError::UnsupportedMedia("the file is empty".into()));
     }
 
     let location = state
         .store
         .input_location(&MediaStore::source_key(id))
         .map_err(ApiError::from)?;
-    let probe_timeout = std::time::Duration::from_secs(state.settings.tuning.probe_timeout_secs);
+    let probe_timeout = Duration::from_secs(state.settings.tuning.probe_timeout_secs);
     let info = match media::probe(
         &state.settings.tuning.ffprobe_path,
         &location,
@@ -251,12 +315,20 @@ async fn upload(
     .await
     {
         Ok(info) => info,
-        Err(e @ (MediaError::NotAVideo(_) | MediaError::TimedOut(_))) => {
+        Err(e @ MediaError::NotAVideo(_)) => {
             metrics::counter!("vp_uploads_total", "result" => "not_a_video").increment(1);
             tracing::info!(job_id = %id, reason = %e.reason(), "upload refused: not a video");
-            return Err(ApiError::UnsupportedMedia(e.reason()).into());
+            return Err(ApiError::UnsupportedMedia(e.reason()));
         }
-        Err(e) => return Err(ApiError::Internal(format!("probing upload {id}: {e}")).into()),
+        // ffprobe could not run or finish here (overload, environment): the
+        // file may be fine, so the client is asked to come back
+        Err(e) => {
+            metrics::counter!("vp_uploads_total", "result" => "probe_unavailable").increment(1);
+            tracing::warn!(job_id = %id, error = %e, "upload refused: probing failed");
+            return Err(ApiError::Unavailable {
+                retry_after_secs: 10,
+            });
+        }
     };
     let info_json = serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.to_string()))?;
 
@@ -290,6 +362,15 @@ fn options_json(raw: &RawOptions, frames_cap: u32) -> Result<serde_json::Value, 
     serde_json::to_value(parsed).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// The answer to a retry with a known Idempotency-Key: the same video once
+/// it is stored; while the first attempt still streams, a conflict.
+fn existing_upload(job: &db::jobs::JobRow) -> Result<warp::reply::Response, ApiError> {
+    if job.state == crate::jobs::JobState::Uploading {
+        return Err(ApiError::UploadInProgress);
+    }
+    Ok(accepted(job))
+}
+
 fn accepted(job: &db::jobs::JobRow) -> warp::reply::Response {
     let location = format!("/api/v1/videos/{}", job.id);
     let reply = warp::reply::with_status(warp::reply::json(&video_json(job)), StatusCode::ACCEPTED);
@@ -301,7 +382,12 @@ async fn stream_to_store(state: &State, id: JobId, mut part: Part) -> Result<u64
     let limit = state.settings.max_upload_bytes;
     let mut writer = state.store.writer(&MediaStore::source_key(id));
     let mut size = 0u64;
-    while let Some(chunk) = part.data().await {
+    let idle = Duration::from_secs(state.settings.tuning.upload_idle_secs);
+    // a client that stops sending must not hold its upload place for ever
+    while let Some(chunk) = tokio::time::timeout(idle, part.data())
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+    {
         let mut chunk = chunk.map_err(multipart_error)?;
         size += chunk.remaining() as u64;
         if size > limit {

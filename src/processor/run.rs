@@ -67,14 +67,34 @@ pub async fn run_job(ctx: Arc<ProcessorContext>, claim: Claim, cancel: CancelFla
         let progress = Arc::new(AtomicU32::new(0));
         let work = produce(&ctx, &claim, &cancel, progress.clone());
         let heartbeat = heartbeat(&ctx, &claim, &cancel, progress);
+        let limit = time_limit(&ctx, &claim);
         let result = tokio::select! {
             r = work => r,
             () = heartbeat => Err(RunError::Media(MediaError::Cancelled)),
+            // a hung store or a pathological input: stop ffmpeg, retry later
+            () = tokio::time::sleep(limit) => {
+                cancel.cancel();
+                Err(RunError::Media(MediaError::TimedOut(limit)))
+            }
         };
         record_outcome(&ctx, &claim, result, started).await;
     }
     .instrument(span)
     .await
+}
+
+/// How long a job may run: the configured base plus three times the
+/// video's duration (probed at upload).
+fn time_limit(ctx: &ProcessorContext, claim: &Claim) -> Duration {
+    let duration = claim
+        .job
+        .media_info
+        .as_ref()
+        .and_then(|m| m.get("duration_secs"))
+        .and_then(|d| d.as_f64())
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .unwrap_or(0.0);
+    ctx.job_timeout + Duration::from_secs_f64((duration * 3.0).min(86_400.0))
 }
 
 /// Renews the lease with the progress every third of the lease; cancels the
@@ -130,6 +150,8 @@ async fn produce(
     }
     tracing::info!(frames = plan.timestamps.len(), strategy = ?plan.strategy, duration = info.duration_secs, "plan");
 
+    // a previous run of this job (killed node) may have left a half-written zip
+    ctx.store.remove_staging(&MediaStore::zip_key(id))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let mut writer = ctx.store.writer(&MediaStore::zip_key(id));
     let store_task = async move {

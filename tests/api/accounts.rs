@@ -177,13 +177,20 @@ async fn every_authenticated_call_refuses_missing_or_bad_tokens() {
         // last: with the good token it signs out
         ("DELETE", "/api/v1/sessions".to_owned()),
     ];
-    let tampered = format!("{}A", &token[..token.len() - 1]);
+    // one character changed in the middle, to something it surely was not
+    let mid = token.len() / 2;
+    let swapped = if &token[mid..mid + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    let tampered = format!("{}{swapped}{}", &token[..mid], &token[mid + 1..]);
     for (method, path) in &calls {
         for auth in [
             None,
             Some("Bearer garbage".to_owned()),
             Some(format!("Bearer {tampered}")),
-            Some(token.clone()),
+            Some(format!("Bearer {token}")),
         ] {
             let mut req = app.http.request(method.parse().unwrap(), app.url(path));
             if let Some(a) = &auth {

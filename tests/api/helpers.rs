@@ -222,6 +222,32 @@ pub struct NodeConfig {
     pub config_toml: Option<String>,
 }
 
+impl NodeConfig {
+    /// A node whose ffmpeg reads input at 10× real time (the real ffmpeg
+    /// with `-readrate`): a 60 s video takes about 6 s, time enough to act
+    /// while the job runs.
+    pub fn paced() -> Self {
+        Self {
+            config_toml: Some(format!(
+                "[tuning]\nffmpeg_path = \"{}\"\n",
+                script("ffmpeg-paced", "exec ffmpeg -readrate 10 \"$@\"").display()
+            )),
+            ..Self::default()
+        }
+    }
+}
+
+/// An executable shell script in the fixture directory.
+pub fn script(name: &str, body: &str) -> PathBuf {
+    let path = fixture_dir().join(name);
+    if !path.exists() {
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let status = Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
@@ -586,11 +612,15 @@ pub fn zip_contents(bytes: &[u8]) -> (Vec<String>, Value) {
     (names, manifest)
 }
 
+fn fixture_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 /// Test videos made with ffmpeg's lavfi sources, once per test run.
 pub fn fixture(name: &str) -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     static LOCK: Mutex<()> = Mutex::new(());
-    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    let dir = fixture_dir();
     let _guard = LOCK.lock().unwrap();
     let (file, secs, size) = match name {
         "v60" => ("v60.mp4", 60, "160x120"),

@@ -111,14 +111,11 @@ async fn transitions(app: &TestApp, id: &str) -> Vec<(String, String, Option<Str
 
 #[tokio::test]
 async fn a_node_killed_mid_job_finishes_it_after_restart() {
-    let mut app = TestApp::spawn_with(
-        NodeConfig {
-            workers: 1,
-            ..NodeConfig::default()
-        },
-        false,
-    )
-    .await;
+    let config = NodeConfig {
+        workers: 1,
+        ..NodeConfig::paced()
+    };
+    let mut app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
     let id = app
         .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
@@ -160,14 +157,11 @@ async fn a_node_killed_mid_job_finishes_it_after_restart() {
 
 #[tokio::test]
 async fn sigterm_hands_the_running_job_back_and_exits_cleanly() {
-    let mut app = TestApp::spawn_with(
-        NodeConfig {
-            workers: 1,
-            ..NodeConfig::default()
-        },
-        false,
-    )
-    .await;
+    let config = NodeConfig {
+        workers: 1,
+        ..NodeConfig::paced()
+    };
+    let mut app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
     let id = app
         .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
@@ -216,18 +210,10 @@ async fn sigterm_hands_the_running_job_back_and_exits_cleanly() {
 #[tokio::test]
 async fn a_stalled_ffmpeg_is_killed_and_the_job_retried() {
     // The first ffmpeg run hangs without a word; later runs are the real ffmpeg.
-    let dir = tempfile::tempdir().unwrap();
-    let wrapper = dir.path().join("ffmpeg-stalls-once");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\nmarker=\"$0.stalled\"\nif [ ! -e \"$marker\" ]; then : > \"$marker\"; exec sleep 600; fi\nexec ffmpeg \"$@\"\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&wrapper)
-        .status()
-        .unwrap();
+    let wrapper = crate::helpers::script(
+        "ffmpeg-stalls-once",
+        "marker=\"$0.stalled\"\nif [ ! -e \"$marker\" ]; then : > \"$marker\"; exec sleep 600; fi\nexec ffmpeg \"$@\"",
+    );
     let config = NodeConfig {
         config_toml: Some(format!(
             "[tuning]\nffmpeg_path = \"{}\"\nffmpeg_stall_secs = 2\n",

@@ -288,7 +288,7 @@ async fn list_is_newest_first_with_cursor_pages() {
 
 #[tokio::test]
 async fn live_events_progress_and_not_ready_download() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(NodeConfig::paced(), false).await;
     let token = app.user("ann@example.com").await;
     // 1500 frames: long enough to watch
     let id = app
@@ -371,15 +371,62 @@ async fn finished_media_expires_after_retention() {
         .await
         .unwrap();
     app.restart();
-    let path = format!("/api/v1/videos/{id}/frames.zip");
-    let r = eventually("the zip to expire", Duration::from_secs(30), || async {
-        let r = app.get(&token, &path).send().await.unwrap();
-        (r.status() == 410).then_some(r)
+    eventually("the zip to expire", Duration::from_secs(30), || async {
+        let v = app.video(&token, &id).await;
+        v["download_url"].is_null().then_some(())
     })
     .await;
+    let r = app
+        .get(&token, &format!("/api/v1/videos/{id}/frames.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
     assert_eq!(error_code(r).await, "expired");
     assert!(app.media_files().is_empty());
-    assert_eq!(app.video(&token, &id).await["download_url"], Value::Null);
+    assert_eq!(
+        app.video(&token, &id).await["status"],
+        "done",
+        "the row stays"
+    );
+}
+
+type BodySender = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;
+
+/// Starts an upload that keeps streaming until the sender is dropped, and
+/// waits until the node has admitted it.
+async fn slow_upload(
+    app: &TestApp,
+    token: &str,
+    idempotency_key: Option<&str>,
+) -> (
+    BodySender,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut request = app
+        .post(token, "/api/v1/videos")
+        .multipart(streamed_form(body));
+    if let Some(key) = idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = tokio::spawn(request.send());
+    tx.send(Ok(bytes::Bytes::from_static(b"not a video yet")))
+        .await
+        .unwrap();
+    eventually(
+        "the slow upload to be admitted",
+        Duration::from_secs(10),
+        || async {
+            app.metrics()
+                .await
+                .contains("vp_uploads_in_flight 1")
+                .then_some(())
+        },
+    )
+    .await;
+    (tx, response)
 }
 
 /// An upload body that is produced as it is sent: `chunks` of 1 MiB.
@@ -431,29 +478,7 @@ async fn a_node_at_its_upload_limit_answers_503_with_retry_after() {
     let app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
 
-    // an upload that keeps streaming until we close it
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-    let slow_body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let slow = tokio::spawn(
-        app.post(&token, "/api/v1/videos")
-            .multipart(streamed_form(slow_body))
-            .send(),
-    );
-    tx.send(Ok(bytes::Bytes::from_static(b"not a video yet")))
-        .await
-        .unwrap();
-    eventually(
-        "the slow upload to be admitted",
-        Duration::from_secs(10),
-        || async {
-            app.metrics()
-                .await
-                .contains("vp_uploads_in_flight 1")
-                .then_some(())
-        },
-    )
-    .await;
-
+    let (tx, slow) = slow_upload(&app, &token, None).await;
     let r = app.upload(&token, &fixture("v20"), &[]).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
@@ -468,7 +493,7 @@ async fn a_node_at_its_upload_limit_answers_503_with_retry_after() {
 
 #[tokio::test]
 async fn deleting_a_running_video_stops_it_and_leaves_nothing() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(NodeConfig::paced(), false).await;
     let token = app.user("ann@example.com").await;
     let id = app
         .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
@@ -511,4 +536,63 @@ async fn deleting_a_running_video_stops_it_and_leaves_nothing() {
             .await
             .contains("vp_jobs_finished_total{outcome=\"cancelled\"} 1")
     );
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_upload_streams_is_a_conflict() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let (tx, first) = slow_upload(&app, &token, Some("k-1")).await;
+    // the first attempt's row exists once its file part began
+    eventually(
+        "the first upload's row",
+        Duration::from_secs(10),
+        || async { (app.count_rows("jobs").await == 1).then_some(()) },
+    )
+    .await;
+    let bytes = std::fs::read(fixture("v20")).unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "video",
+        reqwest::multipart::Part::bytes(bytes).file_name("v20.mp4"),
+    );
+    let r = app
+        .post(&token, "/api/v1/videos")
+        .header("idempotency-key", "k-1")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r).await, "upload_in_progress");
+    drop(tx);
+    assert_eq!(first.await.unwrap().unwrap().status(), 415);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_gets_408_and_leaves_nothing() {
+    let config = NodeConfig {
+        config_toml: Some("[tuning]\nupload_idle_secs = 1\n".into()),
+        ..NodeConfig::default()
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    let (tx, stalled) = slow_upload(&app, &token, None).await;
+    let r = tokio::time::timeout(Duration::from_secs(30), stalled)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    assert_eq!(error_code(r).await, "request_timeout");
+    drop(tx);
+    eventually(
+        "the stalled upload to be removed",
+        Duration::from_secs(10),
+        || async {
+            (app.media_files().is_empty() && app.count_rows("jobs").await == 0).then_some(())
+        },
+    )
+    .await;
+    assert!(app.metrics().await.contains("vp_uploads_in_flight 0"));
 }
