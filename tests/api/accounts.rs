@@ -206,3 +206,51 @@ async fn every_authenticated_call_refuses_missing_or_bad_tokens() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_configured_token_key_is_used_and_shared() {
+    let key = biscuit_auth::KeyPair::new().private().to_bytes_hex();
+    let config = crate::helpers::NodeConfig {
+        env: vec![("VP_TOKEN_KEY".into(), key)],
+        ..crate::helpers::NodeConfig::default()
+    };
+    let mut app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    assert_eq!(
+        app.count_rows("signing_keys").await,
+        0,
+        "no key generated when one is configured"
+    );
+    // another start with the same key accepts the token
+    app.restart();
+    assert_eq!(
+        app.get(&token, "/api/v1/me").send().await.unwrap().status(),
+        200
+    );
+    // a node with another key does not
+    app.config.env = vec![(
+        "VP_TOKEN_KEY".into(),
+        biscuit_auth::KeyPair::new().private().to_bytes_hex(),
+    )];
+    app.restart();
+    assert_eq!(
+        app.get(&token, "/api/v1/me").send().await.unwrap().status(),
+        401
+    );
+    // a key that is not one refuses to start
+    app.config.env = vec![("VP_TOKEN_KEY".into(), "not hex".into())];
+    app.node.kill();
+    let out = std::process::Command::new(crate::helpers::binary())
+        .arg("serve")
+        .env("DATABASE_URL", &app.db.url)
+        .env("VP_HTTP_ADDR", "127.0.0.1:0")
+        .env("VP_TOKEN_KEY", "not hex")
+        .env(
+            "VP_MEDIA_URL",
+            format!("file://{}", app.media.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token key"));
+}

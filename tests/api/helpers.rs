@@ -220,6 +220,8 @@ pub struct NodeConfig {
     pub max_upload_bytes: Option<u64>,
     /// Extra TOML for `VP_CONFIG` (tuning).
     pub config_toml: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeConfig {
@@ -256,6 +258,7 @@ impl Default for NodeConfig {
             smtp_url: None,
             max_upload_bytes: None,
             config_toml: None,
+            env: Vec::new(),
         }
     }
 }
@@ -278,13 +281,19 @@ impl Node {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then the exit status once the node has stopped.
-    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    /// Sends a signal (`STOP`, `CONT`, …) to the node.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
             .status()
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// SIGTERM, then the exit status once the node has stopped.
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
         let deadline = Instant::now() + timeout;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
@@ -353,6 +362,9 @@ pub fn start_node(db: &TestDb, media: &Path, config: &NodeConfig) -> Node {
     }
     if let Some(max) = config.max_upload_bytes {
         cmd.env("VP_MAX_UPLOAD_BYTES", max.to_string());
+    }
+    for (k, v) in &config.env {
+        cmd.env(k, v);
     }
     if let Some(toml) = &config.config_toml {
         let path = media.join(format!("{}.toml", config.node_name));

@@ -286,3 +286,108 @@ async fn emails_are_retried_until_the_smtp_server_answers() {
         .get(0);
     assert!(attempts >= 2, "{attempts}");
 }
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_transiently_fails_for_good_with_an_email() {
+    let wrapper = crate::helpers::script("ffmpeg-always-stalls", "exec sleep 600");
+    let config = NodeConfig {
+        config_toml: Some(format!(
+            "[tuning]\nffmpeg_path = \"{}\"\nffmpeg_stall_secs = 1\njob_max_attempts = 2\n",
+            wrapper.display()
+        )),
+        ..NodeConfig::default()
+    };
+    let app = TestApp::spawn_with(config, true).await;
+    let token = app.user("ann@example.com").await;
+    let id = app.upload_ok(&token, &fixture("v20"), &[]).await;
+    let failed = app.wait_final(&token, &id, PROCESSING).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["error"].as_str().unwrap();
+    assert!(reason.starts_with("gave up after 2 attempts"), "{reason}");
+    let history = transitions(&app, &id).await;
+    assert_eq!(
+        history
+            .iter()
+            .filter(|(_, to, _)| to == "processing")
+            .count(),
+        2,
+        "{history:?}"
+    );
+    let smtp = app.smtp.as_ref().unwrap();
+    let mail = eventually("the failure email", Duration::from_secs(30), || async {
+        smtp.messages().into_iter().next()
+    })
+    .await;
+    assert!(mail.contains("gave up after 2 attempts"), "{mail}");
+}
+
+/// A node that hangs (SIGSTOP) stops renewing its lease; another node takes
+/// the job over, and the hung node's late work is fenced out.
+#[tokio::test]
+async fn a_hung_nodes_job_is_taken_over_after_its_lease_expires() {
+    let short_lease = "[tuning]\njob_lease_secs = 3\n";
+    let paced = NodeConfig::paced();
+    let config_a = NodeConfig {
+        workers: 1,
+        config_toml: Some(format!(
+            "{}job_lease_secs = 3\n",
+            paced.config_toml.unwrap()
+        )),
+        ..NodeConfig::default()
+    };
+    let app = TestApp::spawn_with(config_a, false).await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    wait_mid_job(&app, &token, &id).await;
+
+    app.node.signal("STOP");
+    let config_b = NodeConfig {
+        node_name: "node-b".into(),
+        config_toml: Some(short_lease.into()),
+        ..NodeConfig::default()
+    };
+    let node_b = crate::helpers::start_node(&app.db, app.media.path(), &config_b);
+    let via_b = |path: &str| format!("http://{}{path}", node_b.addr);
+    let done = eventually("node-b to finish the job", PROCESSING, || async {
+        let r = app.http.get(via_b(&format!("/api/v1/videos/{id}")));
+        let v: Value = r.bearer_auth(&token).send().await.ok()?.json().await.ok()?;
+        (v["video"]["status"] == "done").then(|| v["video"].clone())
+    })
+    .await;
+    assert_eq!(done["frames"], 1500);
+    let history = transitions(&app, &id).await;
+    assert!(
+        history.iter().any(
+            |(_, to, d)| to == "queued" && d.as_deref() == Some("lease of node node-a expired")
+        ),
+        "{history:?}"
+    );
+
+    // node-a wakes up: its lease is gone, it stops and writes nothing
+    app.node.signal("CONT");
+    eventually(
+        "node-a to notice it lost the lease",
+        Duration::from_secs(30),
+        || async {
+            app.node
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("lease lost"))
+                .then_some(())
+        },
+    )
+    .await;
+    let after = transitions(&app, &id).await;
+    assert_eq!(after.last().unwrap().1, "done", "{after:?}");
+    let r = app
+        .http
+        .get(via_b(&format!("/api/v1/videos/{id}/frames.zip")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (names, _) = crate::helpers::zip_contents(&r.bytes().await.unwrap());
+    assert_eq!(names.len(), 1501);
+}
