@@ -66,8 +66,14 @@ impl MediaStore {
         Key::from(format!("videos/{id}/source"))
     }
 
-    pub fn zip_key(id: JobId) -> Key {
-        Key::from(format!("videos/{id}/frames.zip"))
+    /// The zip written by `attempt` of a job: attempts never share an
+    /// object, so a fenced-out attempt cannot overwrite the result.
+    pub fn zip_key(id: JobId, attempt: i32) -> Key {
+        Key::from(format!("videos/{id}/frames-{attempt}.zip"))
+    }
+
+    fn job_prefix(id: JobId) -> Key {
+        Key::from(format!("videos/{id}"))
     }
 
     /// A streaming writer for `key` with bounded memory.
@@ -108,43 +114,26 @@ impl MediaStore {
         }
     }
 
-    /// Deletes every object of a job, and staging files of unfinished
-    /// writes to them; missing objects are fine.
+    /// Deletes every object of a job (its source and the zips of all its
+    /// attempts), and staging files of unfinished writes; missing objects
+    /// are fine.
     pub async fn delete_job(&self, id: JobId) -> Result<(), StorageError> {
-        for key in [Self::source_key(id), Self::zip_key(id)] {
+        let prefix = Self::job_prefix(id);
+        let keys: Vec<Key> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for key in keys {
             self.delete(&key).await?;
-            self.remove_staging(&key)?;
         }
-        Ok(())
-    }
-
-    /// Removes staging files (`key#N`) of writes to `key` that never
-    /// finished: a crashed upload, or a killed worker's zip. Only the holder
-    /// of the key (the job's lease, or its deletion) may call this.
-    pub fn remove_staging(&self, key: &Key) -> Result<(), StorageError> {
-        let path = self.store.path_to_filesystem(key)?;
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
-        else {
-            return Ok(());
-        };
-        let prefix = format!("{name}#");
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix))
-            {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let dir = self.store.path_to_filesystem(&prefix)?;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     pub async fn delete(&self, key: &Key) -> Result<(), StorageError> {
@@ -152,6 +141,32 @@ impl MediaStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Removes what other attempts of a job left: half-written staging
+    /// files and zips that are not `keep`'s. Called by the attempt that
+    /// holds the job's lease, when it starts and when it has won.
+    pub fn remove_other_attempts(&self, id: JobId, keep: i32) -> Result<usize, StorageError> {
+        let dir = self.store.path_to_filesystem(&Self::job_prefix(id))?;
+        let ours = format!("frames-{keep}.zip");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let debris = name.contains('#') && !name.starts_with(&format!("{ours}#"))
+                || (name.starts_with("frames-") && name.ends_with(".zip") && name != ours);
+            if debris {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes staging files (`name#N`) that a crash left behind. Only files
@@ -221,7 +236,7 @@ mod tests {
             .unwrap();
         assert_eq!(part.concat(), b"world");
 
-        let zip = MediaStore::zip_key(id);
+        let zip = MediaStore::zip_key(id, 1);
         let mut w = store.writer(&zip);
         w.write_all(b"partial").await.unwrap();
         drop(w);
@@ -230,11 +245,22 @@ mod tests {
             Err(StorageError::NotFound)
         ));
 
+        // attempt 2 holds the lease: attempt 1's finished zip and staging
+        // files go, attempt 2's own staging file stays
+        let job_dir = dir.path().join(format!("videos/{id}"));
+        for name in ["frames-1.zip", "frames-1.zip#3", "frames-2.zip#1"] {
+            std::fs::write(job_dir.join(name), name).unwrap();
+        }
+        assert_eq!(store.remove_other_attempts(id, 2).unwrap(), 2);
+        assert!(job_dir.join("frames-2.zip#1").exists());
+        assert!(job_dir.join("source").exists());
+
         store.delete_job(id).await.unwrap();
         assert!(matches!(
             store.size(&key).await,
             Err(StorageError::NotFound)
         ));
+        assert!(!job_dir.exists(), "staging files go too");
         assert!(MediaStore::from_url("s3://bucket").is_err());
     }
 }

@@ -17,7 +17,7 @@ use crate::domain::{IdempotencyKey, JobId, UserId};
 use crate::jobs::{JobEvent, JobState, next};
 
 const COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, media_info, frames, \
-     zip_bytes, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
+     zip_bytes, zip_attempt, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
 
 /// A job as stored.
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct JobRow {
     pub media_info: Option<Value>,
     pub frames: Option<i32>,
     pub zip_bytes: Option<i64>,
+    /// The attempt whose zip is the result (once done).
+    pub zip_attempt: Option<i32>,
     pub error: Option<String>,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -54,6 +56,7 @@ impl JobRow {
             media_info: r.get("media_info"),
             frames: r.get("frames"),
             zip_bytes: r.get("zip_bytes"),
+            zip_attempt: r.get("zip_attempt"),
             error: r.get("error"),
             attempts: r.get("attempts"),
             max_attempts: r.get("max_attempts"),
@@ -350,7 +353,7 @@ pub async fn complete(
     };
     let to = next(locked.state, JobEvent::Completed)?;
     tx.execute(
-        "UPDATE jobs SET state = $2, frames = $3, zip_bytes = $4, progress = 1, error = NULL,
+        "UPDATE jobs SET state = $2, frames = $3, zip_bytes = $4, zip_attempt = attempts, progress = 1, error = NULL,
              lease_token = NULL, lease_until = NULL, finished_at = now(), updated_at = now()
          WHERE id = $1",
         &[&id.0, &to, &frames, &zip_bytes],

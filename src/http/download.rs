@@ -29,12 +29,12 @@ async fn download(
     range: Option<String>,
 ) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
-    match (job.state, job.expired_at) {
-        (JobState::Done, None) => {}
-        (JobState::Done, Some(_)) => return Err(ApiError::Expired.into()),
+    let attempt = match (job.state, job.expired_at, job.zip_attempt) {
+        (JobState::Done, None, Some(attempt)) => attempt,
+        (JobState::Done, Some(_), _) => return Err(ApiError::Expired.into()),
         _ => return Err(ApiError::NotReady.into()),
-    }
-    let key = MediaStore::zip_key(job.id);
+    };
+    let key = MediaStore::zip_key(job.id, attempt);
     let size = match state.store.size(&key).await {
         Ok(size) => size,
         // removed by retention between the row check and now

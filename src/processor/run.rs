@@ -14,8 +14,7 @@ use tracing::Instrument;
 use super::ProcessorContext;
 use super::sink::ChannelWriter;
 use crate::db::{self, jobs::Claim};
-use crate::domain::{FrameOptions, JobId};
-use crate::jobs::JobState;
+use crate::domain::FrameOptions;
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError};
 use crate::notify::message;
 use crate::storage::{MediaStore, StorageError};
@@ -150,10 +149,11 @@ async fn produce(
     }
     tracing::info!(frames = plan.timestamps.len(), strategy = ?plan.strategy, duration = info.duration_secs, "plan");
 
-    // a previous run of this job (killed node) may have left a half-written zip
-    ctx.store.remove_staging(&MediaStore::zip_key(id))?;
+    let zip_key = MediaStore::zip_key(id, claim.job.attempts);
+    // a killed earlier attempt may have left a half-written zip behind
+    ctx.store.remove_other_attempts(id, claim.job.attempts)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let mut writer = ctx.store.writer(&MediaStore::zip_key(id));
+    let mut writer = ctx.store.writer(&zip_key);
     let store_task = async move {
         let mut written = 0u64;
         while let Some(chunk) = rx.recv().await {
@@ -233,6 +233,10 @@ async fn record_outcome(
             .await;
             match recorded {
                 Ok(true) => {
+                    // a fenced-out attempt may have finished its zip meanwhile
+                    if let Err(e) = ctx.store.remove_other_attempts(id, claim.job.attempts) {
+                        tracing::warn!(error = %e, "could not remove other attempts' files");
+                    }
                     metrics::histogram!("vp_processing_seconds").record(elapsed.as_secs_f64());
                     tracing::info!(
                         frames = done.frames,
@@ -244,8 +248,13 @@ async fn record_outcome(
                     "done"
                 }
                 Ok(false) => {
+                    // fenced out: another attempt owns the job now, and this
+                    // attempt's zip (its own object) is nobody's result
                     tracing::warn!("finished, but the lease was lost; result discarded");
-                    discard_orphan_zip(ctx, id).await;
+                    let own = MediaStore::zip_key(id, claim.job.attempts);
+                    if let Err(e) = ctx.store.delete(&own).await {
+                        tracing::warn!(error = %e, "could not delete a fenced-out zip");
+                    }
                     "lease_lost"
                 }
                 Err(e) => {
@@ -298,20 +307,6 @@ async fn record_outcome(
         }
     };
     metrics::counter!("vp_jobs_finished_total", "outcome" => outcome).increment(1);
-}
-
-/// A zip finished after its job was deleted would stay in the store for
-/// good; a job taken over by another node keeps it (that node writes the
-/// same object).
-async fn discard_orphan_zip(ctx: &ProcessorContext, id: JobId) {
-    let orphaned = match db::jobs::get(&ctx.pool, id).await {
-        Ok(None) => true,
-        Ok(Some(job)) => job.state == JobState::Cancelled,
-        Err(_) => false,
-    };
-    if orphaned && let Err(e) = ctx.store.delete(&MediaStore::zip_key(id)).await {
-        tracing::warn!(error = %e, "could not delete the zip of a deleted job");
-    }
 }
 
 /// 5 s, 10 s, 20 s, … capped at five minutes.
