@@ -11,6 +11,7 @@ use ractor::{Actor, call_t};
 use tokio::net::TcpListener;
 
 use crate::auth::{SessionTokens, SignInLimiter, TokenKey};
+use crate::cluster::ClusterArgs;
 use crate::http::{self, AppState};
 use crate::notify::{Mailer, NotifierArgs};
 use crate::processor::ProcessorContext;
@@ -74,6 +75,22 @@ pub async fn run(
     )?;
     let metrics = telemetry::metrics();
 
+    // A node joins a cluster when it has a cookie; without one it runs alone.
+    let cluster = match &settings.cluster_cookie {
+        Some(cookie) => Some(
+            ClusterArgs::new(
+                &node,
+                &settings.cluster_addr,
+                settings.cluster_seeds.as_deref(),
+                cookie.clone(),
+                pool.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let cluster_view = cluster.as_ref().map(|c| c.view.clone());
+
     let tuning = &settings.tuning;
     let supervisor_args = SupervisorArgs {
         upload: UploadArgs {
@@ -92,6 +109,7 @@ pub async fn run(
             stall_timeout: Duration::from_secs(tuning.ffmpeg_stall_secs),
             probe_timeout: Duration::from_secs(tuning.probe_timeout_secs),
             job_timeout: Duration::from_secs(tuning.job_timeout_secs),
+            shutdown_grace: Duration::from_secs(tuning.shutdown_grace_secs),
             retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),
         }),
         notifier: NotifierArgs {
@@ -99,6 +117,7 @@ pub async fn run(
             mailer,
             max_attempts: tuning.mail_max_attempts,
         },
+        cluster,
     };
     let (supervisor, mut supervisor_done) = Actor::spawn(None, Supervisor, supervisor_args)
         .await
@@ -113,6 +132,7 @@ pub async fn run(
         settings: settings.clone(),
         node: node.clone(),
         metrics,
+        cluster: cluster_view,
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, %node, workers, "http listening");

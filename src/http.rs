@@ -34,6 +34,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub node: String,
     pub metrics: PrometheusHandle,
+    /// The cluster as this node sees it; None when running alone.
+    pub cluster: Option<crate::cluster::ClusterView>,
 }
 
 pub type State = Arc<AppState>;

@@ -22,6 +22,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod db;
 pub mod domain;
 pub mod http;

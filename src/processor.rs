@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use ractor_cluster::RactorMessage;
+use ractor_cluster::RactorClusterMessage;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::db;
+use crate::db::{self, jobs::Abandoned};
 use crate::domain::JobId;
 use crate::media::CancelFlag;
 use crate::notify::message;
@@ -45,12 +45,16 @@ pub struct ProcessorContext {
     pub probe_timeout: Duration,
     /// A job's time limit before the video's own duration is added (three times).
     pub job_timeout: Duration,
+    /// On shutdown, running jobs get this long to finish before they are handed back.
+    pub shutdown_grace: Duration,
     pub retention: Duration,
 }
 
 pub struct ProcessorPool;
 
-#[derive(RactorMessage)]
+/// Pools of all nodes form the `vp.pools` process group, so wake-ups and
+/// cancellations reach them across the cluster.
+#[derive(RactorClusterMessage, Clone)]
 pub enum PoolMsg {
     /// Work may be waiting: claim while slots are free.
     Wake,
@@ -89,8 +93,7 @@ impl Actor for ProcessorPool {
         let requeued = db::jobs::requeue_abandoned(
             &ctx.pool,
             &ctx.node,
-            Some(&ctx.node),
-            false,
+            Abandoned::Restarted(&ctx.node),
             message::job_failed,
         )
         .await?;
@@ -100,6 +103,10 @@ impl Actor for ProcessorPool {
                 "requeued jobs held before this node restarted"
             );
         }
+        ractor::pg::join(
+            crate::cluster::POOLS_GROUP.to_owned(),
+            vec![myself.get_cell()],
+        );
         myself.send_interval(TICK, || PoolMsg::Tick);
         myself.cast(PoolMsg::Wake)?;
         let long_ago = Instant::now() - RETENTION_EVERY;
@@ -151,6 +158,12 @@ impl Actor for ProcessorPool {
         _myself: ActorRef<PoolMsg>,
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
+        // No more claims (the mailbox is closed); running jobs get the grace
+        // period to finish, then are stopped and handed back.
+        let grace = tokio::time::Instant::now() + state.ctx.shutdown_grace;
+        for r in state.running.values_mut() {
+            let _ = tokio::time::timeout_at(grace, &mut r.task).await;
+        }
         for r in state.running.values() {
             r.cancel.cancel();
         }
@@ -161,8 +174,7 @@ impl Actor for ProcessorPool {
         let released = db::jobs::requeue_abandoned(
             &ctx.pool,
             &ctx.node,
-            Some(&ctx.node),
-            true,
+            Abandoned::ShuttingDown(&ctx.node),
             message::job_failed,
         )
         .await?;
@@ -219,8 +231,13 @@ async fn housekeeping(state: &mut PoolState) {
     let ctx = state.ctx.clone();
     if state.last_rescue.elapsed() >= RESCUE_EVERY {
         state.last_rescue = Instant::now();
-        match db::jobs::requeue_abandoned(&ctx.pool, &ctx.node, None, false, message::job_failed)
-            .await
+        match db::jobs::requeue_abandoned(
+            &ctx.pool,
+            &ctx.node,
+            Abandoned::LeaseExpired,
+            message::job_failed,
+        )
+        .await
         {
             Ok(jobs) => {
                 for (id, outcome) in jobs {

@@ -72,6 +72,7 @@ pub struct Tuning {
     pub max_concurrent_uploads: usize,
     pub upload_idle_secs: u64,
     pub job_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
     pub mail_max_attempts: u32,
     pub ffmpeg_path: PathBuf,
     pub ffprobe_path: PathBuf,

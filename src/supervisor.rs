@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster::RactorMessage;
 
+use crate::cluster::{ClusterArgs, Membership};
 use crate::notify::{Notifier, NotifierArgs, NotifierMsg};
 use crate::processor::{PoolMsg, ProcessorContext, ProcessorPool};
 use crate::upload::{UploadAdmission, UploadArgs, UploadMsg};
@@ -17,6 +18,7 @@ use crate::upload::{UploadAdmission, UploadArgs, UploadMsg};
 pub const UPLOAD: &str = "vp.upload";
 pub const POOL: &str = "vp.processor_pool";
 pub const NOTIFIER: &str = "vp.notifier";
+pub const MEMBERSHIP: &str = "vp.membership";
 
 /// Restarts allowed within [`RESTART_WINDOW`] before the node gives up.
 const MAX_RESTARTS: usize = 5;
@@ -26,17 +28,15 @@ pub fn upload() -> Option<ActorRef<UploadMsg>> {
     ActorRef::where_is(UPLOAD)
 }
 
-/// Hints the pool that a job may be waiting; harmless if lost.
+/// Hints every pool in the cluster that a job may be waiting; harmless if lost.
 pub fn wake_pool() {
-    if let Some(pool) = ActorRef::<PoolMsg>::where_is(POOL) {
-        let _ = pool.cast(PoolMsg::Wake);
-    }
+    crate::cluster::broadcast_to_pools(|| PoolMsg::Wake);
 }
 
+/// Stops job `id` on whichever node runs it. The database is faster still:
+/// the cancelled job's next lease renewal fails.
 pub fn cancel_job(id: crate::domain::JobId) {
-    if let Some(pool) = ActorRef::<PoolMsg>::where_is(POOL) {
-        let _ = pool.cast(PoolMsg::Cancel(id));
-    }
+    crate::cluster::broadcast_to_pools(|| PoolMsg::Cancel(id));
 }
 
 /// Hints the notifier that the outbox has mail; harmless if lost.
@@ -52,6 +52,8 @@ pub struct SupervisorArgs {
     pub upload: UploadArgs,
     pub processor: Arc<ProcessorContext>,
     pub notifier: NotifierArgs,
+    /// Present when this node joins a cluster.
+    pub cluster: Option<ClusterArgs>,
 }
 
 pub struct Supervisor;
@@ -85,6 +87,13 @@ impl Supervisor {
                 .await?
                 .0
                 .get_cell(),
+            MEMBERSHIP => match &args.cluster {
+                Some(cluster) => Actor::spawn_linked(name_owned, Membership, cluster.clone(), cell)
+                    .await?
+                    .0
+                    .get_cell(),
+                None => return Err("no cluster configured".into()),
+            },
             NOTIFIER => Actor::spawn_linked(name_owned, Notifier, args.notifier.clone(), cell)
                 .await?
                 .0
@@ -108,6 +117,9 @@ impl Actor for Supervisor {
         for name in [NOTIFIER, POOL, UPLOAD] {
             Self::start_child(&myself, &args, name).await?;
         }
+        if args.cluster.is_some() {
+            Self::start_child(&myself, &args, MEMBERSHIP).await?;
+        }
         Ok(SupervisorState {
             args,
             restarts: Vec::new(),
@@ -124,8 +136,9 @@ impl Actor for Supervisor {
         match msg {
             SupervisorMsg::Shutdown(reply) => {
                 state.stopping = true;
-                // uploads first (no new work), then the pool (hands jobs back), then mail
-                for name in [UPLOAD, POOL, NOTIFIER] {
+                // uploads first (no new work), then the pool (hands jobs
+                // back), then leave the cluster, then mail
+                for name in [UPLOAD, POOL, MEMBERSHIP, NOTIFIER] {
                     if let Some(cell) = ractor::registry::where_is(name) {
                         cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
                             .await

@@ -465,17 +465,40 @@ async fn requeue_locked(
     Ok(RetryOutcome::Requeued)
 }
 
-/// Puts back jobs whose lease ran out (their node died or hung) and, when
-/// `owner` is given, every job held by that node: used when a node starts
-/// (its old leases belong to a previous life) and when it shuts down
-/// (`refund_attempt`: stopping is not the job's fault).
+/// Why a node's jobs are put back in the queue.
+#[derive(Debug, Clone, Copy)]
+pub enum Abandoned<'a> {
+    /// Only jobs whose lease ran out (their node died or hung).
+    LeaseExpired,
+    /// This node started again: the jobs it held belong to a previous life.
+    Restarted(&'a str),
+    /// This node is stopping; that is not the jobs' fault, so their attempt
+    /// is given back.
+    ShuttingDown(&'a str),
+    /// That node left the cluster.
+    Departed(&'a str),
+}
+
+impl Abandoned<'_> {
+    fn owner(&self) -> Option<&str> {
+        match self {
+            Abandoned::LeaseExpired => None,
+            Abandoned::Restarted(n) | Abandoned::ShuttingDown(n) | Abandoned::Departed(n) => {
+                Some(n)
+            }
+        }
+    }
+}
+
+/// Puts back jobs whose lease ran out and, depending on `why`, every job
+/// held by one node. Returns what became of each.
 pub async fn requeue_abandoned(
     pool: &Pool,
     node: &str,
-    owner: Option<&str>,
-    refund_attempt: bool,
+    why: Abandoned<'_>,
     mail: impl Fn(&str, &str) -> NewNotification,
 ) -> DbResult<Vec<(JobId, RetryOutcome)>> {
+    let owner = why.owner();
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
     let rows = tx
@@ -493,16 +516,13 @@ pub async fn requeue_abandoned(
         let Some(locked) = lock(&tx, id, None).await? else {
             continue;
         };
-        let own = owner.is_some() && previous.as_deref() == owner;
-        let reason = if own && refund_attempt {
-            "node shutting down".to_owned()
-        } else if own {
-            "node restarted".to_owned()
-        } else {
-            format!(
-                "lease of node {} expired",
-                previous.as_deref().unwrap_or("?")
-            )
+        let held = owner.is_some() && previous.as_deref() == owner;
+        let previous = previous.as_deref().unwrap_or("?");
+        let (reason, refund) = match why {
+            Abandoned::Restarted(_) if held => ("node restarted".to_owned(), false),
+            Abandoned::ShuttingDown(_) if held => ("node shutting down".to_owned(), true),
+            Abandoned::Departed(_) if held => (format!("node {previous} left the cluster"), false),
+            _ => (format!("lease of node {previous} expired"), false),
         };
         let outcome = requeue_locked(
             &tx,
@@ -511,7 +531,7 @@ pub async fn requeue_abandoned(
             node,
             &reason,
             Duration::ZERO,
-            own && refund_attempt,
+            refund,
             &mail,
         )
         .await?;

@@ -25,11 +25,18 @@ async fn ready(state: State) -> warp::reply::Response {
     let database = db::ping(&state.pool).await;
     let actors = crate::supervisor::upload().is_some();
     let ok = database.is_ok() && actors;
+    // a node alone is ready (the first pod has no peers): the cluster part
+    // reports, it does not gate
+    let cluster = state.cluster.as_ref().map(|c| {
+        let peers = c.peers();
+        serde_json::json!({ "joined": true, "peers": peers.len(), "peer_names": peers })
+    });
     let body = serde_json::json!({
         "status": if ok { "ready" } else { "not_ready" },
         "database": database.is_ok(),
         "actors": actors,
         "node": state.node,
+        "cluster": cluster.unwrap_or_else(|| serde_json::json!({ "joined": false, "peers": 0 })),
     });
     let status = if ok {
         StatusCode::OK

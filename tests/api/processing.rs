@@ -157,9 +157,15 @@ async fn a_node_killed_mid_job_finishes_it_after_restart() {
 
 #[tokio::test]
 async fn sigterm_hands_the_running_job_back_and_exits_cleanly() {
+    let paced = NodeConfig::paced();
+    // no grace period: the running job is handed back at once
     let config = NodeConfig {
         workers: 1,
-        ..NodeConfig::paced()
+        config_toml: Some(format!(
+            "{}shutdown_grace_secs = 0\n",
+            paced.config_toml.unwrap()
+        )),
+        ..NodeConfig::default()
     };
     let mut app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
@@ -390,4 +396,39 @@ async fn a_hung_nodes_job_is_taken_over_after_its_lease_expires() {
         .unwrap();
     let (names, _) = crate::helpers::zip_contents(&r.bytes().await.unwrap());
     assert_eq!(names.len(), 1501);
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
+    let paced = NodeConfig::paced();
+    let config = NodeConfig {
+        workers: 1,
+        config_toml: Some(format!(
+            "{}shutdown_grace_secs = 60\n",
+            paced.config_toml.unwrap()
+        )),
+        ..NodeConfig::default()
+    };
+    let mut app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    wait_mid_job(&app, &token, &id).await;
+    let status = app.node.terminate(Duration::from_secs(90)).await;
+    assert!(status.success());
+    let history = transitions(&app, &id).await;
+    assert_eq!(
+        history.last().unwrap().1,
+        "done",
+        "finished before the node exited: {history:?}"
+    );
+    assert_eq!(
+        history
+            .iter()
+            .filter(|(_, to, _)| to == "processing")
+            .count(),
+        1,
+        "{history:?}"
+    );
 }

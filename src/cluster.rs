@@ -1,0 +1,413 @@
+//! The ractor cluster: how nodes find each other, notice each other leave,
+//! and pass hints. `ractor_cluster` brings sessions and process groups, but
+//! no discovery, no redial and no failure detector for a hung peer; the
+//! [`Membership`] actor adds all three:
+//!
+//! - **Seeds**: every couple of seconds each `VP_CLUSTER_SEEDS` entry is
+//!   resolved (a headless Service name gives every pod) and each address that
+//!   is not a peer yet is dialed, with exponential back-off per address.
+//! - **Heartbeat**: every second each peer's [`health::Health`] actor is
+//!   called; a peer that misses three in a row has its session closed, so it
+//!   counts as gone even when its socket stays open (SIGSTOP, a partition).
+//! - **Leaving**: when a peer's session ends, the jobs it held are put back
+//!   in the queue at once, instead of waiting for their leases to expire.
+//!
+//! The cluster is an accelerator, never the source of truth: every decision
+//! that matters is a fenced transaction in PostgreSQL, so a lost message or a
+//! wrong membership view costs time, not work.
+
+mod health;
+pub mod seeds;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, RactorMessage};
+
+use crate::db::{self, jobs::Abandoned};
+use crate::notify::message;
+use crate::settings::Secret;
+use health::{Health, HealthMsg};
+use seeds::Dialer;
+
+/// Process group of every node's processor pool.
+pub const POOLS_GROUP: &str = "vp.pools";
+/// Process group of every node's heartbeat responder.
+pub const HEALTH_GROUP: &str = "vp.health";
+
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const HEARTBEAT_TIMEOUT_MS: u64 = 1_000;
+/// Missed heartbeats after which a peer is dropped.
+const MAX_MISSES: u32 = 3;
+
+/// How this node takes part in the cluster.
+#[derive(Clone)]
+pub struct ClusterArgs {
+    pub node: String,
+    pub listen: SocketAddr,
+    /// The host other nodes reach this one by.
+    pub advertise: String,
+    pub seeds: Vec<String>,
+    pub cookie: Secret,
+    pub pool: Pool,
+    pub view: ClusterView,
+}
+
+impl ClusterArgs {
+    /// `VP_CLUSTER_ADDR` is `host:port`; a wildcard host advertises the node name.
+    pub async fn new(
+        node: &str,
+        addr: &str,
+        seeds: Option<&str>,
+        cookie: Secret,
+        pool: Pool,
+    ) -> anyhow::Result<Self> {
+        let listen = seeds::resolve(addr)
+            .await
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("VP_CLUSTER_ADDR `{addr}` does not resolve"))?;
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_matches(['[', ']']);
+        let advertise = if listen.ip().is_unspecified() {
+            node.to_owned()
+        } else {
+            host.to_owned()
+        };
+        Ok(Self {
+            node: node.to_owned(),
+            listen,
+            advertise,
+            seeds: seeds::parse_seeds(seeds),
+            cookie,
+            pool,
+            view: ClusterView::default(),
+        })
+    }
+}
+
+/// What the HTTP layer shows of the cluster: the peers this node is joined to.
+#[derive(Clone, Default)]
+pub struct ClusterView {
+    peers: Arc<RwLock<BTreeMap<u64, String>>>,
+}
+
+impl ClusterView {
+    /// Names of the ready peers, sorted.
+    pub fn peers(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .peers
+            .read()
+            .expect("cluster view")
+            .values()
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn set(&self, node_id: u64, name: Option<String>) {
+        let mut peers = self.peers.write().expect("cluster view");
+        match name {
+            Some(n) => peers.insert(node_id, n),
+            None => peers.remove(&node_id),
+        };
+        metrics::gauge!("vp_cluster_peers").set(peers.len() as f64);
+    }
+}
+
+/// Casts `msg` to every processor pool in the cluster, this node's included.
+pub fn broadcast_to_pools(msg: impl Fn() -> crate::processor::PoolMsg) {
+    for cell in ractor::pg::get_members(&POOLS_GROUP.to_owned()) {
+        let _ = ActorRef::<crate::processor::PoolMsg>::from(cell).cast(msg());
+    }
+}
+
+pub struct Membership;
+
+#[derive(RactorMessage)]
+pub enum MembershipMsg {
+    Reconcile,
+    Heartbeat,
+    SessionReady(SessionInfo),
+    SessionDown(SessionInfo),
+    /// A dial to a seed address finished.
+    Dialed(SocketAddr, bool),
+}
+
+/// What we keep of a session event.
+pub struct SessionInfo {
+    node_id: u64,
+    name: Option<String>,
+    is_server: bool,
+    peer_addr: Option<SocketAddr>,
+    connection: Option<String>,
+    actor: ActorRef<ractor_cluster::node::NodeSessionMessage>,
+}
+
+impl From<NodeServerSessionInformation> for SessionInfo {
+    fn from(s: NodeServerSessionInformation) -> Self {
+        Self {
+            node_id: s.node_id,
+            // `name@host` on the wire; the node name is the part before `@`
+            name: s
+                .peer_name
+                .as_ref()
+                .map(|n| n.name.split('@').next().unwrap_or_default().to_owned()),
+            is_server: s.is_server,
+            peer_addr: s.peer_addr.parse().ok(),
+            connection: s.peer_name.map(|n| n.connection_string),
+            actor: s.actor,
+        }
+    }
+}
+
+/// Forwards node-server events into the membership actor's mailbox.
+struct Events(ActorRef<MembershipMsg>);
+
+impl NodeEventSubscription for Events {
+    fn node_session_opened(&self, _: NodeServerSessionInformation) {}
+    fn node_session_authenticated(&self, _: NodeServerSessionInformation) {}
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.cast(MembershipMsg::SessionReady(ses.into()));
+    }
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.cast(MembershipMsg::SessionDown(ses.into()));
+    }
+}
+
+pub struct MembershipState {
+    args: ClusterArgs,
+    server: ActorRef<NodeServerMessage>,
+    dialer: Dialer,
+    /// Addresses that turned out to be this node.
+    own: HashSet<SocketAddr>,
+    /// Ready peers by ractor node id: name and the addresses they are known by.
+    peers: BTreeMap<u64, (String, Vec<SocketAddr>)>,
+    misses: BTreeMap<u64, u32>,
+}
+
+impl Actor for Membership {
+    type Msg = MembershipMsg;
+    type State = MembershipState;
+    type Arguments = ClusterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MembershipMsg>,
+        args: ClusterArgs,
+    ) -> Result<MembershipState, ActorProcessingErr> {
+        let server = NodeServer::new(
+            args.listen.port(),
+            args.cookie.expose().to_owned(),
+            args.node.clone(),
+            args.advertise.clone(),
+            None,
+            Some(NodeConnectionMode::Transitive),
+        )
+        .with_listen_addr(args.listen.ip());
+        let (server, _) = Actor::spawn_linked(
+            Some("vp.cluster.server".into()),
+            server,
+            (),
+            myself.get_cell(),
+        )
+        .await?;
+        server.cast(NodeServerMessage::SubscribeToEvents {
+            id: "vp.membership".into(),
+            subscription: Box::new(Events(myself.clone())),
+        })?;
+        Actor::spawn_linked(
+            Some("vp.cluster.health".into()),
+            Health,
+            args.node.clone(),
+            myself.get_cell(),
+        )
+        .await?;
+        myself.send_interval(RECONCILE_EVERY, || MembershipMsg::Reconcile);
+        myself.send_interval(HEARTBEAT_EVERY, || MembershipMsg::Heartbeat);
+        myself.cast(MembershipMsg::Reconcile)?;
+        tracing::info!(listen = %args.listen, advertise = %args.advertise, seeds = ?args.seeds, "cluster node listening");
+        let mut own = HashSet::from([args.listen]);
+        own.extend(seeds::resolve(&format!("{}:{}", args.advertise, args.listen.port())).await);
+        Ok(MembershipState {
+            args,
+            server,
+            dialer: Dialer::default(),
+            own,
+            peers: BTreeMap::new(),
+            misses: BTreeMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<MembershipMsg>,
+        msg: MembershipMsg,
+        state: &mut MembershipState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MembershipMsg::Reconcile => reconcile(&myself, state).await,
+            MembershipMsg::Heartbeat => heartbeat(state).await,
+            MembershipMsg::Dialed(addr, ok) => {
+                if !ok {
+                    tracing::debug!(%addr, "seed not reachable");
+                }
+            }
+            MembershipMsg::SessionReady(s) => session_ready(state, s).await,
+            MembershipMsg::SessionDown(s) => session_down(state, s).await,
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<MembershipMsg>,
+        state: &mut MembershipState,
+    ) -> Result<(), ActorProcessingErr> {
+        for node_id in state.peers.keys().copied().collect::<Vec<_>>() {
+            state.args.view.set(node_id, None);
+        }
+        Ok(())
+    }
+}
+
+async fn reconcile(myself: &ActorRef<MembershipMsg>, state: &mut MembershipState) {
+    let mut candidates = Vec::new();
+    for seed in &state.args.seeds {
+        candidates.extend(seeds::resolve(seed).await);
+    }
+    let connected: HashSet<SocketAddr> = state
+        .peers
+        .values()
+        .flat_map(|(_, addrs)| addrs.iter().copied())
+        .collect();
+    let now = Instant::now();
+    for addr in state.dialer.due(&candidates, &connected, &state.own, now) {
+        state.dialer.attempted(addr, now);
+        let server = state.server.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let dial = ractor_cluster::client_connect(&server, addr);
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(2), dial).await,
+                Ok(Ok(()))
+            );
+            let _ = me.cast(MembershipMsg::Dialed(addr, ok));
+        });
+    }
+}
+
+async fn heartbeat(state: &mut MembershipState) {
+    let remote: Vec<ActorCell> = ractor::pg::get_members(&HEALTH_GROUP.to_owned())
+        .into_iter()
+        .filter(|c| !c.get_id().is_local())
+        .collect();
+    let calls = remote.into_iter().map(|cell| async move {
+        let node_id = cell.get_id().node();
+        let actor = ActorRef::<HealthMsg>::from(cell);
+        (
+            node_id,
+            ractor::call_t!(actor, HealthMsg::Ping, HEARTBEAT_TIMEOUT_MS).is_ok(),
+        )
+    });
+    for (node_id, answered) in futures::future::join_all(calls).await {
+        let misses = state.misses.entry(node_id).or_insert(0);
+        *misses = if answered { 0 } else { *misses + 1 };
+        if *misses >= MAX_MISSES {
+            state.misses.remove(&node_id);
+            drop_silent_peer(state, node_id).await;
+        }
+    }
+}
+
+/// Closes the session of a peer that stopped answering; its departure then
+/// runs the same path as a crash.
+async fn drop_silent_peer(state: &MembershipState, node_id: u64) {
+    let name = state
+        .peers
+        .get(&node_id)
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default();
+    tracing::warn!(peer = %name, node_id, "peer stopped answering heartbeats; dropping it");
+    if let Ok(sessions) = ractor::call_t!(state.server, NodeServerMessage::GetSessions, 2_000)
+        && let Some(session) = sessions.get(&node_id)
+    {
+        session
+            .actor
+            .stop(Some("peer stopped answering heartbeats".into()));
+    }
+}
+
+async fn session_ready(state: &mut MembershipState, s: SessionInfo) {
+    let Some(name) = s.name.clone() else { return };
+    if name == state.args.node {
+        // a seed that is this very node: remember the address, drop the loop
+        if let (false, Some(addr)) = (s.is_server, s.peer_addr) {
+            state.own.insert(addr);
+        }
+        s.actor.stop(Some("connected to itself".into()));
+        return;
+    }
+    let mut addrs = Vec::new();
+    if let Some(conn) = &s.connection {
+        addrs.extend(seeds::resolve(conn).await);
+    }
+    if let (false, Some(addr)) = (s.is_server, s.peer_addr) {
+        addrs.push(addr);
+    }
+    for addr in &addrs {
+        state.dialer.connected(*addr);
+    }
+    tracing::info!(peer = %name, node_id = s.node_id, "peer joined");
+    state.args.view.set(s.node_id, Some(name.clone()));
+    state.peers.insert(s.node_id, (name, addrs));
+    // new capacity: let every pool look for work
+    broadcast_wake();
+}
+
+async fn session_down(state: &mut MembershipState, s: SessionInfo) {
+    // only a session that was a ready peer counts: a rejected duplicate or a
+    // failed handshake says nothing about the node behind it
+    let Some((name, _)) = state.peers.remove(&s.node_id) else {
+        return;
+    };
+    state.misses.remove(&s.node_id);
+    state.args.view.set(s.node_id, None);
+    if state.peers.values().any(|(n, _)| *n == name) {
+        return;
+    }
+    tracing::warn!(peer = %name, "peer left; taking back its jobs");
+    let started = Instant::now();
+    match db::jobs::requeue_abandoned(
+        &state.args.pool,
+        &state.args.node,
+        Abandoned::Departed(&name),
+        message::job_failed,
+    )
+    .await
+    {
+        Ok(jobs) => {
+            if !jobs.is_empty() {
+                tracing::info!(peer = %name, jobs = jobs.len(), ms = started.elapsed().as_millis() as u64, "took back the jobs of a departed peer");
+                broadcast_wake();
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "taking back a departed peer's jobs failed; their leases will expire")
+        }
+    }
+}
+
+fn broadcast_wake() {
+    broadcast_to_pools(|| crate::processor::PoolMsg::Wake);
+}
