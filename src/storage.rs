@@ -144,8 +144,8 @@ impl MediaStore {
     }
 
     /// Removes what other attempts of a job left: half-written staging
-    /// files and zips that are not `keep`'s. Called by the attempt that
-    /// holds the job's lease, when it starts and when it has won.
+    /// files and zips that are not `keep`'s. Only for the attempt whose
+    /// completion was recorded: its zip is the result, the rest is debris.
     pub fn remove_other_attempts(&self, id: JobId, keep: i32) -> Result<usize, StorageError> {
         let dir = self.store.path_to_filesystem(&Self::job_prefix(id))?;
         let ours = format!("frames-{keep}.zip");

@@ -150,8 +150,6 @@ async fn produce(
     tracing::info!(frames = plan.timestamps.len(), strategy = ?plan.strategy, duration = info.duration_secs, "plan");
 
     let zip_key = MediaStore::zip_key(id, claim.job.attempts);
-    // a killed earlier attempt may have left a half-written zip behind
-    ctx.store.remove_other_attempts(id, claim.job.attempts)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let mut writer = ctx.store.writer(&zip_key);
     let store_task = async move {
@@ -233,7 +231,10 @@ async fn record_outcome(
             .await;
             match recorded {
                 Ok(true) => {
-                    // a fenced-out attempt may have finished its zip meanwhile
+                    // Only the attempt whose completion won the fence clears up
+                    // after the others (a killed run's staging file, a
+                    // fenced-out run's zip): any earlier, and a paused stale
+                    // attempt could delete the result of the one replacing it.
                     if let Err(e) = ctx.store.remove_other_attempts(id, claim.job.attempts) {
                         tracing::warn!(error = %e, "could not remove other attempts' files");
                     }

@@ -2,6 +2,7 @@
 //! a real SMTP server, spoken to over HTTP the way a client would.
 
 mod accounts;
+mod cluster;
 mod helpers;
 mod isolation;
 mod ops;

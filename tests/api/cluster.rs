@@ -1,0 +1,536 @@
+//! Several real nodes on loopback sharing one database and media directory,
+//! joined into one ractor cluster.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Node, NodeConfig, PASSWORD, TestDb, error_code, eventually, fixture, free_port, start_node,
+    zip_contents,
+};
+
+const PROCESSING: Duration = Duration::from_secs(180);
+const COOKIE: &str = "test-cluster-cookie";
+
+struct TestCluster {
+    db: TestDb,
+    media: tempfile::TempDir,
+    configs: Vec<NodeConfig>,
+    nodes: Vec<Node>,
+    http: reqwest::Client,
+}
+
+impl TestCluster {
+    /// `n` nodes named node-0, node-1, …, each seeded with every other.
+    async fn start(n: usize, base: NodeConfig) -> Self {
+        let db = TestDb::create().await;
+        let media = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let seeds = ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let configs: Vec<NodeConfig> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let mut c = base.clone();
+                c.node_name = format!("node-{i}");
+                c.env.extend([
+                    ("VP_CLUSTER_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+                    ("VP_CLUSTER_SEEDS".to_owned(), seeds.clone()),
+                    ("VP_CLUSTER_COOKIE".to_owned(), COOKIE.to_owned()),
+                ]);
+                c
+            })
+            .collect();
+        let nodes = configs
+            .iter()
+            .map(|c| start_node(&db, media.path(), c))
+            .collect();
+        let cluster = Self {
+            db,
+            media,
+            configs,
+            nodes,
+            http: reqwest::Client::new(),
+        };
+        for i in 0..n {
+            cluster.wait_peers(i, n - 1).await;
+        }
+        cluster
+    }
+
+    fn url(&self, node: usize, path: &str) -> String {
+        format!("http://{}{path}", self.nodes[node].addr)
+    }
+
+    async fn readyz(&self, node: usize) -> Value {
+        self.http
+            .get(self.url(node, "/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_peers(&self, node: usize, peers: usize) {
+        eventually(
+            &format!("node-{node} to see {peers} peers"),
+            Duration::from_secs(30),
+            || async { (self.readyz(node).await["cluster"]["peers"] == peers).then_some(()) },
+        )
+        .await;
+    }
+
+    async fn user(&self, email: &str) -> String {
+        let r = self
+            .http
+            .post(self.url(0, "/api/v1/users"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        self.sign_in(1, email).await
+    }
+
+    async fn sign_in(&self, node: usize, email: &str) -> String {
+        let r = self
+            .http
+            .post(self.url(node, "/api/v1/sessions"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn upload(
+        &self,
+        node: usize,
+        token: &str,
+        file: &str,
+        fields: &[(&str, &str)],
+    ) -> String {
+        let bytes = std::fs::read(fixture(file)).unwrap();
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        form = form.part(
+            "video",
+            reqwest::multipart::Part::bytes(bytes).file_name(format!("{file}.mp4")),
+        );
+        let r = self
+            .http
+            .post(self.url(node, "/api/v1/videos"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json::<Value>().await.unwrap()["video"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn video(&self, node: usize, token: &str, id: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(node, &format!("/api/v1/videos/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["video"].clone()
+    }
+
+    /// (owner node, state) of a job, from the database.
+    async fn owner(&self, id: &str) -> (Option<String>, String) {
+        let row = self
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT owner_node, state::text FROM jobs WHERE id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    async fn events(&self, id: &str) -> Vec<(String, String, String, Option<String>, f64)> {
+        self.db
+            .client()
+            .await
+            .query(
+                "SELECT coalesce(from_state::text, ''), to_state::text, node, detail, extract(epoch FROM at)::float8
+                 FROM job_events WHERE job_id = $1::text::uuid ORDER BY id",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect()
+    }
+
+    /// Every file of the job in the shared media directory.
+    fn job_files(&self, id: &str) -> Vec<String> {
+        let dir = self.media.path().join("videos").join(id);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn assert_done_once(&self, token: &str, id: &str, frames: u64) {
+        let v = self.video(0, token, id).await;
+        assert_eq!(v["status"], "done", "{v}");
+        assert_eq!(v["frames"], frames);
+        let zips: Vec<String> = self
+            .job_files(id)
+            .into_iter()
+            .filter(|f| f.starts_with("frames-"))
+            .collect();
+        assert_eq!(
+            zips.len(),
+            1,
+            "one zip per job, nothing else: {:?}",
+            self.job_files(id)
+        );
+        let r = self
+            .http
+            .get(self.url(
+                2 % self.nodes.len(),
+                &format!("/api/v1/videos/{id}/frames.zip"),
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let (names, _) = zip_contents(&r.bytes().await.unwrap());
+        assert_eq!(names.len() as u64, frames + 1, "the zip is whole");
+        let done = self
+            .events(id)
+            .await
+            .iter()
+            .filter(|e| e.1 == "done")
+            .count();
+        assert_eq!(
+            done,
+            1,
+            "exactly one completion: {:?}",
+            self.events(id).await
+        );
+    }
+}
+
+#[tokio::test]
+async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
+    let cluster = TestCluster::start(3, NodeConfig::default()).await;
+    let token = cluster.user("ann@example.com").await;
+
+    // uploads to every node; idle capacity anywhere picks them up at once
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            cluster
+                .upload(i % 3, &token, "v20", &[("count", "3")])
+                .await,
+        );
+    }
+    for id in &ids {
+        eventually("the video to be done", PROCESSING, || async {
+            (cluster.video(1, &token, id).await["status"] == "done").then_some(())
+        })
+        .await;
+        cluster.assert_done_once(&token, id, 3).await;
+    }
+    let mut waits = Vec::new();
+    for id in &ids {
+        let events = cluster.events(id).await;
+        let queued = events.iter().find(|e| e.1 == "queued").unwrap().4;
+        let claimed = events.iter().find(|e| e.1 == "processing").unwrap().4;
+        waits.push(claimed - queued);
+    }
+    waits.sort_by(f64::total_cmp);
+    let median_ms = waits[waits.len() / 2] * 1000.0;
+    println!("queued → processing on an idle cluster: median {median_ms:.1} ms, all {waits:?}");
+    // the pool's polling fallback ticks once a second; a median well below
+    // it shows the wake-up reached a pool
+    assert!(median_ms < 500.0, "no wake-up: median {median_ms} ms");
+
+    // a token revoked on one node is refused by the others
+    let r = cluster
+        .http
+        .delete(cluster.url(0, "/api/v1/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for node in 1..3 {
+        let r = cluster
+            .http
+            .get(cluster.url(node, "/api/v1/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(error_code(r).await, "unauthorized");
+    }
+
+    // a node with the wrong cookie is refused by every peer
+    let mut intruder = cluster.configs[0].clone();
+    intruder.node_name = "intruder".into();
+    let port = free_port();
+    intruder
+        .env
+        .retain(|(k, _)| k != "VP_CLUSTER_ADDR" && k != "VP_CLUSTER_COOKIE");
+    intruder
+        .env
+        .push(("VP_CLUSTER_ADDR".into(), format!("127.0.0.1:{port}")));
+    intruder
+        .env
+        .push(("VP_CLUSTER_COOKIE".into(), "wrong-cookie".into()));
+    let intruder = start_node(&cluster.db, cluster.media.path(), &intruder);
+    eventually(
+        "the peers to refuse the intruder's handshake",
+        Duration::from_secs(30),
+        || async {
+            let refused = cluster.nodes.iter().chain([&intruder]).any(|n| {
+                n.log_lines().iter().any(|l| {
+                    l.to_lowercase().contains("authentication") && l.to_lowercase().contains("fail")
+                })
+            });
+            refused.then_some(())
+        },
+    )
+    .await;
+    let seen: Value = cluster
+        .http
+        .get(format!("http://{}/readyz", intruder.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["cluster"]["peers"], 0, "{seen}");
+    for node in 0..3 {
+        let peers = cluster.readyz(node).await["cluster"]["peer_names"].clone();
+        assert!(
+            !peers.as_array().unwrap().iter().any(|p| p == "intruder"),
+            "{peers}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn killing_a_busy_node_loses_nothing_and_it_rejoins() {
+    let base = NodeConfig {
+        workers: 1,
+        ..NodeConfig::paced()
+    };
+    let mut cluster = TestCluster::start(3, base).await;
+    let token = cluster.user("ann@example.com").await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            cluster
+                .upload(i % 3, &token, "v60_big", &[("interval", "0.04")])
+                .await,
+        );
+    }
+    // node-1 is busy with one of them, with progress visible on the other nodes
+    let victim_job = eventually("node-1 to be mid-job", PROCESSING, || async {
+        for id in &ids {
+            if cluster.owner(id).await == (Some("node-1".into()), "processing".into()) {
+                let v = cluster.video(0, &token, id).await;
+                if v["progress"].as_f64().unwrap() > 0.0 {
+                    return Some(id.clone());
+                }
+            }
+        }
+        None
+    })
+    .await;
+
+    let killed_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let killed_at = Instant::now();
+    cluster.nodes[1].kill();
+    let taken_over = eventually("another node to take the job over", PROCESSING, || async {
+        let (owner, state) = cluster.owner(&victim_job).await;
+        (state == "processing" && owner.as_deref() != Some("node-1")).then(|| killed_at.elapsed())
+    })
+    .await;
+
+    for id in &ids {
+        eventually("every video to be done", PROCESSING, || async {
+            (cluster.video(0, &token, id).await["status"] == "done").then_some(())
+        })
+        .await;
+        cluster.assert_done_once(&token, id, 1500).await;
+    }
+    let events = cluster.events(&victim_job).await;
+    let taken_back = events
+        .iter()
+        .find(|e| e.1 == "queued" && e.3.as_deref() == Some("node node-1 left the cluster"))
+        .unwrap_or_else(|| {
+            panic!("taken back because node-1 left, not by lease expiry: {events:?}")
+        });
+    println!(
+        "take-over after SIGKILL: jobs taken back after {:.0} ms, running again after {} ms (when a slot was free)",
+        (taken_back.4 - killed_epoch) * 1000.0,
+        taken_over.as_millis()
+    );
+
+    // the killed node comes back under its name and rejoins
+    cluster.nodes[1] = start_node(&cluster.db, cluster.media.path(), &cluster.configs[1]);
+    for node in 0..3 {
+        cluster.wait_peers(node, 2).await;
+    }
+}
+
+#[tokio::test]
+async fn a_paused_node_is_fenced_out_when_it_wakes() {
+    let paced = NodeConfig::paced();
+    let base = NodeConfig {
+        workers: 1,
+        config_toml: Some(format!(
+            "{}job_lease_secs = 3\n",
+            paced.config_toml.unwrap()
+        )),
+        ..NodeConfig::default()
+    };
+    let cluster = TestCluster::start(2, base).await;
+    let token = cluster.user("ann@example.com").await;
+    let id = cluster
+        .upload(0, &token, "v60_big", &[("interval", "0.04")])
+        .await;
+    let (owner, _) = eventually("the job to run", PROCESSING, || async {
+        let (owner, state) = cluster.owner(&id).await;
+        (state == "processing").then(|| (owner.unwrap(), state))
+    })
+    .await;
+    let paused = if owner == "node-0" { 0 } else { 1 };
+    let other = 1 - paused;
+
+    cluster.nodes[paused].signal("STOP");
+    let stopped_at = Instant::now();
+    let taken_over = eventually("the other node to take over", PROCESSING, || async {
+        let (o, state) = cluster.owner(&id).await;
+        (state == "processing" && o.as_deref() == Some(&format!("node-{other}")))
+            .then(|| stopped_at.elapsed())
+    })
+    .await;
+    println!("take-over of a paused node: {} ms", taken_over.as_millis());
+    eventually("the video to be done", PROCESSING, || async {
+        (cluster.video(other, &token, &id).await["status"] == "done").then_some(())
+    })
+    .await;
+    let before = cluster.events(&id).await;
+
+    cluster.nodes[paused].signal("CONT");
+    eventually(
+        "the paused node to find its lease gone",
+        Duration::from_secs(30),
+        || async {
+            cluster.nodes[paused]
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("lease lost"))
+                .then_some(())
+        },
+    )
+    .await;
+    // it rejoins; its stale work had every chance to land: nothing did
+    eventually("the cluster to settle", Duration::from_secs(30), || async {
+        let ready = cluster.readyz(other).await;
+        (ready["cluster"]["peers"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        cluster.events(&id).await.len(),
+        before.len(),
+        "no transition after the fence"
+    );
+    cluster.assert_done_once(&token, &id, 1500).await;
+}
+
+#[tokio::test]
+async fn deleting_on_one_node_stops_ffmpeg_on_another() {
+    let cluster = TestCluster::start(
+        2,
+        NodeConfig {
+            workers: 1,
+            ..NodeConfig::paced()
+        },
+    )
+    .await;
+    let token = cluster.user("ann@example.com").await;
+    let id = cluster
+        .upload(0, &token, "v60_big", &[("interval", "0.04")])
+        .await;
+    // ffmpeg is running: the job has made progress
+    let owner = eventually("the job to be mid-way", PROCESSING, || async {
+        let (owner, state) = cluster.owner(&id).await;
+        let progress = cluster.video(0, &token, &id).await["progress"]
+            .as_f64()
+            .unwrap_or(0.0);
+        (state == "processing" && progress > 0.0).then(|| owner.unwrap())
+    })
+    .await;
+    let runner = if owner == "node-0" { 0 } else { 1 };
+    let other = 1 - runner;
+
+    let started = Instant::now();
+    let r = cluster
+        .http
+        .delete(cluster.url(other, &format!("/api/v1/videos/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let stopped = eventually(
+        "the running node to stop ffmpeg",
+        Duration::from_secs(10),
+        || async {
+            let lines = cluster.nodes[runner].log_lines();
+            lines
+                .iter()
+                .any(|l| l.contains("stopped: cancelled") && l.contains(&id))
+                .then(|| started.elapsed())
+        },
+    )
+    .await;
+    println!("cross-node cancel took {} ms", stopped.as_millis());
+    eventually(
+        "the job's files to be gone",
+        Duration::from_secs(10),
+        || async { cluster.job_files(&id).is_empty().then_some(()) },
+    )
+    .await;
+}
