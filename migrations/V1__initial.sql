@@ -25,6 +25,9 @@ CREATE TABLE jobs (
     media_info      jsonb,
     frames          integer,
     zip_bytes       bigint,
+    -- the zip object of the claim whose completion won the lease fence:
+    -- every claim writes its own, so a fenced-out one cannot replace it
+    zip_object      text,
     error           text,
     attempts        integer NOT NULL DEFAULT 0,
     max_attempts    integer NOT NULL CHECK (max_attempts > 0),

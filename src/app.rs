@@ -81,9 +81,11 @@ pub async fn run(
             ClusterArgs::new(
                 &node,
                 &settings.cluster_addr,
+                settings.cluster_advertise.as_deref(),
                 settings.cluster_seeds.as_deref(),
                 cookie.clone(),
                 pool.clone(),
+                Duration::from_secs(settings.tuning.job_lease_secs),
             )
             .await?,
         ),
@@ -152,7 +154,8 @@ pub async fn run(
         // any more, stop so that the orchestrator restarts it
         _ = &mut supervisor_done => true,
     };
-    tracing::info!("shutting down: draining HTTP");
+    tracing::info!("shutting down: no more claims, draining HTTP");
+    crate::supervisor::drain_pool();
     let _ = stop_http.send(());
     // live event streams never end by themselves; do not wait for them forever
     let _ = tokio::time::timeout(DRAIN, &mut server).await;
@@ -160,7 +163,8 @@ pub async fn run(
         anyhow::bail!("the actor supervisor stopped");
     }
     tracing::info!("stopping actors");
-    let _ = call_t!(supervisor, SupervisorMsg::Shutdown, 60_000);
+    let patience = settings.tuning.shutdown_grace_secs.saturating_add(120) * 1000;
+    let _ = call_t!(supervisor, SupervisorMsg::Shutdown, patience);
     let _ = supervisor_done.await;
     tracing::info!("stopped");
     Ok(())

@@ -45,6 +45,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const HEARTBEAT_TIMEOUT_MS: u64 = 1_000;
 /// Missed heartbeats after which a peer is dropped.
 const MAX_MISSES: u32 = 3;
+/// A departed peer's job is taken back once its lease has gone unrenewed
+/// this long (owners renew every half second).
+const SILENT_FOR: Duration = Duration::from_millis(1500);
 
 /// How this node takes part in the cluster.
 #[derive(Clone)]
@@ -56,17 +59,22 @@ pub struct ClusterArgs {
     pub seeds: Vec<String>,
     pub cookie: Secret,
     pub pool: Pool,
+    /// The job lease, to tell a silent owner from a live one.
+    pub lease: Duration,
     pub view: ClusterView,
 }
 
 impl ClusterArgs {
-    /// `VP_CLUSTER_ADDR` is `host:port`; a wildcard host advertises the node name.
+    /// `VP_CLUSTER_ADDR` is `host:port`. Peers are told `advertise` when
+    /// given, else that host, else (a wildcard host) the node name.
     pub async fn new(
         node: &str,
         addr: &str,
+        advertise: Option<&str>,
         seeds: Option<&str>,
         cookie: Secret,
         pool: Pool,
+        lease: Duration,
     ) -> anyhow::Result<Self> {
         let listen = seeds::resolve(addr)
             .await
@@ -77,10 +85,10 @@ impl ClusterArgs {
             .rsplit_once(':')
             .map_or(addr, |(h, _)| h)
             .trim_matches(['[', ']']);
-        let advertise = if listen.ip().is_unspecified() {
-            node.to_owned()
-        } else {
-            host.to_owned()
+        let advertise = match advertise {
+            Some(a) => a.to_owned(),
+            None if listen.ip().is_unspecified() => node.to_owned(),
+            None => host.to_owned(),
         };
         Ok(Self {
             node: node.to_owned(),
@@ -89,6 +97,7 @@ impl ClusterArgs {
             seeds: seeds::parse_seeds(seeds),
             cookie,
             pool,
+            lease,
             view: ClusterView::default(),
         })
     }
@@ -142,6 +151,8 @@ pub enum MembershipMsg {
     SessionDown(SessionInfo),
     /// A dial to a seed address finished.
     Dialed(SocketAddr, bool),
+    /// Put back the jobs a departed peer stopped renewing.
+    TakeBack(String),
 }
 
 /// What we keep of a session event.
@@ -237,6 +248,7 @@ impl Actor for Membership {
         myself.send_interval(HEARTBEAT_EVERY, || MembershipMsg::Heartbeat);
         myself.cast(MembershipMsg::Reconcile)?;
         tracing::info!(listen = %args.listen, advertise = %args.advertise, seeds = ?args.seeds, "cluster node listening");
+        metrics::gauge!("vp_cluster_peers").set(0.0);
         let mut own = HashSet::from([args.listen]);
         own.extend(seeds::resolve(&format!("{}:{}", args.advertise, args.listen.port())).await);
         Ok(MembershipState {
@@ -264,7 +276,8 @@ impl Actor for Membership {
                 }
             }
             MembershipMsg::SessionReady(s) => session_ready(state, s).await,
-            MembershipMsg::SessionDown(s) => session_down(state, s).await,
+            MembershipMsg::SessionDown(s) => session_down(&myself, state, s),
+            MembershipMsg::TakeBack(name) => take_back(state, name),
         }
         Ok(())
     }
@@ -375,7 +388,7 @@ async fn session_ready(state: &mut MembershipState, s: SessionInfo) {
     broadcast_wake();
 }
 
-async fn session_down(state: &mut MembershipState, s: SessionInfo) {
+fn session_down(myself: &ActorRef<MembershipMsg>, state: &mut MembershipState, s: SessionInfo) {
     // only a session that was a ready peer counts: a rejected duplicate or a
     // failed handshake says nothing about the node behind it
     let Some((name, _)) = state.peers.remove(&s.node_id) else {
@@ -386,26 +399,39 @@ async fn session_down(state: &mut MembershipState, s: SessionInfo) {
     if state.peers.values().any(|(n, _)| *n == name) {
         return;
     }
-    tracing::warn!(peer = %name, "peer left; taking back its jobs");
-    let started = Instant::now();
-    match db::jobs::requeue_abandoned(
-        &state.args.pool,
-        &state.args.node,
-        Abandoned::Departed(&name),
-        message::job_failed,
-    )
-    .await
-    {
-        Ok(jobs) => {
-            if !jobs.is_empty() {
-                tracing::info!(peer = %name, jobs = jobs.len(), ms = started.elapsed().as_millis() as u64, "took back the jobs of a departed peer");
+    tracing::warn!(peer = %name, "peer left; its silent jobs will be taken back");
+    // A dead node has stopped renewing; one that only lost its session to
+    // us has not. Look again once a live owner would have renewed.
+    myself.send_after(SILENT_FOR + Duration::from_millis(500), move || {
+        MembershipMsg::TakeBack(name.clone())
+    });
+}
+
+/// Puts back the jobs of a departed peer that it stopped renewing, in a
+/// task of its own so session events are not held up behind the database.
+fn take_back(state: &MembershipState, name: String) {
+    let (pool, node, lease) = (
+        state.args.pool.clone(),
+        state.args.node.clone(),
+        state.args.lease,
+    );
+    tokio::spawn(async move {
+        let why = Abandoned::Departed {
+            node: &name,
+            lease,
+            silent_for: SILENT_FOR,
+        };
+        match db::jobs::requeue_abandoned(&pool, &node, why, message::job_failed).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                tracing::info!(peer = %name, jobs = jobs.len(), "took back the jobs of a departed peer");
                 broadcast_wake();
             }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "taking back a departed peer's jobs failed; their leases will expire")
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "taking back a departed peer's jobs failed; their leases will expire")
-        }
-    }
+    });
 }
 
 fn broadcast_wake() {

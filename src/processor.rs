@@ -64,6 +64,9 @@ pub enum PoolMsg {
     Finished(JobId, Uuid),
     /// Stop a running job (its owner deleted it).
     Cancel(JobId),
+    /// The node is stopping: claim nothing more, and leave the cluster's
+    /// pool group so no wake-ups arrive.
+    Drain,
 }
 
 struct Running {
@@ -74,6 +77,7 @@ struct Running {
 
 pub struct PoolState {
     ctx: Arc<ProcessorContext>,
+    draining: bool,
     running: HashMap<JobId, Running>,
     last_rescue: Instant,
     last_retention: Instant,
@@ -115,6 +119,7 @@ impl Actor for ProcessorPool {
             running: HashMap::new(),
             last_rescue: long_ago,
             last_retention: long_ago,
+            draining: false,
         })
     }
 
@@ -126,6 +131,14 @@ impl Actor for ProcessorPool {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PoolMsg::Wake => fill_slots(&myself, state).await,
+            PoolMsg::Drain => {
+                state.draining = true;
+                ractor::pg::leave(
+                    crate::cluster::POOLS_GROUP.to_owned(),
+                    vec![myself.get_cell()],
+                );
+                tracing::info!(running = state.running.len(), "draining: no more claims");
+            }
             PoolMsg::Tick => {
                 housekeeping(state).await;
                 fill_slots(&myself, state).await;
@@ -161,15 +174,17 @@ impl Actor for ProcessorPool {
         // No more claims (the mailbox is closed); running jobs get the grace
         // period to finish, then are stopped and handed back.
         let grace = tokio::time::Instant::now() + state.ctx.shutdown_grace;
-        for r in state.running.values_mut() {
-            let _ = tokio::time::timeout_at(grace, &mut r.task).await;
-        }
+        let _ = tokio::time::timeout_at(
+            grace,
+            futures::future::join_all(state.running.values_mut().map(|r| &mut r.task)),
+        )
+        .await;
         for r in state.running.values() {
             r.cancel.cancel();
         }
-        for (_, r) in state.running.drain() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), r.task).await;
-        }
+        let tasks = state.running.drain().map(|(_, r)| r.task);
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(tasks)).await;
         let ctx = &state.ctx;
         let released = db::jobs::requeue_abandoned(
             &ctx.pool,
@@ -187,7 +202,7 @@ impl Actor for ProcessorPool {
 }
 
 async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
-    while state.running.len() < state.ctx.workers {
+    while !state.draining && state.running.len() < state.ctx.workers {
         let claim =
             match db::jobs::claim_next(&state.ctx.pool, &state.ctx.node, state.ctx.lease).await {
                 Ok(Some(claim)) => claim,

@@ -91,6 +91,10 @@ pub struct Settings {
     pub cluster_addr: String,
     #[serde(default)]
     pub cluster_seeds: Option<String>,
+    /// The host peers reach this node by, when `cluster_addr` is a wildcard
+    /// (on Kubernetes: `$(POD_NAME).<headless service>`).
+    #[serde(default)]
+    pub cluster_advertise: Option<String>,
     #[serde(default)]
     pub cluster_cookie: Option<Secret>,
     #[serde(default)]
@@ -176,6 +180,9 @@ impl Settings {
         }
         if let Some(v) = text("VP_CLUSTER_SEEDS") {
             self.cluster_seeds = Some(v);
+        }
+        if let Some(v) = text("VP_CLUSTER_ADVERTISE") {
+            self.cluster_advertise = Some(v);
         }
         if let Some(v) = text("VP_CLUSTER_COOKIE") {
             self.cluster_cookie = Some(Secret::new(v));

@@ -16,6 +16,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use uuid::Uuid;
+
 use crate::domain::JobId;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,10 +68,15 @@ impl MediaStore {
         Key::from(format!("videos/{id}/source"))
     }
 
-    /// The zip written by `attempt` of a job: attempts never share an
-    /// object, so a fenced-out attempt cannot overwrite the result.
-    pub fn zip_key(id: JobId, attempt: i32) -> Key {
-        Key::from(format!("videos/{id}/frames-{attempt}.zip"))
+    /// The zip written under the claim `lease_token`: claims never share an
+    /// object, so a fenced-out claim cannot overwrite the result.
+    pub fn zip_key(id: JobId, lease_token: Uuid) -> Key {
+        Key::from(format!("videos/{id}/frames-{}.zip", lease_token.simple()))
+    }
+
+    /// The key recorded for a finished job (see [`Self::zip_key`]).
+    pub fn key(path: &str) -> Key {
+        Key::from(path)
     }
 
     fn job_prefix(id: JobId) -> Key {
@@ -146,9 +153,9 @@ impl MediaStore {
     /// Removes what other attempts of a job left: half-written staging
     /// files and zips that are not `keep`'s. Only for the attempt whose
     /// completion was recorded: its zip is the result, the rest is debris.
-    pub fn remove_other_attempts(&self, id: JobId, keep: i32) -> Result<usize, StorageError> {
+    pub fn remove_other_attempts(&self, id: JobId, keep: &Key) -> Result<usize, StorageError> {
         let dir = self.store.path_to_filesystem(&Self::job_prefix(id))?;
-        let ours = format!("frames-{keep}.zip");
+        let ours = keep.filename().unwrap_or_default().to_owned();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(0);
         };
@@ -236,7 +243,7 @@ mod tests {
             .unwrap();
         assert_eq!(part.concat(), b"world");
 
-        let zip = MediaStore::zip_key(id, 1);
+        let zip = MediaStore::zip_key(id, Uuid::new_v4());
         let mut w = store.writer(&zip);
         w.write_all(b"partial").await.unwrap();
         drop(w);
@@ -245,14 +252,19 @@ mod tests {
             Err(StorageError::NotFound)
         ));
 
-        // attempt 2 holds the lease: attempt 1's finished zip and staging
-        // files go, attempt 2's own staging file stays
+        // the winning claim keeps its zip; another claim's zip and staging
+        // files go
         let job_dir = dir.path().join(format!("videos/{id}"));
-        for name in ["frames-1.zip", "frames-1.zip#3", "frames-2.zip#1"] {
-            std::fs::write(job_dir.join(name), name).unwrap();
+        let (winner, loser) = (
+            MediaStore::zip_key(id, Uuid::new_v4()),
+            MediaStore::zip_key(id, Uuid::new_v4()),
+        );
+        let name = |k: &Key| k.filename().unwrap().to_owned();
+        for file in [name(&winner), name(&loser), format!("{}#3", name(&loser))] {
+            std::fs::write(job_dir.join(file), "zip").unwrap();
         }
-        assert_eq!(store.remove_other_attempts(id, 2).unwrap(), 2);
-        assert!(job_dir.join("frames-2.zip#1").exists());
+        assert_eq!(store.remove_other_attempts(id, &winner).unwrap(), 2);
+        assert!(job_dir.join(name(&winner)).exists());
         assert!(job_dir.join("source").exists());
 
         store.delete_job(id).await.unwrap();

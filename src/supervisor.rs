@@ -28,6 +28,13 @@ pub fn upload() -> Option<ActorRef<UploadMsg>> {
     ActorRef::where_is(UPLOAD)
 }
 
+/// Tells this node's pool to stop claiming (the first step of a shutdown).
+pub fn drain_pool() {
+    if let Some(pool) = ActorRef::<PoolMsg>::where_is(POOL) {
+        let _ = pool.cast(PoolMsg::Drain);
+    }
+}
+
 /// Hints every pool in the cluster that a job may be waiting; harmless if lost.
 pub fn wake_pool() {
     crate::cluster::broadcast_to_pools(|| PoolMsg::Wake);
@@ -140,7 +147,9 @@ impl Actor for Supervisor {
                 // back), then leave the cluster, then mail
                 for name in [UPLOAD, POOL, MEMBERSHIP, NOTIFIER] {
                     if let Some(cell) = ractor::registry::where_is(name) {
-                        cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
+                        // the pool may use its whole grace period
+                        let wait = state.args.processor.shutdown_grace + Duration::from_secs(30);
+                        cell.stop_and_wait(Some("shutdown".into()), Some(wait))
                             .await
                             .ok();
                     }

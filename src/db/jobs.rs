@@ -17,7 +17,7 @@ use crate::domain::{IdempotencyKey, JobId, UserId};
 use crate::jobs::{JobEvent, JobState, next};
 
 const COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, media_info, frames, \
-     zip_bytes, zip_attempt, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
+     zip_bytes, zip_object, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
 
 /// A job as stored.
 #[derive(Debug, Clone)]
@@ -32,8 +32,8 @@ pub struct JobRow {
     pub media_info: Option<Value>,
     pub frames: Option<i32>,
     pub zip_bytes: Option<i64>,
-    /// The attempt whose zip is the result (once done).
-    pub zip_attempt: Option<i32>,
+    /// The zip object that is the result (once done).
+    pub zip_object: Option<String>,
     pub error: Option<String>,
     pub attempts: i32,
     pub max_attempts: i32,
@@ -56,7 +56,7 @@ impl JobRow {
             media_info: r.get("media_info"),
             frames: r.get("frames"),
             zip_bytes: r.get("zip_bytes"),
-            zip_attempt: r.get("zip_attempt"),
+            zip_object: r.get("zip_object"),
             error: r.get("error"),
             attempts: r.get("attempts"),
             max_attempts: r.get("max_attempts"),
@@ -335,6 +335,14 @@ pub async fn heartbeat(
     Ok(n == 1)
 }
 
+/// What a finished job produced.
+pub struct Output<'a> {
+    pub frames: i32,
+    pub zip_bytes: i64,
+    /// The key of the zip object written under this claim.
+    pub zip_object: &'a str,
+}
+
 /// `processing → done`, fenced by the lease. Queues a success email when the
 /// owner asked for one. False when the lease was lost.
 pub async fn complete(
@@ -342,8 +350,7 @@ pub async fn complete(
     id: JobId,
     token: Uuid,
     node: &str,
-    frames: i32,
-    zip_bytes: i64,
+    output: Output<'_>,
     success_mail: impl FnOnce(&str) -> Option<NewNotification>,
 ) -> DbResult<bool> {
     let mut conn = pool.get().await?;
@@ -353,14 +360,20 @@ pub async fn complete(
     };
     let to = next(locked.state, JobEvent::Completed)?;
     tx.execute(
-        "UPDATE jobs SET state = $2, frames = $3, zip_bytes = $4, zip_attempt = attempts, progress = 1, error = NULL,
+        "UPDATE jobs SET state = $2, frames = $3, zip_bytes = $4, zip_object = $5, progress = 1, error = NULL,
              lease_token = NULL, lease_until = NULL, finished_at = now(), updated_at = now()
          WHERE id = $1",
-        &[&id.0, &to, &frames, &zip_bytes],
+        &[&id.0, &to, &output.frames, &output.zip_bytes, &output.zip_object],
     )
     .await?;
     locked
-        .record_move(&tx, id, to, node, Some(&format!("{frames} frames")))
+        .record_move(
+            &tx,
+            id,
+            to,
+            node,
+            Some(&format!("{} frames", output.frames)),
+        )
         .await?;
     if let Some(mail) = success_mail(&locked.filename) {
         outbox::insert_for_user(&tx, UserId(locked.user_id), id, mail, true).await?;
@@ -475,17 +488,35 @@ pub enum Abandoned<'a> {
     /// This node is stopping; that is not the jobs' fault, so their attempt
     /// is given back.
     ShuttingDown(&'a str),
-    /// That node left the cluster.
-    Departed(&'a str),
+    /// That node left the cluster. Only its jobs whose lease has not been
+    /// renewed for `silent_for` are taken: a node that merely lost its
+    /// session to us (a partition, a duplicate session) keeps renewing, and
+    /// keeps its work.
+    Departed {
+        node: &'a str,
+        lease: Duration,
+        silent_for: Duration,
+    },
 }
 
 impl Abandoned<'_> {
     fn owner(&self) -> Option<&str> {
         match self {
             Abandoned::LeaseExpired => None,
-            Abandoned::Restarted(n) | Abandoned::ShuttingDown(n) | Abandoned::Departed(n) => {
-                Some(n)
-            }
+            Abandoned::Restarted(n)
+            | Abandoned::ShuttingDown(n)
+            | Abandoned::Departed { node: n, .. } => Some(n),
+        }
+    }
+
+    /// An owned job is taken only if its lease ends before now + this.
+    fn owned_cutoff(&self) -> f64 {
+        match self {
+            Abandoned::Departed {
+                lease, silent_for, ..
+            } => lease.saturating_sub(*silent_for).as_secs_f64(),
+            // every job the node holds
+            _ => 1e9,
         }
     }
 }
@@ -504,9 +535,10 @@ pub async fn requeue_abandoned(
     let rows = tx
         .query(
             "SELECT id, owner_node FROM jobs WHERE state = 'processing'
-               AND (lease_until < now() OR owner_node = $1)
+               AND (lease_until < now()
+                    OR (owner_node = $1 AND lease_until < now() + make_interval(secs => $2)))
              FOR UPDATE SKIP LOCKED",
-            &[&owner],
+            &[&owner, &why.owned_cutoff()],
         )
         .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -521,7 +553,9 @@ pub async fn requeue_abandoned(
         let (reason, refund) = match why {
             Abandoned::Restarted(_) if held => ("node restarted".to_owned(), false),
             Abandoned::ShuttingDown(_) if held => ("node shutting down".to_owned(), true),
-            Abandoned::Departed(_) if held => (format!("node {previous} left the cluster"), false),
+            Abandoned::Departed { .. } if held => {
+                (format!("node {previous} left the cluster"), false)
+            }
             _ => (format!("lease of node {previous} expired"), false),
         };
         let outcome = requeue_locked(

@@ -29,12 +29,11 @@ async fn download(
     range: Option<String>,
 ) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
-    let attempt = match (job.state, job.expired_at, job.zip_attempt) {
-        (JobState::Done, None, Some(attempt)) => attempt,
+    let key = match (job.state, job.expired_at, &job.zip_object) {
+        (JobState::Done, None, Some(object)) => MediaStore::key(object),
         (JobState::Done, Some(_), _) => return Err(ApiError::Expired.into()),
         _ => return Err(ApiError::NotReady.into()),
     };
-    let key = MediaStore::zip_key(job.id, attempt);
     let size = match state.store.size(&key).await {
         Ok(size) => size,
         // removed by retention between the row check and now

@@ -149,7 +149,7 @@ async fn produce(
     }
     tracing::info!(frames = plan.timestamps.len(), strategy = ?plan.strategy, duration = info.duration_secs, "plan");
 
-    let zip_key = MediaStore::zip_key(id, claim.job.attempts);
+    let zip_key = MediaStore::zip_key(id, claim.lease_token);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let mut writer = ctx.store.writer(&zip_key);
     let store_task = async move {
@@ -224,8 +224,11 @@ async fn record_outcome(
                 id,
                 claim.lease_token,
                 &ctx.node,
-                done.frames as i32,
-                done.zip_bytes as i64,
+                db::jobs::Output {
+                    frames: done.frames as i32,
+                    zip_bytes: done.zip_bytes as i64,
+                    zip_object: MediaStore::zip_key(id, claim.lease_token).as_ref(),
+                },
                 |filename| Some(message::job_done(filename)),
             )
             .await;
@@ -235,7 +238,10 @@ async fn record_outcome(
                     // after the others (a killed run's staging file, a
                     // fenced-out run's zip): any earlier, and a paused stale
                     // attempt could delete the result of the one replacing it.
-                    if let Err(e) = ctx.store.remove_other_attempts(id, claim.job.attempts) {
+                    if let Err(e) = ctx
+                        .store
+                        .remove_other_attempts(id, &MediaStore::zip_key(id, claim.lease_token))
+                    {
                         tracing::warn!(error = %e, "could not remove other attempts' files");
                     }
                     metrics::histogram!("vp_processing_seconds").record(elapsed.as_secs_f64());
@@ -252,7 +258,7 @@ async fn record_outcome(
                     // fenced out: another attempt owns the job now, and this
                     // attempt's zip (its own object) is nobody's result
                     tracing::warn!("finished, but the lease was lost; result discarded");
-                    let own = MediaStore::zip_key(id, claim.job.attempts);
+                    let own = MediaStore::zip_key(id, claim.lease_token);
                     if let Err(e) = ctx.store.delete(&own).await {
                         tracing::warn!(error = %e, "could not delete a fenced-out zip");
                     }

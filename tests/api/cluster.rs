@@ -312,17 +312,26 @@ async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
         .env
         .push(("VP_CLUSTER_COOKIE".into(), "wrong-cookie".into()));
     let intruder = start_node(&cluster.db, cluster.media.path(), &intruder);
+    let refusals = || -> usize {
+        let refused = |l: &&String| l.contains("shutting down due to authentication failure");
+        cluster
+            .nodes
+            .iter()
+            .map(|n| n.log_lines().iter().filter(refused).count())
+            .sum()
+    };
     eventually(
-        "the peers to refuse the intruder's handshake",
+        "a peer to refuse the intruder's handshake",
         Duration::from_secs(30),
-        || async {
-            let refused = cluster.nodes.iter().chain([&intruder]).any(|n| {
-                n.log_lines().iter().any(|l| {
-                    l.to_lowercase().contains("authentication") && l.to_lowercase().contains("fail")
-                })
-            });
-            refused.then_some(())
-        },
+        || async { (refusals() > 0).then_some(()) },
+    )
+    .await;
+    // and it stays refused when it dials again
+    let first = refusals();
+    eventually(
+        "the intruder to be refused again",
+        Duration::from_secs(30),
+        || async { (refusals() > first).then_some(()) },
     )
     .await;
     let seen: Value = cluster
@@ -418,10 +427,8 @@ async fn a_paused_node_is_fenced_out_when_it_wakes() {
     let paced = NodeConfig::paced();
     let base = NodeConfig {
         workers: 1,
-        config_toml: Some(format!(
-            "{}job_lease_secs = 3\n",
-            paced.config_toml.unwrap()
-        )),
+        // the default 30 s lease: the take-over must come from the heartbeat
+        config_toml: paced.config_toml,
         ..NodeConfig::default()
     };
     let cluster = TestCluster::start(2, base).await;
@@ -446,6 +453,15 @@ async fn a_paused_node_is_fenced_out_when_it_wakes() {
     })
     .await;
     println!("take-over of a paused node: {} ms", taken_over.as_millis());
+    let paused_name = format!("node-{paused}");
+    let detail = format!("node {paused_name} left the cluster");
+    let events = cluster.events(&id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1 == "queued" && e.3.as_deref() == Some(detail.as_str())),
+        "taken over because the heartbeat dropped the paused node: {events:?}"
+    );
     eventually("the video to be done", PROCESSING, || async {
         (cluster.video(other, &token, &id).await["status"] == "done").then_some(())
     })
@@ -460,7 +476,7 @@ async fn a_paused_node_is_fenced_out_when_it_wakes() {
             cluster.nodes[paused]
                 .log_lines()
                 .iter()
-                .any(|l| l.contains("lease lost"))
+                .any(|l| l.contains("lease") && l.contains("lost"))
                 .then_some(())
         },
     )
