@@ -146,6 +146,8 @@ pub struct Membership;
 #[derive(RactorMessage)]
 pub enum MembershipMsg {
     Reconcile,
+    /// The addresses the seeds resolved to.
+    Candidates(Vec<SocketAddr>),
     Heartbeat,
     SessionReady(SessionInfo),
     SessionDown(SessionInfo),
@@ -268,7 +270,8 @@ impl Actor for Membership {
         state: &mut MembershipState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            MembershipMsg::Reconcile => reconcile(&myself, state).await,
+            MembershipMsg::Reconcile => resolve_seeds(&myself, state),
+            MembershipMsg::Candidates(addrs) => dial_missing(&myself, state, addrs),
             MembershipMsg::Heartbeat => heartbeat(state).await,
             MembershipMsg::Dialed(addr, ok) => {
                 if !ok {
@@ -284,21 +287,42 @@ impl Actor for Membership {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<MembershipMsg>,
+        myself: ActorRef<MembershipMsg>,
         state: &mut MembershipState,
     ) -> Result<(), ActorProcessingErr> {
         for node_id in state.peers.keys().copied().collect::<Vec<_>>() {
             state.args.view.set(node_id, None);
         }
+        // free the listen port and the children's names before a restart
+        myself
+            .stop_children_and_wait(
+                Some("membership stopped".into()),
+                Some(Duration::from_secs(5)),
+            )
+            .await;
         Ok(())
     }
 }
 
-async fn reconcile(myself: &ActorRef<MembershipMsg>, state: &mut MembershipState) {
-    let mut candidates = Vec::new();
-    for seed in &state.args.seeds {
-        candidates.extend(seeds::resolve(seed).await);
-    }
+/// Resolves the seeds beside the mailbox (DNS can be slow while a
+/// StatefulSet starts) and hands the addresses back as [`MembershipMsg::Candidates`].
+fn resolve_seeds(myself: &ActorRef<MembershipMsg>, state: &MembershipState) {
+    let seeds = state.args.seeds.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let resolved = futures::future::join_all(seeds.iter().map(|s| seeds::resolve(s))).await;
+        let _ = me.cast(MembershipMsg::Candidates(
+            resolved.into_iter().flatten().collect(),
+        ));
+    });
+}
+
+/// Dials the seed addresses that are not peers yet.
+fn dial_missing(
+    myself: &ActorRef<MembershipMsg>,
+    state: &mut MembershipState,
+    candidates: Vec<SocketAddr>,
+) {
     let connected: HashSet<SocketAddr> = state
         .peers
         .values()

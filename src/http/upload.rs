@@ -100,14 +100,20 @@ async fn admit(
         ))
         .into());
     }
-    // Too large by its own account: answered before the body is touched
-    // (a client sending `Expect: 100-continue` then sends nothing at all).
+    // Too large by its own account. A big body is answered before it is
+    // touched (a client sending `Expect: 100-continue` then sends nothing at
+    // all; others may see the connection close as they write); a modest one
+    // is read and dropped first, so its client gets the 413 cleanly.
     let limit = state.settings.max_upload_bytes;
-    if length.is_some_and(|n| n > limit.saturating_add(MULTIPART_SLACK)) {
-        metrics::counter!("vp_uploads_total", "result" => "too_large").increment(1);
-        return Err(ApiError::TooLarge { limit }.into());
-    }
     let idle = Duration::from_secs(state.settings.tuning.upload_idle_secs);
+    if let Some(n) = length.filter(|n| *n > limit.saturating_add(MULTIPART_SLACK)) {
+        metrics::counter!("vp_uploads_total", "result" => "too_large").increment(1);
+        let too_large = ApiError::TooLarge { limit };
+        if n > DRAIN_LIMIT as u64 {
+            return Err(too_large.into());
+        }
+        return Ok((Err(Refused::new(too_large, length, idle)),));
+    }
     let admission = check_admission(state, principal, query, key).await;
     Ok((admission.map_err(|e| Refused::new(e, length, idle)),))
 }
