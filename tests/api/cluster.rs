@@ -424,12 +424,10 @@ async fn killing_a_busy_node_loses_nothing_and_it_rejoins() {
 
 #[tokio::test]
 async fn a_paused_node_is_fenced_out_when_it_wakes() {
-    let paced = NodeConfig::paced();
+    // the default 30 s lease: the take-over must come from the heartbeat
     let base = NodeConfig {
         workers: 1,
-        // the default 30 s lease: the take-over must come from the heartbeat
-        config_toml: paced.config_toml,
-        ..NodeConfig::default()
+        ..NodeConfig::paced()
     };
     let cluster = TestCluster::start(2, base).await;
     let token = cluster.user("ann@example.com").await;

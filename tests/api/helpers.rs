@@ -229,11 +229,19 @@ impl NodeConfig {
     /// with `-readrate`): a 60 s video takes about 6 s, time enough to act
     /// while the job runs.
     pub fn paced() -> Self {
+        Self::paced_with("")
+    }
+
+    /// [`Self::paced`] with more `[tuning]` lines.
+    pub fn paced_with(tuning: &str) -> Self {
+        let ffmpeg = script("ffmpeg-paced", "exec ffmpeg -readrate 10 \"$@\"");
+        Self::tuned(&format!("ffmpeg_path = \"{}\"\n{tuning}", ffmpeg.display()))
+    }
+
+    /// A node with these `[tuning]` lines in its `VP_CONFIG` file.
+    pub fn tuned(tuning: &str) -> Self {
         Self {
-            config_toml: Some(format!(
-                "[tuning]\nffmpeg_path = \"{}\"\n",
-                script("ffmpeg-paced", "exec ffmpeg -readrate 10 \"$@\"").display()
-            )),
+            config_toml: Some(format!("[tuning]\n{tuning}")),
             ..Self::default()
         }
     }

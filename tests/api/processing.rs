@@ -86,6 +86,21 @@ async fn success_email_when_asked_for() {
     assert!(mail.contains("ready"), "{mail}");
 }
 
+/// A node with one slot, running one long (paced) job mid-way.
+async fn node_mid_job(tuning: &str) -> (TestApp, String, String) {
+    let config = NodeConfig {
+        workers: 1,
+        ..NodeConfig::paced_with(tuning)
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    wait_mid_job(&app, &token, &id).await;
+    (app, token, id)
+}
+
 /// Waits until the job is running with some progress.
 async fn wait_mid_job(app: &TestApp, token: &str, id: &str) {
     eventually("the job to be mid-way", PROCESSING, || async {
@@ -111,16 +126,7 @@ async fn transitions(app: &TestApp, id: &str) -> Vec<(String, String, Option<Str
 
 #[tokio::test]
 async fn a_node_killed_mid_job_finishes_it_after_restart() {
-    let config = NodeConfig {
-        workers: 1,
-        ..NodeConfig::paced()
-    };
-    let mut app = TestApp::spawn_with(config, false).await;
-    let token = app.user("ann@example.com").await;
-    let id = app
-        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
-        .await;
-    wait_mid_job(&app, &token, &id).await;
+    let (mut app, token, id) = node_mid_job("").await;
 
     app.node.kill(); // SIGKILL: no chance to clean up
     app.restart();
@@ -157,22 +163,8 @@ async fn a_node_killed_mid_job_finishes_it_after_restart() {
 
 #[tokio::test]
 async fn sigterm_hands_the_running_job_back_and_exits_cleanly() {
-    let paced = NodeConfig::paced();
     // no grace period: the running job is handed back at once
-    let config = NodeConfig {
-        workers: 1,
-        config_toml: Some(format!(
-            "{}shutdown_grace_secs = 0\n",
-            paced.config_toml.unwrap()
-        )),
-        ..NodeConfig::default()
-    };
-    let mut app = TestApp::spawn_with(config, false).await;
-    let token = app.user("ann@example.com").await;
-    let id = app
-        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
-        .await;
-    wait_mid_job(&app, &token, &id).await;
+    let (mut app, token, id) = node_mid_job("shutdown_grace_secs = 0\n").await;
 
     let status = app.node.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit status {status:?}");
@@ -220,13 +212,10 @@ async fn a_stalled_ffmpeg_is_killed_and_the_job_retried() {
         "ffmpeg-stalls-once",
         "marker=\"$0.stalled\"\nif [ ! -e \"$marker\" ]; then : > \"$marker\"; exec sleep 600; fi\nexec ffmpeg \"$@\"",
     );
-    let config = NodeConfig {
-        config_toml: Some(format!(
-            "[tuning]\nffmpeg_path = \"{}\"\nffmpeg_stall_secs = 2\n",
-            wrapper.display()
-        )),
-        ..NodeConfig::default()
-    };
+    let config = NodeConfig::tuned(&format!(
+        "ffmpeg_path = \"{}\"\nffmpeg_stall_secs = 2\n",
+        wrapper.display()
+    ));
     let app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
     let id = app
@@ -296,13 +285,10 @@ async fn emails_are_retried_until_the_smtp_server_answers() {
 #[tokio::test]
 async fn a_job_that_keeps_failing_transiently_fails_for_good_with_an_email() {
     let wrapper = crate::helpers::script("ffmpeg-always-stalls", "exec sleep 600");
-    let config = NodeConfig {
-        config_toml: Some(format!(
-            "[tuning]\nffmpeg_path = \"{}\"\nffmpeg_stall_secs = 1\njob_max_attempts = 2\n",
-            wrapper.display()
-        )),
-        ..NodeConfig::default()
-    };
+    let config = NodeConfig::tuned(&format!(
+        "ffmpeg_path = \"{}\"\nffmpeg_stall_secs = 1\njob_max_attempts = 2\n",
+        wrapper.display()
+    ));
     let app = TestApp::spawn_with(config, true).await;
     let token = app.user("ann@example.com").await;
     let id = app.upload_ok(&token, &fixture("v20"), &[]).await;
@@ -332,14 +318,9 @@ async fn a_job_that_keeps_failing_transiently_fails_for_good_with_an_email() {
 #[tokio::test]
 async fn a_hung_nodes_job_is_taken_over_after_its_lease_expires() {
     let short_lease = "[tuning]\njob_lease_secs = 3\n";
-    let paced = NodeConfig::paced();
     let config_a = NodeConfig {
         workers: 1,
-        config_toml: Some(format!(
-            "{}job_lease_secs = 3\n",
-            paced.config_toml.unwrap()
-        )),
-        ..NodeConfig::default()
+        ..NodeConfig::paced_with("job_lease_secs = 3\n")
     };
     let app = TestApp::spawn_with(config_a, false).await;
     let token = app.user("ann@example.com").await;
@@ -400,21 +381,7 @@ async fn a_hung_nodes_job_is_taken_over_after_its_lease_expires() {
 
 #[tokio::test]
 async fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
-    let paced = NodeConfig::paced();
-    let config = NodeConfig {
-        workers: 1,
-        config_toml: Some(format!(
-            "{}shutdown_grace_secs = 60\n",
-            paced.config_toml.unwrap()
-        )),
-        ..NodeConfig::default()
-    };
-    let mut app = TestApp::spawn_with(config, false).await;
-    let token = app.user("ann@example.com").await;
-    let id = app
-        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
-        .await;
-    wait_mid_job(&app, &token, &id).await;
+    let (mut app, _token, id) = node_mid_job("shutdown_grace_secs = 60\n").await;
     let status = app.node.terminate(Duration::from_secs(90)).await;
     assert!(status.success());
     let history = transitions(&app, &id).await;

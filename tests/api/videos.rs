@@ -471,10 +471,7 @@ async fn uploads_stream_with_bounded_memory() {
 
 #[tokio::test]
 async fn a_node_at_its_upload_limit_answers_503_with_retry_after() {
-    let config = NodeConfig {
-        config_toml: Some("[tuning]\nmax_concurrent_uploads = 1\n".into()),
-        ..NodeConfig::default()
-    };
+    let config = NodeConfig::tuned("max_concurrent_uploads = 1\n");
     let app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
 
@@ -571,10 +568,7 @@ async fn a_retry_while_the_first_upload_streams_is_a_conflict() {
 
 #[tokio::test]
 async fn a_client_that_stops_sending_gets_408_and_leaves_nothing() {
-    let config = NodeConfig {
-        config_toml: Some("[tuning]\nupload_idle_secs = 1\n".into()),
-        ..NodeConfig::default()
-    };
+    let config = NodeConfig::tuned("upload_idle_secs = 1\n");
     let app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
     let (tx, stalled) = slow_upload(&app, &token, None).await;
