@@ -36,6 +36,16 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// True when the database could not be reached (no pool connection, or
+    /// a query that failed without an SQL error code: a broken connection).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Query(e) => e.code().is_none(),
+            DbError::Migration(_) | DbError::Config(_) | DbError::Transition(_) => false,
+        }
+    }
+
     /// True when the error is a unique-constraint violation.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Query(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
@@ -50,7 +60,7 @@ pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
         tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
     let mut config = config;
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(5));
+        config.connect_timeout(std::time::Duration::from_secs(2));
     }
     let manager = Manager::from_config(
         config,
@@ -61,8 +71,9 @@ pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
     );
     Pool::builder(manager)
         .max_size(max_size)
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
-        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        // while the database is down, requests answer 503 within seconds
+        .wait_timeout(Some(std::time::Duration::from_secs(2)))
+        .create_timeout(Some(std::time::Duration::from_secs(2)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| DbError::Config(e.to_string()))

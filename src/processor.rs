@@ -45,6 +45,8 @@ pub struct ProcessorContext {
     pub probe_timeout: Duration,
     /// A job's time limit before the video's own duration is added (three times).
     pub job_timeout: Duration,
+    /// Jobs one user may have processing at once, cluster-wide.
+    pub per_user_cap: i64,
     /// On shutdown, running jobs get this long to finish before they are handed back.
     pub shutdown_grace: Duration,
     pub retention: Duration,
@@ -203,15 +205,21 @@ impl Actor for ProcessorPool {
 
 async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
     while !state.draining && state.running.len() < state.ctx.workers {
-        let claim =
-            match db::jobs::claim_next(&state.ctx.pool, &state.ctx.node, state.ctx.lease).await {
-                Ok(Some(claim)) => claim,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming a job failed");
-                    return;
-                }
-            };
+        let claim = match db::jobs::claim_next(
+            &state.ctx.pool,
+            &state.ctx.node,
+            state.ctx.lease,
+            state.ctx.per_user_cap,
+        )
+        .await
+        {
+            Ok(Some(claim)) => claim,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a job failed");
+                return;
+            }
+        };
         let id = claim.job.id;
         let lease_token = claim.lease_token;
         let cancel = CancelFlag::default();

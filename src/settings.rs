@@ -73,6 +73,8 @@ pub struct Tuning {
     pub upload_idle_secs: u64,
     pub job_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub max_processing_per_user: u32,
+    pub max_queued_per_user: u32,
     pub mail_max_attempts: u32,
     pub ffmpeg_path: PathBuf,
     pub ffprobe_path: PathBuf,
@@ -225,6 +227,11 @@ impl Settings {
         let t = &self.tuning;
         if t.job_lease_secs < 3 || t.job_max_attempts == 0 || t.max_frames == 0 {
             return invalid("tuning: job_lease_secs >= 3, job_max_attempts >= 1, max_frames >= 1");
+        }
+        if t.max_processing_per_user == 0 || t.max_queued_per_user == 0 {
+            return invalid(
+                "tuning: max_processing_per_user and max_queued_per_user must be at least 1",
+            );
         }
         Ok(())
     }

@@ -277,16 +277,30 @@ pub async fn delete_stale_uploads(
 }
 
 /// Claims the oldest runnable queued job for `node` (`queued → processing`).
-pub async fn claim_next(pool: &Pool, node: &str, lease: Duration) -> DbResult<Option<Claim>> {
+/// Fair share: the next job goes to the user with the fewest jobs running
+/// now (oldest first among equals), and no user runs more than
+/// `per_user_cap` at once, so one user's burst cannot starve the others.
+/// The cap is checked without locking the other users' rows: two nodes
+/// claiming at the same instant can exceed it by one each, briefly.
+pub async fn claim_next(
+    pool: &Pool,
+    node: &str,
+    lease: Duration,
+    per_user_cap: i64,
+) -> DbResult<Option<Claim>> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
     let Some(row) = tx
         .query_opt(
-            "SELECT id, state, attempts FROM jobs
-             WHERE state = 'queued' AND run_after <= now()
-             ORDER BY run_after, created_at
-             FOR UPDATE SKIP LOCKED LIMIT 1",
-            &[],
+            "WITH running AS (
+                 SELECT user_id, count(*) AS n FROM jobs WHERE state = 'processing' GROUP BY user_id
+             )
+             SELECT j.id, j.state, j.attempts FROM jobs j
+             LEFT JOIN running r ON r.user_id = j.user_id
+             WHERE j.state = 'queued' AND j.run_after <= now() AND coalesce(r.n, 0) < $1
+             ORDER BY coalesce(r.n, 0), j.run_after, j.created_at
+             FOR UPDATE OF j SKIP LOCKED LIMIT 1",
+            &[&per_user_cap],
         )
         .await?
     else {
@@ -687,6 +701,18 @@ pub async fn mark_expired(pool: &Pool, id: JobId) -> DbResult<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Jobs of `user` waiting to run or still arriving, for admission.
+pub async fn count_pending_for_owner(pool: &Pool, user: UserId) -> DbResult<i64> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE user_id = $1 AND state IN ('uploading', 'queued')",
+            &[&user.0],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Job counts by state, for metrics.

@@ -30,6 +30,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("too many attempts; try again later")]
     RateLimited { retry_after_secs: u64 },
+    #[error("you have {limit} videos waiting already; upload more once some are processed")]
+    TooManyQueued { limit: u32 },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -66,7 +68,9 @@ impl ApiError {
             }
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyQueued { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyQueued { .. } => "too_many_queued",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
@@ -106,6 +111,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
             ApiError::UploadInProgress => Some(5),
+            ApiError::TooManyQueued { .. } => Some(30),
             _ => None,
         }
     }
@@ -113,13 +119,13 @@ impl ApiError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        match e {
-            // the database is away: tell the client to come back, not that we broke
-            DbError::Pool(_) => ApiError::Unavailable {
+        // the database is away: tell the client to come back, not that we broke
+        if e.is_unavailable() {
+            return ApiError::Unavailable {
                 retry_after_secs: 5,
-            },
-            other => ApiError::Internal(other.to_string()),
+            };
         }
+        ApiError::Internal(e.to_string())
     }
 }
 

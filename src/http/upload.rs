@@ -129,6 +129,14 @@ async fn check_admission(
         options.insert(&name, &value)?;
     }
     let key = key.as_deref().map(IdempotencyKey::parse).transpose()?;
+    // a user's backlog lives in PostgreSQL, but not without bound
+    let pending = db::jobs::count_pending_for_owner(&state.pool, principal.user_id).await?;
+    if pending >= i64::from(state.settings.tuning.max_queued_per_user) {
+        metrics::counter!("vp_uploads_refused_total", "reason" => "user_backlog").increment(1);
+        return Err(ApiError::TooManyQueued {
+            limit: state.settings.tuning.max_queued_per_user,
+        });
+    }
     let busy = |secs| ApiError::Unavailable {
         retry_after_secs: secs,
     };

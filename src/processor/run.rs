@@ -219,18 +219,21 @@ async fn record_outcome(
     let elapsed = started.elapsed();
     let outcome = match result {
         Ok(done) => {
-            let recorded = db::jobs::complete(
-                &ctx.pool,
-                id,
-                claim.lease_token,
-                &ctx.node,
-                db::jobs::Output {
-                    frames: done.frames as i32,
-                    zip_bytes: done.zip_bytes as i64,
-                    zip_object: MediaStore::zip_key(id, claim.lease_token).as_ref(),
-                },
-                |filename| Some(message::job_done(filename)),
-            )
+            let zip_object = MediaStore::zip_key(id, claim.lease_token);
+            let recorded = persist("completion", || {
+                db::jobs::complete(
+                    &ctx.pool,
+                    id,
+                    claim.lease_token,
+                    &ctx.node,
+                    db::jobs::Output {
+                        frames: done.frames as i32,
+                        zip_bytes: done.zip_bytes as i64,
+                        zip_object: zip_object.as_ref(),
+                    },
+                    |filename| Some(message::job_done(filename)),
+                )
+            })
             .await;
             match recorded {
                 Ok(true) => {
@@ -277,11 +280,13 @@ async fn record_outcome(
         Err(e) if e.is_permanent() => {
             let reason = e.reason();
             tracing::warn!(error = %e, %reason, "failed permanently");
-            match db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |f| {
-                message::job_failed(f, &reason)
+            let recorded = persist("failure", || {
+                db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |f| {
+                    message::job_failed(f, &reason)
+                })
             })
-            .await
-            {
+            .await;
+            match recorded {
                 Ok(_) => supervisor::wake_notifier(),
                 Err(e) => {
                     tracing::error!(error = %e, "recording failure failed; the lease will expire")
@@ -293,17 +298,19 @@ async fn record_outcome(
             let reason = e.reason();
             let backoff = retry_backoff(claim.job.attempts as u32);
             tracing::warn!(error = %e, %reason, ?backoff, "transient failure");
-            match db::jobs::retry_or_fail(
-                &ctx.pool,
-                id,
-                claim.lease_token,
-                &ctx.node,
-                &reason,
-                backoff,
-                message::job_failed,
-            )
-            .await
-            {
+            let recorded = persist("retry", || {
+                db::jobs::retry_or_fail(
+                    &ctx.pool,
+                    id,
+                    claim.lease_token,
+                    &ctx.node,
+                    &reason,
+                    backoff,
+                    message::job_failed,
+                )
+            })
+            .await;
+            match recorded {
                 Ok(db::jobs::RetryOutcome::Failed) => supervisor::wake_notifier(),
                 Ok(_) => {}
                 Err(e) => {
@@ -314,6 +321,29 @@ async fn record_outcome(
         }
     };
     metrics::counter!("vp_jobs_finished_total", "outcome" => outcome).increment(1);
+}
+
+/// Runs a write of a job's outcome, retrying while the database cannot be
+/// reached: work that finished is not thrown away because PostgreSQL
+/// blinked. The lease fence still decides whether the write counts.
+async fn persist<T, F, Fut>(what: &str, mut write: F) -> db::DbResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = db::DbResult<T>>,
+{
+    const PATIENCE: Duration = Duration::from_secs(600);
+    let deadline = Instant::now() + PATIENCE;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match write().await {
+            Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                tracing::warn!(error = %e, retry_in = ?wait, "recording the {what} failed: database unreachable");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// 5 s, 10 s, 20 s, … capped at five minutes.

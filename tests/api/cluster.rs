@@ -48,7 +48,7 @@ impl TestCluster {
             .collect();
         let nodes = configs
             .iter()
-            .map(|c| start_node(&db, media.path(), c))
+            .map(|c| start_node(&db.url, media.path(), c))
             .collect();
         let cluster = Self {
             db,
@@ -311,7 +311,7 @@ async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
     intruder
         .env
         .push(("VP_CLUSTER_COOKIE".into(), "wrong-cookie".into()));
-    let intruder = start_node(&cluster.db, cluster.media.path(), &intruder);
+    let intruder = start_node(&cluster.db.url, cluster.media.path(), &intruder);
     let refusals = || -> usize {
         let refused = |l: &&String| l.contains("shutting down due to authentication failure");
         cluster
@@ -416,7 +416,7 @@ async fn killing_a_busy_node_loses_nothing_and_it_rejoins() {
     );
 
     // the killed node comes back under its name and rejoins
-    cluster.nodes[1] = start_node(&cluster.db, cluster.media.path(), &cluster.configs[1]);
+    cluster.nodes[1] = start_node(&cluster.db.url, cluster.media.path(), &cluster.configs[1]);
     for node in 0..3 {
         cluster.wait_peers(node, 2).await;
     }

@@ -351,12 +351,12 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_videoproject")
 }
 
-pub fn start_node(db: &TestDb, media: &Path, config: &NodeConfig) -> Node {
+pub fn start_node(database_url: &str, media: &Path, config: &NodeConfig) -> Node {
     let mut cmd = Command::new(binary());
     cmd.arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", database_url)
         .env("VP_HTTP_ADDR", "127.0.0.1:0")
         .env("VP_MEDIA_URL", format!("file://{}", media.display()))
         .env("VP_NODE_NAME", &config.node_name)
@@ -421,7 +421,7 @@ impl TestApp {
         if let Some(smtp) = &smtp {
             config.smtp_url = Some(smtp.url());
         }
-        let node = start_node(&db, media.path(), &config);
+        let node = start_node(&db.url, media.path(), &config);
         Self {
             db,
             media,
@@ -435,7 +435,7 @@ impl TestApp {
     /// Starts the node again on the same database and media (after a kill or stop).
     pub fn restart(&mut self) {
         self.node.kill();
-        self.node = start_node(&self.db, self.media.path(), &self.config);
+        self.node = start_node(&self.db.url, self.media.path(), &self.config);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -705,4 +705,103 @@ pub fn fixture(name: &str) -> PathBuf {
         std::fs::write(&path, bytes).unwrap();
     }
     path
+}
+
+/// A PostgreSQL server of the test's own, on a free port, that the test can
+/// stop and start (the machine's server must stay up for the others).
+pub struct TempPostgres {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl TempPostgres {
+    fn bin(tool: &str) -> PathBuf {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries in /usr/lib/postgresql")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        versions.sort();
+        versions
+            .last()
+            .expect("a PostgreSQL version")
+            .join("bin")
+            .join(tool)
+    }
+
+    /// Runs a PostgreSQL tool as the `postgres` user (initdb refuses root).
+    fn run_as_postgres(args: &str) {
+        let status = Command::new("su")
+            .args(["postgres", "-c", args])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args}");
+    }
+
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("vp-pg-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let initdb = Self::bin("initdb");
+        Self::run_as_postgres(&format!(
+            "{} -D {}/data -A trust -U postgres --no-sync",
+            initdb.display(),
+            dir.path().display()
+        ));
+        let pg = Self {
+            dir,
+            port: free_port(),
+        };
+        pg.resume();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/videoproject", self.port)
+    }
+
+    /// Starts (again) on the same port and data.
+    pub fn resume(&self) {
+        let d = self.dir.path().display();
+        Self::run_as_postgres(&format!(
+            "{} -D {d}/data -l {d}/log -w -o '-p {} -k {d} -c listen_addresses=127.0.0.1' start",
+            Self::bin("pg_ctl").display(),
+            self.port
+        ));
+    }
+
+    /// A fast shutdown: connections are cut.
+    pub fn stop(&self) {
+        let d = self.dir.path().display();
+        Self::run_as_postgres(&format!(
+            "{} -D {d}/data -m fast -w stop",
+            Self::bin("pg_ctl").display()
+        ));
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let d = self.dir.path().display();
+        let _ = Command::new("su")
+            .args([
+                "postgres",
+                "-c",
+                &format!(
+                    "{} -D {d}/data -m immediate -w stop",
+                    Self::bin("pg_ctl").display()
+                ),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }

@@ -6,5 +6,6 @@ mod cluster;
 mod helpers;
 mod isolation;
 mod ops;
+mod peaks;
 mod processing;
 mod videos;

@@ -335,7 +335,7 @@ async fn a_hung_nodes_job_is_taken_over_after_its_lease_expires() {
         config_toml: Some(short_lease.into()),
         ..NodeConfig::default()
     };
-    let node_b = crate::helpers::start_node(&app.db, app.media.path(), &config_b);
+    let node_b = crate::helpers::start_node(&app.db.url, app.media.path(), &config_b);
     let via_b = |path: &str| format!("http://{}{path}", node_b.addr);
     let done = eventually("node-b to finish the job", PROCESSING, || async {
         let r = app.http.get(via_b(&format!("/api/v1/videos/{id}")));

@@ -1,0 +1,205 @@
+//! Many uploads at once: fair share between users, bounded backlogs.
+
+use std::time::Duration;
+
+use crate::helpers::{NodeConfig, TestApp, error_code, eventually, fixture};
+
+const PROCESSING: Duration = Duration::from_secs(180);
+
+/// Counts of one user's videos by status.
+async fn statuses(app: &TestApp, token: &str, ids: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(
+            app.video(token, id).await["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn one_users_burst_does_not_starve_another() {
+    let config = NodeConfig {
+        workers: 2,
+        ..NodeConfig::paced_with("max_processing_per_user = 1\n")
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let ann = app.user("ann@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let mut burst = Vec::new();
+    for _ in 0..5 {
+        burst.push(
+            app.upload_ok(&ann, &fixture("v60_big"), &[("interval", "0.04")])
+                .await,
+        );
+    }
+    let single = app
+        .upload_ok(&bob, &fixture("v20"), &[("count", "2")])
+        .await;
+
+    let seen = eventually("bob's video to start", PROCESSING, || async {
+        let bobs = app.video(&bob, &single).await["status"].clone();
+        let anns = statuses(&app, &ann, &burst).await;
+        let running = anns.iter().filter(|s| *s == "processing").count();
+        assert!(running <= 1, "ann runs at most one job at a time: {anns:?}");
+        (bobs == "processing" || bobs == "done").then_some(anns)
+    })
+    .await;
+    let queued = seen.iter().filter(|s| *s == "queued").count();
+    assert!(
+        queued >= 3,
+        "bob's video started while ann's burst was still queued: {seen:?}"
+    );
+    assert_eq!(
+        app.wait_final(&bob, &single, PROCESSING).await["status"],
+        "done"
+    );
+}
+
+#[tokio::test]
+async fn a_users_backlog_is_capped_with_429() {
+    let config = NodeConfig {
+        workers: 1,
+        ..NodeConfig::paced_with("max_processing_per_user = 1\nmax_queued_per_user = 2\n")
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let ann = app.user("ann@example.com").await;
+    let first = app
+        .upload_ok(&ann, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    eventually("the first job to run", PROCESSING, || async {
+        (app.video(&ann, &first).await["status"] == "processing").then_some(())
+    })
+    .await;
+    for _ in 0..2 {
+        app.upload_ok(&ann, &fixture("v20"), &[("count", "1")])
+            .await;
+    }
+    let r = app.upload(&ann, &fixture("v20"), &[("count", "1")]).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r).await, "too_many_queued");
+    // another user is not held back by ann's backlog
+    let bob = app.user("bob@example.com").await;
+    app.upload_ok(&bob, &fixture("v20"), &[("count", "1")])
+        .await;
+    assert_eq!(
+        app.count_rows("jobs").await,
+        4,
+        "the refused upload left nothing"
+    );
+}
+
+/// PostgreSQL stops under a running job: calls answer 503 quickly, the
+/// ffmpeg work goes on, and everything resumes by itself when it returns.
+#[tokio::test]
+async fn a_database_outage_answers_503_and_loses_nothing() {
+    let pg = crate::helpers::TempPostgres::start();
+    let media = tempfile::tempdir().unwrap();
+    let config = NodeConfig {
+        workers: 1,
+        ..NodeConfig::paced()
+    };
+    let node = crate::helpers::start_node(&pg.url(), media.path(), &config);
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", node.addr);
+    let account =
+        serde_json::json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD});
+    assert_eq!(
+        http.post(url("/api/v1/users"))
+            .json(&account)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let session: serde_json::Value = http
+        .post(url("/api/v1/sessions"))
+        .json(&account)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let bytes = std::fs::read(fixture("v60_big")).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("interval", "0.04")
+        .part(
+            "video",
+            reqwest::multipart::Part::bytes(bytes).file_name("v60_big.mp4"),
+        );
+    let r = http
+        .post(url("/api/v1/videos"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["video"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let video = |id: String| {
+        let request = http
+            .get(url(&format!("/api/v1/videos/{id}")))
+            .bearer_auth(&token);
+        async move { request.send().await.unwrap() }
+    };
+    eventually("the job to be mid-way", PROCESSING, || async {
+        let v: serde_json::Value = video(id.clone()).await.json().await.unwrap();
+        (v["video"]["status"] == "processing" && v["video"]["progress"].as_f64().unwrap() > 0.0)
+            .then_some(())
+    })
+    .await;
+
+    pg.stop();
+    let asked = std::time::Instant::now();
+    let r = video(id.clone()).await;
+    let answered_in = asked.elapsed();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r).await, "unavailable");
+    assert!(
+        answered_in < Duration::from_secs(10),
+        "a call must not hang while the database is down: {answered_in:?}"
+    );
+    assert_eq!(
+        http.get(url("/healthz")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(http.get(url("/readyz")).send().await.unwrap().status(), 503);
+
+    pg.resume();
+    let done: serde_json::Value =
+        eventually("the job to finish after the outage", PROCESSING, || async {
+            let r = video(id.clone()).await;
+            if r.status() != 200 {
+                return None;
+            }
+            let v: serde_json::Value = r.json().await.unwrap();
+            (v["video"]["status"] == "done").then(|| v["video"].clone())
+        })
+        .await;
+    assert_eq!(done["frames"], 1500);
+    assert_eq!(http.get(url("/readyz")).send().await.unwrap().status(), 200);
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let attempts: i32 = client
+        .query_one("SELECT attempts FROM jobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        attempts, 1,
+        "the work done during the outage was kept, not rerun"
+    );
+}
