@@ -52,7 +52,7 @@ pub async fn run(
     let settings = Arc::new(settings);
     let node = settings.node_name();
     let workers = settings.workers();
-    let pool = prepare_database(&settings, 16 + workers * 2).await?;
+    let pool = prepare_database(&settings, 32 + workers * 2).await?;
 
     let key = TokenKey::load(
         settings.token_key.as_ref().map(|s| s.expose()),

@@ -71,8 +71,10 @@ pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
     );
     Pool::builder(manager)
         .max_size(max_size)
-        // while the database is down, requests answer 503 within seconds
-        .wait_timeout(Some(std::time::Duration::from_secs(2)))
+        // While the database is down, opening a connection fails within
+        // seconds and the request answers 503. Waiting for a free connection
+        // under a burst may take longer: that is queueing, not an outage.
+        .wait_timeout(Some(std::time::Duration::from_secs(15)))
         .create_timeout(Some(std::time::Duration::from_secs(2)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()

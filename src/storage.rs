@@ -83,10 +83,12 @@ impl MediaStore {
         Key::from(format!("videos/{id}"))
     }
 
-    /// A streaming writer for `key` with bounded memory.
+    /// A streaming writer for `key` with bounded memory: at most about three
+    /// buffers per writer (one filling, two parts in flight), so hundreds of
+    /// concurrent uploads stay within a few hundred MiB.
     pub fn writer(&self, key: &Key) -> ObjectWriter {
-        const BUFFER: usize = 8 * 1024 * 1024;
-        // two parts in flight at most: memory stays ~3 buffers per writer
+        // a local file takes parts of any size; small parts keep memory low
+        const BUFFER: usize = 256 * 1024;
         BufWriter::with_capacity(self.store.clone(), key.clone(), BUFFER).with_max_concurrency(2)
     }
 

@@ -203,3 +203,38 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
         "the work done during the outage was kept, not rerun"
     );
 }
+
+/// Two hundred uploads at once on one node: all accepted, memory flat.
+#[tokio::test]
+async fn a_burst_of_200_uploads_is_all_accepted_with_flat_memory() {
+    let app = TestApp::spawn_with(NodeConfig::tuned("max_queued_per_user = 1000\n"), false).await;
+    let token = app.user("ann@example.com").await;
+    let before = app.node.peak_rss_kib();
+    let bytes = bytes::Bytes::from(std::fs::read(fixture("v20")).unwrap());
+    let uploads = (0..200).map(|i| {
+        let form = reqwest::multipart::Form::new().text("count", "1").part(
+            "video",
+            reqwest::multipart::Part::stream(bytes.clone()).file_name(format!("burst-{i}.mp4")),
+        );
+        app.post(&token, "/api/v1/videos").multipart(form).send()
+    });
+    let answers = futures::future::join_all(uploads).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for a in answers {
+        *statuses
+            .entry(a.map(|r| r.status().as_u16()).unwrap_or(0))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        std::collections::BTreeMap::from([(202, 200)]),
+        "every upload accepted"
+    );
+    let grown_mib = app.node.peak_rss_kib().saturating_sub(before) / 1024;
+    println!(
+        "200 concurrent uploads of {} KiB: peak RSS grew {grown_mib} MiB",
+        bytes.len() / 1024
+    );
+    assert!(grown_mib < 256, "peak memory grew {grown_mib} MiB");
+    assert_eq!(app.count_rows("jobs").await, 200);
+}
