@@ -43,6 +43,53 @@ pub struct Pending {
     pub attempts: i32,
 }
 
+/// Where a job's notification stands, for the video's API answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub kind: &'static str,
+    pub channel: &'static str,
+    /// `pending`, `sent` or `gave_up`.
+    pub status: &'static str,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// The notifications of `jobs`, oldest first, by job.
+pub async fn deliveries_for_jobs(pool: &Pool, jobs: &[JobId]) -> DbResult<Vec<(JobId, Delivery)>> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT job_id, kind, attempts, last_error, sent_at IS NOT NULL, gave_up_at IS NOT NULL
+             FROM notifications WHERE job_id = ANY($1) ORDER BY created_at",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let kind: String = r.get(1);
+            let status = match (r.get::<_, bool>(4), r.get::<_, bool>(5)) {
+                (true, _) => "sent",
+                (false, true) => "gave_up",
+                (false, false) => "pending",
+            };
+            let delivery = Delivery {
+                kind: if kind == "job_failed" {
+                    "job_failed"
+                } else {
+                    "job_done"
+                },
+                channel: "email",
+                status,
+                attempts: r.get(2),
+                last_error: r.get(3),
+            };
+            (JobId(r.get(0)), delivery)
+        })
+        .collect())
+}
+
 /// Queues `mail` for `user`; with `only_if_opted_in`, only when the user asked
 /// for success emails.
 pub async fn insert_for_user(

@@ -7,7 +7,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::{ApiError, State, authenticated, with_state};
 use crate::auth::Principal;
-use crate::db::{self, jobs::JobRow};
+use crate::db::{self, jobs::JobRow, outbox::Delivery};
 use crate::domain::JobId;
 use crate::jobs::JobState;
 use crate::supervisor;
@@ -51,6 +51,9 @@ pub struct VideoView {
     zip_bytes: Option<i64>,
     error: Option<String>,
     download_url: Option<String>,
+    /// Emails about this video and their delivery state (detail and list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notifications: Option<Vec<Delivery>>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -77,8 +80,26 @@ impl From<&JobRow> for VideoView {
             zip_bytes: job.zip_bytes,
             error: job.error.clone(),
             download_url: ready.then(|| format!("/api/v1/videos/{}/frames.zip", job.id)),
+            notifications: None,
         }
     }
+}
+
+/// Views of `jobs` with the delivery state of their notifications.
+async fn with_deliveries(state: &State, jobs: &[JobRow]) -> Result<Vec<VideoView>, ApiError> {
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    let mut deliveries = db::outbox::deliveries_for_jobs(&state.pool, &ids).await?;
+    Ok(jobs
+        .iter()
+        .map(|job| {
+            let mut view = VideoView::from(job);
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                deliveries.drain(..).partition(|(id, _)| *id == job.id);
+            deliveries = rest;
+            view.notifications = Some(mine.into_iter().map(|(_, d)| d).collect());
+            view
+        })
+        .collect())
 }
 
 pub fn video_json(job: &JobRow) -> serde_json::Value {
@@ -140,7 +161,7 @@ async fn list(
     } else {
         None
     };
-    let videos: Vec<VideoView> = rows.iter().map(VideoView::from).collect();
+    let videos = with_deliveries(&state, &rows).await?;
     Ok(warp::reply::json(
         &serde_json::json!({ "videos": videos, "next_cursor": next_cursor }),
     ))
@@ -157,7 +178,8 @@ fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T
 
 async fn show(id: String, state: State, principal: Principal) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
-    Ok(warp::reply::json(&video_json(&job)))
+    let video = with_deliveries(&state, std::slice::from_ref(&job)).await?;
+    Ok(warp::reply::json(&serde_json::json!({ "video": video[0] })))
 }
 
 /// Cancels a running job, deletes its media, then its rows. If the media

@@ -266,6 +266,12 @@ async fn emails_are_retried_until_the_smtp_server_answers() {
         },
     )
     .await;
+    // the video's answer shows the email waiting, with why
+    let waiting = app.video(&token, &id).await["notifications"][0].clone();
+    assert_eq!(waiting["channel"], "email");
+    assert_eq!(waiting["kind"], "job_failed");
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+    assert!(waiting["last_error"].is_string(), "{waiting}");
     let smtp = crate::helpers::SmtpServer::start_on(port);
     let mail = eventually(
         "the email after a retry",
@@ -280,6 +286,17 @@ async fn emails_are_retried_until_the_smtp_server_answers() {
         .unwrap()
         .get(0);
     assert!(attempts >= 2, "{attempts}");
+    let sent = eventually(
+        "the delivery to be recorded",
+        Duration::from_secs(10),
+        || async {
+            let n = app.video(&token, &id).await["notifications"][0].clone();
+            (n["status"] == "sent").then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(sent["attempts"].as_i64().unwrap(), i64::from(attempts));
+    assert_eq!(smtp.messages().len(), 1, "delivered once");
 }
 
 #[tokio::test]
