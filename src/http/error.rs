@@ -50,6 +50,10 @@ pub enum ApiError {
     UnsupportedMedia(String),
     #[error("the requested range is not satisfiable")]
     RangeNotSatisfiable { size: u64 },
+    #[error(
+        "the upload could not be stored (the media store is full or failing); nothing was kept"
+    )]
+    InsufficientStorage,
     #[error("the node cannot accept this now; retry later")]
     Unavailable { retry_after_secs: u64 },
     #[error("internal error")]
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +107,7 @@ impl ApiError {
             ApiError::UnsupportedMedia(_) => "unsupported_media",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::InsufficientStorage => "insufficient_storage",
             ApiError::Internal(_) => "internal",
         }
     }

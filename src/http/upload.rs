@@ -412,14 +412,19 @@ async fn stream_to_store(state: &State, id: JobId, mut part: Part) -> Result<u64
         writer
             .write_all(&bytes)
             .await
-            .map_err(|e| ApiError::Internal(format!("storing upload {id}: {e}")))?;
+            .map_err(|e| cannot_store(id, &e))?;
     }
     // completes the object: it appears under its name only now, fsynced
-    writer
-        .shutdown()
-        .await
-        .map_err(|e| ApiError::Internal(format!("storing upload {id}: {e}")))?;
+    writer.shutdown().await.map_err(|e| cannot_store(id, &e))?;
     Ok(size)
+}
+
+/// The media store refused the bytes (disk full, read-only, failing): the
+/// upload is refused with 507 and its guard removes what was written.
+fn cannot_store(id: JobId, e: &std::io::Error) -> ApiError {
+    tracing::error!(job_id = %id, error = %e, kind = ?e.kind(), "the media store refused an upload");
+    metrics::counter!("vp_uploads_total", "result" => "storage_failed").increment(1);
+    ApiError::InsufficientStorage
 }
 
 async fn read_field(mut part: Part) -> Result<String, ApiError> {

@@ -238,3 +238,32 @@ async fn a_burst_of_200_uploads_is_all_accepted_with_flat_memory() {
     assert!(grown_mib < 256, "peak memory grew {grown_mib} MiB");
     assert_eq!(app.count_rows("jobs").await, 200);
 }
+
+/// The media store cannot take the bytes: 507, nothing kept, and uploads
+/// work again once the store does.
+#[tokio::test]
+async fn an_upload_the_store_refuses_is_507_and_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    // a file where the store wants its `videos` directory: every write fails
+    // (permissions would not stop root; this does)
+    let blocker = app.media.path().join("videos");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let r = app.upload(&token, &fixture("v20"), &[]).await;
+    assert_eq!(r.status(), 507);
+    assert_eq!(error_code(r).await, "insufficient_storage");
+    eventually(
+        "the refused upload's row to go",
+        Duration::from_secs(10),
+        || async { (app.count_rows("jobs").await == 0).then_some(()) },
+    )
+    .await;
+    std::fs::remove_file(&blocker).unwrap();
+    let id = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "1")])
+        .await;
+    assert_eq!(
+        app.wait_final(&token, &id, PROCESSING).await["status"],
+        "done"
+    );
+}
