@@ -15,9 +15,11 @@
 //! 6. `http::videos`, `http::events` and `http::download` show status and
 //!    serve the zip.
 //!
-//! Around them: [`supervisor`] starts and restarts the actors, [`auth`] says
-//! who is calling, [`domain`] parses what clients send, [`settings`] and
-//! [`cli`] are the operating contract, [`app`] wires a node together.
+//! Around them: [`supervisor`] starts and restarts the actors, [`cluster`]
+//! joins the node to its peers (wake-ups, cancels, taking over the jobs of a
+//! node that died), [`auth`] says who is calling, [`domain`] parses what
+//! clients send, [`settings`] and [`cli`] are the operating contract,
+//! [`app`] wires a node together.
 
 pub mod app;
 pub mod auth;
