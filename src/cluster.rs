@@ -151,8 +151,6 @@ pub enum MembershipMsg {
     Heartbeat,
     SessionReady(SessionInfo),
     SessionDown(SessionInfo),
-    /// A dial to a seed address finished.
-    Dialed(SocketAddr, bool),
     /// Put back the jobs a departed peer stopped renewing.
     TakeBack(String),
 }
@@ -271,13 +269,8 @@ impl Actor for Membership {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             MembershipMsg::Reconcile => resolve_seeds(&myself, state),
-            MembershipMsg::Candidates(addrs) => dial_missing(&myself, state, addrs),
+            MembershipMsg::Candidates(addrs) => dial_missing(state, addrs),
             MembershipMsg::Heartbeat => heartbeat(state).await,
-            MembershipMsg::Dialed(addr, ok) => {
-                if !ok {
-                    tracing::debug!(%addr, "seed not reachable");
-                }
-            }
             MembershipMsg::SessionReady(s) => session_ready(state, s).await,
             MembershipMsg::SessionDown(s) => session_down(&myself, state, s),
             MembershipMsg::TakeBack(name) => take_back(state, name),
@@ -318,11 +311,7 @@ fn resolve_seeds(myself: &ActorRef<MembershipMsg>, state: &MembershipState) {
 }
 
 /// Dials the seed addresses that are not peers yet.
-fn dial_missing(
-    myself: &ActorRef<MembershipMsg>,
-    state: &mut MembershipState,
-    candidates: Vec<SocketAddr>,
-) {
+fn dial_missing(state: &mut MembershipState, candidates: Vec<SocketAddr>) {
     let connected: HashSet<SocketAddr> = state
         .peers
         .values()
@@ -332,14 +321,15 @@ fn dial_missing(
     for addr in state.dialer.due(&candidates, &connected, &state.own, now) {
         state.dialer.attempted(addr, now);
         let server = state.server.clone();
-        let me = myself.clone();
         tokio::spawn(async move {
             let dial = ractor_cluster::client_connect(&server, addr);
             let ok = matches!(
                 tokio::time::timeout(Duration::from_secs(2), dial).await,
                 Ok(Ok(()))
             );
-            let _ = me.cast(MembershipMsg::Dialed(addr, ok));
+            if !ok {
+                tracing::debug!(%addr, "seed not reachable");
+            }
         });
     }
 }

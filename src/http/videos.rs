@@ -1,5 +1,7 @@
 //! Listing, showing and deleting the caller's videos.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
@@ -88,15 +90,15 @@ impl From<&JobRow> for VideoView {
 /// Views of `jobs` with the delivery state of their notifications.
 async fn with_deliveries(state: &State, jobs: &[JobRow]) -> Result<Vec<VideoView>, ApiError> {
     let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-    let mut deliveries = db::outbox::deliveries_for_jobs(&state.pool, &ids).await?;
+    let mut by_job: HashMap<JobId, Vec<Delivery>> = HashMap::new();
+    for (id, delivery) in db::outbox::deliveries_for_jobs(&state.pool, &ids).await? {
+        by_job.entry(id).or_default().push(delivery);
+    }
     Ok(jobs
         .iter()
         .map(|job| {
             let mut view = VideoView::from(job);
-            let (mine, rest): (Vec<_>, Vec<_>) =
-                deliveries.drain(..).partition(|(id, _)| *id == job.id);
-            deliveries = rest;
-            view.notifications = Some(mine.into_iter().map(|(_, d)| d).collect());
+            view.notifications = Some(by_job.remove(&job.id).unwrap_or_default());
             view
         })
         .collect())

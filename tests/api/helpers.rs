@@ -204,6 +204,16 @@ fn decode_quoted_printable(message: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl SmtpServer {
+    /// Waits for the first message to arrive; returns it.
+    pub async fn first_message(&self, what: &str) -> String {
+        eventually(what, Duration::from_secs(30), || async {
+            self.messages().into_iter().next()
+        })
+        .await
+    }
+}
+
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -27,10 +27,7 @@ async fn undecodable_video_fails_with_a_reason_and_an_email() {
     assert_eq!(r.status(), 409);
 
     let smtp = app.smtp.as_ref().unwrap();
-    let mail = eventually("the failure email", Duration::from_secs(30), || async {
-        smtp.messages().into_iter().next()
-    })
-    .await;
+    let mail = smtp.first_message("the failure email").await;
     assert!(mail.contains("To: ann@example.com"), "{mail}");
     assert!(mail.contains("corrupt.mp4"), "{mail}");
     assert!(
@@ -79,10 +76,7 @@ async fn success_email_when_asked_for() {
         "done"
     );
     let smtp = app.smtp.as_ref().unwrap();
-    let mail = eventually("the success email", Duration::from_secs(30), || async {
-        smtp.messages().into_iter().next()
-    })
-    .await;
+    let mail = smtp.first_message("the success email").await;
     assert!(mail.contains("ready"), "{mail}");
 }
 
@@ -323,10 +317,7 @@ async fn a_job_that_keeps_failing_transiently_fails_for_good_with_an_email() {
         "{history:?}"
     );
     let smtp = app.smtp.as_ref().unwrap();
-    let mail = eventually("the failure email", Duration::from_secs(30), || async {
-        smtp.messages().into_iter().next()
-    })
-    .await;
+    let mail = smtp.first_message("the failure email").await;
     assert!(mail.contains("gave up after 2 attempts"), "{mail}");
 }
 
