@@ -54,6 +54,10 @@ pub enum AuthError {
     Invalid,
     #[error("the token was revoked")]
     Revoked,
+    /// The check ran out of its time budget: the node is overloaded, the
+    /// token may well be fine.
+    #[error("the token could not be checked in time")]
+    Busy,
     #[error(transparent)]
     Db(#[from] DbError),
 }

@@ -70,6 +70,17 @@ pub struct SessionTokens {
     pool: Pool,
 }
 
+/// Why the authorizer said no. Its time limit is wall-clock time, which a
+/// node starved of CPU can exceed with a good token: that is overload, not a
+/// bad token, and must not send a client back to sign in.
+fn refusal(e: biscuit_auth::error::Token) -> AuthError {
+    use biscuit_auth::error::{RunLimit, Token};
+    match e {
+        Token::RunLimit(RunLimit::Timeout) => AuthError::Busy,
+        _ => AuthError::Invalid,
+    }
+}
+
 impl SessionTokens {
     pub fn new(key: &TokenKey, ttl: Duration, pool: Pool) -> Self {
         let keypair = KeyPair::from(&key.0);
@@ -108,8 +119,8 @@ impl SessionTokens {
             ..Default::default()
         })
         .build(&biscuit)
-        .map_err(|_| AuthError::Invalid)?;
-        authorizer.authorize().map_err(|_| AuthError::Invalid)?;
+        .map_err(refusal)?;
+        authorizer.authorize().map_err(refusal)?;
         let users: Vec<(String,)> = authorizer
             .query("data($u) <- user($u)")
             .map_err(|_| AuthError::Invalid)?;
@@ -156,6 +167,19 @@ mod tests {
         // a pool that is never used by `mint`/`verify`
         let pool = crate::db::connect("postgres://nobody@127.0.0.1:1/none", 1).unwrap();
         SessionTokens::new(&key, ttl, pool)
+    }
+
+    #[test]
+    fn a_time_limit_hit_is_overload_not_a_bad_token() {
+        use biscuit_auth::error::{RunLimit, Token};
+        assert!(matches!(
+            refusal(Token::RunLimit(RunLimit::Timeout)),
+            AuthError::Busy
+        ));
+        assert!(matches!(
+            refusal(Token::RunLimit(RunLimit::TooManyFacts)),
+            AuthError::Invalid
+        ));
     }
 
     #[test]

@@ -150,6 +150,9 @@ impl From<AuthError> for ApiError {
             AuthError::Missing | AuthError::Invalid | AuthError::Revoked => {
                 ApiError::Unauthorized(e.to_string())
             }
+            AuthError::Busy => ApiError::Unavailable {
+                retry_after_secs: 1,
+            },
             AuthError::Db(db) => db.into(),
         }
     }
