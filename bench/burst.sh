@@ -82,4 +82,8 @@ burst: $N uploads of $((BYTES / 1024)) KiB, $C at a time, one node (release)
   node peak RSS              ${RSS_BEFORE} MiB before, ${RSS_AFTER} MiB after
   wall time                  ${HEY_SECS} s (cat to disk, same bytes: ${CAT_SECS} s, ratio $(echo "scale=2; $HEY_SECS / $CAT_SECS" | bc))
 OUT
+if [ "$OTHER" -ne 0 ] || [ "$ERRORS" -ne 0 ]; then
+    sed -n '/Status code distribution/,$p' "$WORK/hey.txt"
+    grep -E '"level":"(ERROR|WARN)"' "$WORK/node.log" | head -n 20 || true
+fi
 [ "$LOST" -eq 0 ] && [ "$OTHER" -eq 0 ] && [ "$ERRORS" -eq 0 ]

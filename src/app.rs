@@ -141,12 +141,9 @@ pub async fn run(
     tracing::info!(%addr, %node, workers, "http listening");
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = warp::serve(http::routes(state))
-        .incoming(listener)
-        .graceful(async move {
-            let _ = http_stopped.await;
-        })
-        .run();
+    let server = http::serve(listener, state, async move {
+        let _ = http_stopped.await;
+    });
     tokio::pin!(server);
     let actors_failed = tokio::select! {
         () = &mut server => false,

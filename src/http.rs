@@ -8,6 +8,8 @@ mod download;
 pub mod error;
 mod events;
 mod ops;
+mod server;
+pub use server::serve;
 mod upload;
 mod videos;
 

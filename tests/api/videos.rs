@@ -447,7 +447,7 @@ async fn uploads_stream_with_bounded_memory() {
     let app = TestApp::spawn().await;
     let token = app.user("ann@example.com").await;
     let before = app.node.peak_rss_kib();
-    const MIB: usize = 400;
+    const MIB: usize = 1024;
     let r = app
         .post(&token, "/api/v1/videos")
         .multipart(streamed_form(generated_body(MIB)))

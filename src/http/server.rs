@@ -1,0 +1,74 @@
+//! The listener: the routes served by hyper with connection settings of our
+//! own. warp's `serve` keeps hyper's defaults, among them a read buffer that
+//! grows to ~400 KiB per connection; at hundreds of concurrent uploads those
+//! buffers were most of the node's memory.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use super::{State, routes};
+
+/// Largest read buffer per connection: enough for any request head we take
+/// (hyper's minimum is 8 KiB) and for body reads that keep the disk busy.
+const READ_BUFFER: usize = 64 * 1024;
+/// A client gets this long to send a request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after an accept error that is not the client's (out of file
+/// descriptors): connections that finish free them.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves until `shutdown` completes, then stops accepting and waits for the
+/// open connections to finish.
+pub async fn serve(listener: TcpListener, state: State, shutdown: impl Future<Output = ()>) {
+    let service = warp::service(routes(state));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(READ_BUFFER)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    if !is_connection_error(&e) {
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Errors of one connection that surface at accept and concern only it.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
