@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::auth::{SessionTokens, SignInLimiter, TokenKey};
 use crate::cluster::ClusterArgs;
 use crate::http::{self, AppState};
-use crate::notify::{Mailer, NotifierArgs};
+use crate::notify::{Mailer, NotifierArgs, WebhookSender};
 use crate::processor::ProcessorContext;
 use crate::settings::Settings;
 use crate::storage::MediaStore;
@@ -118,6 +118,7 @@ pub async fn run(
         notifier: NotifierArgs {
             pool: pool.clone(),
             mailer,
+            webhooks: WebhookSender::new()?,
             max_attempts: tuning.mail_max_attempts,
         },
         cluster,

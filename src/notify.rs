@@ -1,25 +1,33 @@
-//! Telling users what happened. Emails are queued in the outbox
-//! (`db::outbox`) by the transaction that causes them; the [`Notifier`]
-//! actor delivers them with retries and back-off. Messages to the actor are
-//! only wake-ups: a lost one delays an email until the next tick, no more.
+//! Telling users what happened. Emails and webhook events are queued in the
+//! outbox (`db::outbox`) by the transaction that causes them; the
+//! [`Notifier`] actor delivers them with retries and back-off. Messages to
+//! the actor are only wake-ups: a lost one delays a message until the next
+//! tick, no more.
 
 pub mod mailer;
 pub mod message;
+pub mod webhook;
 
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorMessage;
+use tracing::Instrument;
 
-use crate::db;
+use crate::db::{self, outbox::Channel, outbox::Pending};
 pub use mailer::Mailer;
+pub use webhook::WebhookSender;
 
 /// How often the outbox is polled when nobody wakes the notifier.
 const TICK: Duration = Duration::from_secs(5);
 /// A claimed message is held this long before another node may retry it.
 const CLAIM_HOLD: Duration = Duration::from_secs(120);
 const BATCH: i64 = 20;
+/// Deliveries of a batch in flight at once: a slow receiver does not hold
+/// up everyone else's messages.
+const PARALLEL: usize = 8;
 
 pub struct Notifier;
 
@@ -33,6 +41,7 @@ pub enum NotifierMsg {
 pub struct NotifierArgs {
     pub pool: Pool,
     pub mailer: Mailer,
+    pub webhooks: WebhookSender,
     pub max_attempts: u32,
 }
 
@@ -80,26 +89,47 @@ async fn deliver_due(args: &NotifierArgs) -> Result<(), db::DbError> {
         if batch.is_empty() {
             return Ok(());
         }
-        for pending in batch {
-            let span =
-                tracing::info_span!("notification", id = %pending.id, attempt = pending.attempts);
-            let _guard = span.enter();
-            match args.mailer.send(&pending).await {
-                Ok(()) => {
-                    db::outbox::mark_sent(&args.pool, pending.id).await?;
-                    metrics::counter!("vp_notifications_total", "result" => "sent").increment(1);
-                    tracing::info!(to = %pending.recipient, "notification sent");
-                }
-                Err(e) => {
-                    let give_up = pending.attempts as u32 >= args.max_attempts;
-                    let delay = backoff(pending.attempts as u32);
-                    db::outbox::mark_failed(&args.pool, pending.id, &e, delay, give_up).await?;
-                    metrics::counter!("vp_notifications_total", "result" => if give_up { "gave_up" } else { "retry" }).increment(1);
-                    tracing::warn!(error = %e, give_up, retry_in = ?delay, "notification not delivered");
-                }
-            }
+        let outcomes: Vec<Result<(), db::DbError>> = futures::stream::iter(batch)
+            .map(|pending| deliver(args, pending))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        outcomes.into_iter().collect::<Result<(), _>>()?;
+    }
+}
+
+/// One attempt at one message, and its outcome written back.
+async fn deliver(args: &NotifierArgs, pending: Pending) -> Result<(), db::DbError> {
+    let channel = pending.channel.as_str();
+    let span =
+        tracing::info_span!("notification", id = %pending.id, channel, attempt = pending.attempts);
+    attempt(args, pending).instrument(span).await
+}
+
+async fn attempt(args: &NotifierArgs, pending: Pending) -> Result<(), db::DbError> {
+    let channel = pending.channel.as_str();
+    let sent = match pending.channel {
+        Channel::Email => args.mailer.send(&pending).await,
+        Channel::Webhook => args.webhooks.send(&pending).await,
+    };
+    match sent {
+        Ok(()) => {
+            db::outbox::mark_sent(&args.pool, pending.id).await?;
+            metrics::counter!("vp_notifications_total", "channel" => channel, "result" => "sent")
+                .increment(1);
+            tracing::info!("notification sent");
+        }
+        Err(e) => {
+            let give_up = pending.attempts as u32 >= args.max_attempts;
+            let delay = backoff(pending.attempts as u32);
+            db::outbox::mark_failed(&args.pool, pending.id, &e, delay, give_up).await?;
+            let result = if give_up { "gave_up" } else { "retry" };
+            metrics::counter!("vp_notifications_total", "channel" => channel, "result" => result)
+                .increment(1);
+            tracing::warn!(error = %e, give_up, retry_in = ?delay, "notification not delivered");
         }
     }
+    Ok(())
 }
 
 /// 5 s, 10 s, 20 s, … capped at one hour.

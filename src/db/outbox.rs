@@ -1,6 +1,6 @@
 //! The notification outbox. Rows are written in the transaction that causes
-//! them and delivered by the notifier; a claim lock keeps two nodes from
-//! sending the same row.
+//! them, one per channel (email, webhook), and delivered by the notifier; a
+//! claim lock keeps two nodes from sending the same row.
 
 use std::time::Duration;
 
@@ -23,24 +23,66 @@ impl NotificationKind {
             NotificationKind::JobDone => "job_done",
         }
     }
+
+    /// The `type` of its webhook event.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            NotificationKind::JobFailed => "video.failed",
+            NotificationKind::JobDone => "video.done",
+        }
+    }
 }
 
-/// A message to queue for a user; the recipient is the user's email.
+/// How a notification reaches its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+
+    fn from_db(s: &str) -> Self {
+        if s == "webhook" {
+            Channel::Webhook
+        } else {
+            Channel::Email
+        }
+    }
+}
+
+/// A message to queue for a user: an email to their address and, when they
+/// set a webhook, a JSON event to it.
 #[derive(Debug, Clone)]
 pub struct NewNotification {
     pub kind: NotificationKind,
     pub subject: String,
     pub body: String,
+    /// The video's side of the webhook event (see `notify::message`).
+    pub filename: String,
+    pub reason: Option<String>,
 }
 
 /// A message due for delivery, claimed by this node.
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub id: Uuid,
+    pub channel: Channel,
+    /// An email address or a webhook URL.
     pub recipient: String,
+    /// The email subject, or the webhook event type.
     pub subject: String,
+    /// The email text, or the webhook's JSON.
     pub body: String,
     pub attempts: i32,
+    /// The owner's current webhook key (webhooks only).
+    pub secret: Option<String>,
 }
 
 /// Where a job's notification stands, for the video's API answer.
@@ -60,7 +102,7 @@ pub async fn deliveries_for_jobs(pool: &Pool, jobs: &[JobId]) -> DbResult<Vec<(J
     let conn = pool.get().await?;
     let rows = conn
         .query(
-            "SELECT job_id, kind, attempts, last_error, sent_at IS NOT NULL, gave_up_at IS NOT NULL
+            "SELECT job_id, kind, attempts, last_error, sent_at IS NOT NULL, gave_up_at IS NOT NULL, channel
              FROM notifications WHERE job_id = ANY($1) ORDER BY created_at",
             &[&ids],
         )
@@ -80,7 +122,7 @@ pub async fn deliveries_for_jobs(pool: &Pool, jobs: &[JobId]) -> DbResult<Vec<(J
                 } else {
                     "job_done"
                 },
-                channel: "email",
+                channel: Channel::from_db(r.get(6)).as_str(),
                 status,
                 attempts: r.get(2),
                 last_error: r.get(3),
@@ -90,8 +132,9 @@ pub async fn deliveries_for_jobs(pool: &Pool, jobs: &[JobId]) -> DbResult<Vec<(J
         .collect())
 }
 
-/// Queues `mail` for `user`; with `only_if_opted_in`, only when the user asked
-/// for success emails.
+/// Queues `mail` for `user`: the email (with `only_if_opted_in`, only when
+/// the user asked for success emails) and, when the user has a webhook, the
+/// webhook event.
 pub async fn insert_for_user(
     tx: &Transaction<'_>,
     user: UserId,
@@ -100,8 +143,8 @@ pub async fn insert_for_user(
     only_if_opted_in: bool,
 ) -> DbResult<()> {
     tx.execute(
-        "INSERT INTO notifications (id, user_id, job_id, kind, recipient, subject, body)
-         SELECT $1, u.id, $3, $4, u.email, $5, $6 FROM users u
+        "INSERT INTO notifications (id, user_id, job_id, kind, channel, recipient, subject, body)
+         SELECT $1, u.id, $3, $4, 'email', u.email, $5, $6 FROM users u
          WHERE u.id = $2 AND (NOT $7 OR u.notify_on_success)",
         &[
             &Uuid::now_v7(),
@@ -111,6 +154,21 @@ pub async fn insert_for_user(
             &mail.subject,
             &mail.body,
             &only_if_opted_in,
+        ],
+    )
+    .await?;
+    let id = Uuid::now_v7();
+    tx.execute(
+        "INSERT INTO notifications (id, user_id, job_id, kind, channel, recipient, subject, body)
+         SELECT $1, u.id, $3, $4, 'webhook', u.webhook_url, $5, $6 FROM users u
+         WHERE u.id = $2 AND u.webhook_url IS NOT NULL",
+        &[
+            &id,
+            &user.0,
+            &job.0,
+            &mail.kind.as_str(),
+            &mail.kind.event_type(),
+            &crate::notify::message::webhook_event(id, job, &mail),
         ],
     )
     .await?;
@@ -128,7 +186,8 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
                  WHERE sent_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= now()
                    AND (locked_until IS NULL OR locked_until < now())
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, recipient, subject, body, attempts",
+             RETURNING id, recipient, subject, body, attempts, channel,
+                 (SELECT webhook_secret FROM users u WHERE u.id = notifications.user_id)",
             &[&limit, &hold.as_secs_f64()],
         )
         .await?;
@@ -140,6 +199,8 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
             subject: r.get(2),
             body: r.get(3),
             attempts: r.get(4),
+            channel: Channel::from_db(r.get(5)),
+            secret: r.get(6),
         })
         .collect())
 }

@@ -12,6 +12,8 @@ pub struct User {
     pub email: Email,
     pub notify_on_success: bool,
     pub webhook_url: Option<String>,
+    /// The key webhook events are signed with; set with the URL.
+    pub webhook_secret: Option<String>,
 }
 
 impl User {
@@ -21,6 +23,7 @@ impl User {
             email: Email::from_trusted(row.get("email")),
             notify_on_success: row.get("notify_on_success"),
             webhook_url: row.get("webhook_url"),
+            webhook_secret: row.get("webhook_secret"),
         }
     }
 }
@@ -31,7 +34,7 @@ pub async fn insert_user(pool: &Pool, email: &Email, password_hash: &str) -> DbR
     let row = conn
         .query_one(
             "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)
-             RETURNING id, email, notify_on_success, webhook_url",
+             RETURNING id, email, notify_on_success, webhook_url, webhook_secret",
             &[&UserId::new().0, &email.as_str(), &password_hash],
         )
         .await?;
@@ -43,7 +46,7 @@ pub async fn find_credentials(pool: &Pool, email: &Email) -> DbResult<Option<(Us
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
-            "SELECT id, email, notify_on_success, webhook_url, password_hash FROM users WHERE email = $1",
+            "SELECT id, email, notify_on_success, webhook_url, webhook_secret, password_hash FROM users WHERE email = $1",
             &[&email.as_str()],
         )
         .await?;
@@ -54,33 +57,50 @@ pub async fn get_user(pool: &Pool, id: UserId) -> DbResult<Option<User>> {
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
-            "SELECT id, email, notify_on_success, webhook_url FROM users WHERE id = $1",
+            "SELECT id, email, notify_on_success, webhook_url, webhook_secret FROM users WHERE id = $1",
             &[&id.0],
         )
         .await?;
     Ok(row.as_ref().map(User::from_row))
 }
 
-/// Changes only the fields given: `webhook_url: Some(None)` clears it.
+/// A change of preferences; `None` fields stay as they are.
+#[derive(Debug, Default)]
+pub struct Preferences {
+    pub notify_on_success: Option<bool>,
+    /// `Some(None)` removes the webhook (and its key).
+    pub webhook_url: Option<Option<String>>,
+    /// Replace the webhook key with a new one.
+    pub rotate_webhook_secret: bool,
+}
+
+/// Changes only the fields given. Setting a webhook gives it a key when it
+/// has none; `fresh_secret` is that key, or the replacement on rotation.
 pub async fn update_preferences(
     pool: &Pool,
     id: UserId,
-    notify_on_success: Option<bool>,
-    webhook_url: Option<Option<String>>,
+    change: Preferences,
+    fresh_secret: &str,
 ) -> DbResult<Option<User>> {
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
             "UPDATE users SET
                 notify_on_success = COALESCE($2, notify_on_success),
-                webhook_url = CASE WHEN $3 THEN $4 ELSE webhook_url END
+                webhook_url = CASE WHEN $3 THEN $4 ELSE webhook_url END,
+                webhook_secret = CASE
+                    WHEN (CASE WHEN $3 THEN $4 ELSE webhook_url END) IS NULL THEN NULL
+                    WHEN $5 OR webhook_secret IS NULL THEN $6
+                    ELSE webhook_secret END
              WHERE id = $1
-             RETURNING id, email, notify_on_success, webhook_url",
+             RETURNING id, email, notify_on_success, webhook_url, webhook_secret",
             &[
                 &id.0,
-                &notify_on_success,
-                &webhook_url.is_some(),
-                &webhook_url.flatten(),
+                &change.notify_on_success,
+                &change.webhook_url.is_some(),
+                &change.webhook_url.flatten(),
+                &change.rotate_webhook_secret,
+                &fresh_secret,
             ],
         )
         .await?;

@@ -59,6 +59,8 @@ struct ProfileView<'a> {
     email: &'a str,
     notify_on_success: bool,
     webhook_url: Option<&'a str>,
+    /// Shown to its owner only: the key that signs their webhook events.
+    webhook_secret: Option<&'a str>,
 }
 
 impl<'a> From<&'a User> for ProfileView<'a> {
@@ -68,6 +70,7 @@ impl<'a> From<&'a User> for ProfileView<'a> {
             email: u.email.as_str(),
             notify_on_success: u.notify_on_success,
             webhook_url: u.webhook_url.as_deref(),
+            webhook_secret: u.webhook_secret.as_deref(),
         }
     }
 }
@@ -164,6 +167,9 @@ struct PatchMe {
     /// Absent: unchanged; `null`: cleared.
     #[serde(default, with = "double_option")]
     webhook_url: Option<Option<String>>,
+    /// Replace the webhook signing key.
+    #[serde(default)]
+    rotate_webhook_secret: bool,
 }
 
 mod double_option {
@@ -184,11 +190,16 @@ async fn patch_me(
         Some(Some(url)) => Some(Some(parse_webhook_url(&url)?)),
         other => other,
     };
+    let change = db::users::Preferences {
+        notify_on_success: body.notify_on_success,
+        webhook_url,
+        rotate_webhook_secret: body.rotate_webhook_secret,
+    };
     let user = db::users::update_preferences(
         &state.pool,
         principal.user_id,
-        body.notify_on_success,
-        webhook_url,
+        change,
+        &crate::notify::webhook::new_secret(),
     )
     .await
     .map_err(ApiError::from)?

@@ -32,7 +32,7 @@ async fn sign_up_sign_in_profile_and_sign_out() {
     let me: Value = app.get_json(&token, "/api/v1/me").await;
     assert_eq!(
         me,
-        json!({"id": user["id"], "email": "ann@example.com", "notify_on_success": false, "webhook_url": null})
+        json!({"id": user["id"], "email": "ann@example.com", "notify_on_success": false, "webhook_url": null, "webhook_secret": null})
     );
 
     let r = app
@@ -45,6 +45,36 @@ async fn sign_up_sign_in_profile_and_sign_out() {
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["notify_on_success"], true);
     assert_eq!(me["webhook_url"], "https://hooks.example.com/vp");
+    // a webhook comes with the key its events are signed with: kept while
+    // the webhook stays, replaced on request, gone with the webhook
+    let secret = me["webhook_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{me}");
+    let again: Value = app
+        .patch_me(&token, &json!({"notify_on_success": false}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["webhook_secret"], secret.as_str());
+    let rotated: Value = app
+        .patch_me(&token, &json!({"rotate_webhook_secret": true}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_secret = rotated["webhook_secret"].as_str().unwrap();
+    assert!(
+        new_secret.starts_with("whsec_") && new_secret != secret,
+        "{rotated}"
+    );
+    let cleared: Value = app
+        .patch_me(&token, &json!({"webhook_url": null}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["webhook_url"], Value::Null);
+    assert_eq!(cleared["webhook_secret"], Value::Null);
 
     let r = app
         .patch_me(&token, &json!({"webhook_url": "http://example.com/hook"}))

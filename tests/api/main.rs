@@ -9,3 +9,4 @@ mod ops;
 mod peaks;
 mod processing;
 mod videos;
+mod webhooks;
