@@ -523,6 +523,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The profile after a PATCH that must succeed.
+    pub async fn patch_me_ok(&self, token: &str, body: &Value) -> Value {
+        let r = self.patch_me(token, body).await;
+        assert_eq!(r.status(), 200, "PATCH /me {body}");
+        r.json().await.unwrap()
+    }
+
     /// Signs up and signs in a new user; returns its token.
     pub async fn user(&self, email: &str) -> String {
         let r = self

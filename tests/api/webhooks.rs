@@ -49,11 +49,9 @@ async fn webhook_events_are_signed_retried_and_delivered_once() {
     let hook = WebhookReceiver::start(1).await;
     let app = TestApp::spawn().await;
     let token = app.user("ann@example.com").await;
-    let r = app
-        .patch_me(&token, &json!({"webhook_url": hook.url()}))
+    let me = app
+        .patch_me_ok(&token, &json!({"webhook_url": hook.url()}))
         .await;
-    assert_eq!(r.status(), 200);
-    let me: Value = r.json().await.unwrap();
     let secret = me["webhook_secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"), "{me}");
 
@@ -145,12 +143,7 @@ async fn an_unreachable_webhook_is_retried_with_its_reason_shown() {
     let url = format!("http://127.0.0.1:{}/hook", crate::helpers::free_port());
     let app = TestApp::spawn().await;
     let token = app.user("ann@example.com").await;
-    assert_eq!(
-        app.patch_me(&token, &json!({"webhook_url": url}))
-            .await
-            .status(),
-        200
-    );
+    app.patch_me_ok(&token, &json!({"webhook_url": url})).await;
     let id = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
     assert_eq!(
         app.wait_final(&token, &id, PROCESSING).await["status"],
