@@ -294,6 +294,9 @@ pub struct NodeConfig {
     pub config_toml: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The largest file the node may write (RLIMIT_FSIZE), like a disk that
+    /// fills up: a longer write fails with EFBIG.
+    pub file_size_limit: Option<u64>,
 }
 
 impl NodeConfig {
@@ -339,6 +342,7 @@ impl Default for NodeConfig {
             max_upload_bytes: None,
             config_toml: None,
             env: Vec::new(),
+            file_size_limit: None,
         }
     }
 }
@@ -424,7 +428,20 @@ pub fn binary() -> &'static str {
 }
 
 pub fn start_node(database_url: &str, media: &Path, config: &NodeConfig) -> Node {
-    let mut cmd = Command::new(binary());
+    let mut cmd = match config.file_size_limit {
+        None => Command::new(binary()),
+        // SIGXFSZ ignored (it survives exec), so a write past the limit fails
+        // with EFBIG instead of killing the node
+        Some(bytes) => {
+            let mut sh = Command::new("sh");
+            sh.args([
+                "-c",
+                &format!("trap '' XFSZ; exec prlimit --fsize={bytes} -- \"$0\" \"$@\""),
+                binary(),
+            ]);
+            sh
+        }
+    };
     cmd.arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

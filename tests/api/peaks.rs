@@ -267,3 +267,38 @@ async fn an_upload_the_store_refuses_is_507_and_leaves_nothing() {
         "done"
     );
 }
+
+/// The store takes the upload but not the zip (a file-size limit on the
+/// node, as on a disk that fills up): the job is retried, then fails with
+/// the reason and an email, and no partial zip stays.
+#[tokio::test]
+async fn a_zip_the_store_cannot_write_is_retried_then_fails_with_an_email() {
+    let mut config = NodeConfig::tuned("job_max_attempts = 2\n");
+    config.file_size_limit = Some(2 << 20);
+    let app = TestApp::spawn_with(config, true).await;
+    let token = app.user("ann@example.com").await;
+    // a small upload whose frames make a zip far past the limit
+    let options = [("count", "20"), ("format", "png"), ("width", "1920")];
+    let id = app.upload_ok(&token, &fixture("v20"), &options).await;
+    let failed = app.wait_final(&token, &id, Duration::from_secs(90)).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("gave up after 2 attempts") && reason.contains("media store"),
+        "{reason}"
+    );
+    let mail = app
+        .smtp
+        .as_ref()
+        .unwrap()
+        .first_message("the failure email")
+        .await;
+    assert!(mail.contains("gave up after 2 attempts"), "{mail}");
+    let files = app.media_files();
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("frames")),
+        "no partial zip stays: {files:?}"
+    );
+}
