@@ -46,16 +46,29 @@ where
     }
 }
 
-/// A fresh database, dropped when the test ends.
+/// A fresh database, dropped when the test ends: on the machine's
+/// PostgreSQL, or on a server of the test's own that it may stop and start.
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    admin: String,
+    server: Option<TempPostgres>,
 }
 
 impl TestDb {
     pub async fn create() -> Self {
+        Self::create_on(admin_url(), None).await
+    }
+
+    /// A database on a PostgreSQL of its own ([`TestDb::server`]).
+    pub async fn private() -> Self {
+        let server = TempPostgres::start();
+        Self::create_on(server.admin_url(), Some(server)).await
+    }
+
+    async fn create_on(admin: String, server: Option<TempPostgres>) -> Self {
         let name = format!("vp_test_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
+        let (client, conn) = tokio_postgres::connect(&admin, NoTls)
             .await
             .expect("PostgreSQL must be running (see README: scripts/test)");
         tokio::spawn(conn);
@@ -63,8 +76,18 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap();
-        let url = with_dbname(&admin_url(), &name);
-        Self { name, url }
+        let url = with_dbname(&admin, &name);
+        Self {
+            name,
+            url,
+            admin,
+            server,
+        }
+    }
+
+    /// The server of a [`TestDb::private`] database.
+    pub fn server(&self) -> &TempPostgres {
+        self.server.as_ref().expect("a private database")
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -76,7 +99,11 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        if self.server.is_some() {
+            // the whole server goes
+            return;
+        }
+        let (name, admin) = (self.name.clone(), self.admin.clone());
         // best effort: a separate runtime, since Drop may run outside one
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -84,7 +111,7 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), NoTls).await {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
                     tokio::spawn(conn);
                     let _ = client
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -503,8 +530,11 @@ impl TestApp {
         Self::spawn_with(NodeConfig::default(), false).await
     }
 
-    pub async fn spawn_with(mut config: NodeConfig, with_smtp: bool) -> Self {
-        let db = TestDb::create().await;
+    pub async fn spawn_with(config: NodeConfig, with_smtp: bool) -> Self {
+        Self::spawn_on(TestDb::create().await, config, with_smtp).await
+    }
+
+    pub async fn spawn_on(db: TestDb, mut config: NodeConfig, with_smtp: bool) -> Self {
         let media = tempfile::tempdir().unwrap();
         let smtp = with_smtp.then(SmtpServer::start);
         if let Some(smtp) = &smtp {
@@ -860,8 +890,8 @@ impl TempPostgres {
         pg
     }
 
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/videoproject", self.port)
+    fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
     /// Starts (again) on the same port and data.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{NodeConfig, TestApp, error_code, eventually, fixture};
+use crate::helpers::{NodeConfig, TestApp, TestDb, error_code, eventually, fixture};
 
 const PROCESSING: Duration = Duration::from_secs(180);
 
@@ -97,71 +97,26 @@ async fn a_users_backlog_is_capped_with_429() {
 /// ffmpeg work goes on, and everything resumes by itself when it returns.
 #[tokio::test]
 async fn a_database_outage_answers_503_and_loses_nothing() {
-    let pg = crate::helpers::TempPostgres::start();
-    let media = tempfile::tempdir().unwrap();
     let config = NodeConfig {
         workers: 1,
         ..NodeConfig::paced()
     };
-    let node = crate::helpers::start_node(&pg.url(), media.path(), &config);
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("http://{}{path}", node.addr);
-    let account =
-        serde_json::json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD});
-    assert_eq!(
-        http.post(url("/api/v1/users"))
-            .json(&account)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    let session: serde_json::Value = http
-        .post(url("/api/v1/sessions"))
-        .json(&account)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
-    let bytes = std::fs::read(fixture("v60_big")).unwrap();
-    let form = reqwest::multipart::Form::new()
-        .text("interval", "0.04")
-        .part(
-            "video",
-            reqwest::multipart::Part::bytes(bytes).file_name("v60_big.mp4"),
-        );
-    let r = http
-        .post(url("/api/v1/videos"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["video"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let video = |id: String| {
-        let request = http
-            .get(url(&format!("/api/v1/videos/{id}")))
-            .bearer_auth(&token);
-        async move { request.send().await.unwrap() }
-    };
+    let app = TestApp::spawn_on(TestDb::private().await, config, false).await;
+    let pg = app.db.server();
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
     eventually("the job to be mid-way", PROCESSING, || async {
-        let v: serde_json::Value = video(id.clone()).await.json().await.unwrap();
-        (v["video"]["status"] == "processing" && v["video"]["progress"].as_f64().unwrap() > 0.0)
-            .then_some(())
+        let v = app.video(&token, &id).await;
+        (v["status"] == "processing" && v["progress"].as_f64().unwrap() > 0.0).then_some(())
     })
     .await;
 
     pg.stop();
+    let video = || app.get(&token, &format!("/api/v1/videos/{id}")).send();
     let asked = std::time::Instant::now();
-    let r = video(id.clone()).await;
+    let r = video().await.unwrap();
     let answered_in = asked.elapsed();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
@@ -170,30 +125,26 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
         answered_in < Duration::from_secs(10),
         "a call must not hang while the database is down: {answered_in:?}"
     );
-    assert_eq!(
-        http.get(url("/healthz")).send().await.unwrap().status(),
-        200
-    );
-    assert_eq!(http.get(url("/readyz")).send().await.unwrap().status(), 503);
+    let app = &app;
+    let status = |path: &'static str| async move {
+        app.http.get(app.url(path)).send().await.unwrap().status()
+    };
+    assert_eq!(status("/healthz").await, 200);
+    assert_eq!(status("/readyz").await, 503);
 
     pg.resume();
-    let done: serde_json::Value =
-        eventually("the job to finish after the outage", PROCESSING, || async {
-            let r = video(id.clone()).await;
-            if r.status() != 200 {
-                return None;
-            }
-            let v: serde_json::Value = r.json().await.unwrap();
-            (v["video"]["status"] == "done").then(|| v["video"].clone())
-        })
-        .await;
+    let done = eventually("the job to finish after the outage", PROCESSING, || async {
+        let r = video().await.ok().filter(|r| r.status() == 200)?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        (v["video"]["status"] == "done").then(|| v["video"].clone())
+    })
+    .await;
     assert_eq!(done["frames"], 1500);
-    assert_eq!(http.get(url("/readyz")).send().await.unwrap().status(), 200);
-    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+    assert_eq!(status("/readyz").await, 200);
+    let attempts: i32 = app
+        .db
+        .client()
         .await
-        .unwrap();
-    tokio::spawn(conn);
-    let attempts: i32 = client
         .query_one("SELECT attempts FROM jobs", &[])
         .await
         .unwrap()
