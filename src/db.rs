@@ -36,12 +36,18 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// True when the database could not be reached (no pool connection, or
-    /// a query that failed without an SQL error code: a broken connection).
+    /// True when the database could not be reached or is going away: no pool
+    /// connection, a broken connection (no SQL error code), a connection
+    /// exception (class 08), the server shutting down, restarting or
+    /// starting (57P01..57P03), or out of resources (class 53: connections,
+    /// memory, disk). A client should come back later for all of these.
     pub fn is_unavailable(&self) -> bool {
         match self {
             DbError::Pool(_) => true,
-            DbError::Query(e) => e.code().is_none(),
+            DbError::Query(e) => e.code().is_none_or(|code| {
+                let code = code.code();
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
+            }),
             DbError::Migration(_) | DbError::Config(_) | DbError::Transition(_) => false,
         }
     }
