@@ -67,20 +67,27 @@ fn with_state(
     warp::any().map(move || state.clone())
 }
 
-/// The authenticated caller, or a 401.
+/// The authenticated caller, or a 401 (503 when the check cannot be made).
 fn authenticated(state: State) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+    authentication(state).and_then(|caller: Result<Principal, ApiError>| async move {
+        caller.map_err(Rejection::from)
+    })
+}
+
+/// The caller, or why not, without rejecting: for routes that must read the
+/// body before answering (an upload refused mid-send would break the
+/// client's connection).
+fn authentication(
+    state: State,
+) -> impl Filter<Extract = (Result<Principal, ApiError>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").then(move |header: Option<String>| {
         let state = state.clone();
         async move {
             let credentials = header
                 .as_deref()
                 .and_then(Credentials::from_header)
-                .ok_or(ApiError::from(crate::auth::AuthError::Missing))?;
-            state
-                .authenticator
-                .authenticate(&credentials)
-                .await
-                .map_err(|e| Rejection::from(ApiError::from(e)))
+                .ok_or(crate::auth::AuthError::Missing)?;
+            Ok(state.authenticator.authenticate(&credentials).await?)
         }
     })
 }

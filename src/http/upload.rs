@@ -16,7 +16,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::videos::video_json;
-use super::{ApiError, State, authenticated, error, with_state};
+use super::{ApiError, State, authentication, error, with_state};
 use crate::auth::Principal;
 use crate::db::{self, jobs::NewJob};
 use crate::domain::{FrameOptions, IdempotencyKey, JobId, RawOptions};
@@ -30,6 +30,10 @@ const MULTIPART_SLACK: u64 = 64 * 1024;
 /// Longest option field value we read.
 const FIELD_LIMIT: usize = 1024;
 const FILE_FIELD: &str = "video";
+/// First and longest pause between attempts to remove a refused upload
+/// while the database is unreachable.
+const CLEANUP_RETRY: Duration = Duration::from_millis(500);
+const CLEANUP_RETRY_MAX: Duration = Duration::from_secs(30);
 /// The most of a refused upload that is read before answering.
 const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
 
@@ -37,7 +41,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
     warp::path!("videos")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(authenticated(state))
+        .and(authentication(state))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("idempotency-key"))
         .and(warp::header::optional::<u64>("content-length"))
@@ -83,7 +87,7 @@ impl Refused {
 /// by [`upload`] (see [`Refused`]).
 async fn admit(
     state: State,
-    principal: Principal,
+    principal: Result<Principal, ApiError>,
     query: String,
     key: Option<String>,
     length: Option<u64>,
@@ -94,6 +98,14 @@ async fn admit(
             .to_ascii_lowercase()
             .starts_with("multipart/form-data")
     });
+    let idle = Duration::from_secs(state.settings.tuning.upload_idle_secs);
+    // Who is asking comes first. A refusal is answered after reading the
+    // body (within a budget) when it is a form that can be read.
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(e) if !is_multipart => return Err(e.into()),
+        Err(e) => return Ok((Err(Refused::new(e, length, idle)),)),
+    };
     if !is_multipart {
         return Err(ApiError::InvalidMultipart(format!(
             "send multipart/form-data with the file in a field named `{FILE_FIELD}`"
@@ -105,7 +117,6 @@ async fn admit(
     // all; others may see the connection close as they write); a modest one
     // is read and dropped first, so its client gets the 413 cleanly.
     let limit = state.settings.max_upload_bytes;
-    let idle = Duration::from_secs(state.settings.tuning.upload_idle_secs);
     if let Some(n) = length.filter(|n| *n > limit.saturating_add(MULTIPART_SLACK)) {
         metrics::counter!("vp_uploads_total", "result" => "too_large").increment(1);
         let too_large = ApiError::TooLarge { limit };
@@ -199,15 +210,27 @@ impl Drop for Cleanup {
         runtime.spawn(async move {
             // The row first, and the file only if the row was still
             // `uploading`: a commit that raced in made it a queued job
-            // whose file must stay.
-            match db::jobs::delete_uploading(&state.pool, id).await {
-                Ok(true) => {
-                    if let Err(e) = state.store.delete_job(id).await {
-                        tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's file");
+            // whose file must stay. A database that is away (the likely
+            // reason the upload failed) is waited for.
+            let mut pause = CLEANUP_RETRY;
+            loop {
+                match db::jobs::delete_uploading(&state.pool, id).await {
+                    Ok(true) => {
+                        if let Err(e) = state.store.delete_job(id).await {
+                            tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's file");
+                        }
+                        return;
+                    }
+                    Ok(false) => return,
+                    Err(e) if e.is_unavailable() => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(CLEANUP_RETRY_MAX);
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's row");
+                        return;
                     }
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's row"),
             }
         });
     }

@@ -442,6 +442,23 @@ fn streamed_form(body: reqwest::Body) -> reqwest::multipart::Form {
     reqwest::multipart::Form::new().part("video", part)
 }
 
+/// An upload without a valid session is refused with a JSON 401 even while
+/// its body is still streaming.
+#[tokio::test]
+async fn an_upload_with_a_bad_token_is_refused_with_401() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .post(app.url("/api/v1/videos"))
+        .bearer_auth("garbage")
+        .multipart(streamed_form(generated_body(16)))
+        .send()
+        .await
+        .expect("an answer, not a broken connection");
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(r).await, "unauthorized");
+}
+
 #[tokio::test]
 async fn uploads_stream_with_bounded_memory() {
     let app = TestApp::spawn().await;
