@@ -10,6 +10,7 @@ use warp::{Filter, Rejection, Reply};
 use super::videos::find_own;
 use super::{ApiError, State, authenticated, with_state};
 use crate::auth::Principal;
+use crate::db::jobs::JobRow;
 use crate::jobs::JobState;
 use crate::storage::{MediaStore, StorageError};
 
@@ -20,6 +21,16 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
         .and(authenticated(state))
         .and(warp::header::optional::<String>("range"))
         .and_then(download)
+}
+
+/// The zip went between the row check and the read: removed by retention
+/// (410), or with the whole video by its owner (404).
+fn vanished(state: &State, job: &JobRow) -> ApiError {
+    let retention = chrono::Duration::days(i64::from(state.settings.retention_days));
+    match job.finished_at {
+        Some(finished) if finished + retention <= chrono::Utc::now() => ApiError::Expired,
+        _ => ApiError::NotFound,
+    }
 }
 
 async fn download(
@@ -36,8 +47,7 @@ async fn download(
     };
     let size = match state.store.size(&key).await {
         Ok(size) => size,
-        // removed by retention between the row check and now
-        Err(StorageError::NotFound) => return Err(ApiError::Expired.into()),
+        Err(StorageError::NotFound) => return Err(vanished(&state, &job).into()),
         Err(e) => return Err(ApiError::from(e).into()),
     };
     let wanted = match range.as_deref().map(|r| parse_range(r, size)) {
@@ -51,11 +61,11 @@ async fn download(
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
         None => (StatusCode::OK, 0..size),
     };
-    let stream = state
-        .store
-        .read(&key, wanted.clone())
-        .await
-        .map_err(ApiError::from)?;
+    let stream = match state.store.read(&key, wanted.clone()).await {
+        Ok(stream) => stream,
+        Err(StorageError::NotFound) => return Err(vanished(&state, &job).into()),
+        Err(e) => return Err(ApiError::from(e).into()),
+    };
     // warp wants a Sync body stream: forward through a bounded channel
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
