@@ -644,6 +644,20 @@ impl TestApp {
         file: &Path,
         fields: &[(&str, &str)],
     ) -> reqwest::Response {
+        self.upload_request(token, file, fields)
+            .await
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The multipart upload of `file` with `fields`, ready to send.
+    pub async fn upload_request(
+        &self,
+        token: &str,
+        file: &Path,
+        fields: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
         let bytes = tokio::fs::read(file).await.unwrap();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let mut form = reqwest::multipart::Form::new();
@@ -658,9 +672,6 @@ impl TestApp {
             .post(self.url("/api/v1/videos"))
             .header(AUTHORIZATION, format!("Bearer {token}"))
             .multipart(form)
-            .send()
-            .await
-            .unwrap()
     }
 
     /// Uploads and expects 202; returns the video id.
