@@ -458,6 +458,11 @@ async fn rows(app: &TestApp, sql: &str) -> i64 {
 
 const LIGHT: &[(&str, &str)] = &[("count", "2")];
 
+/// A node that lets one user queue as much as the load sends.
+fn unbounded_backlog() -> NodeConfig {
+    NodeConfig::tuned("max_queued_per_user = 100000\n")
+}
+
 // ---------------------------------------------------------------- scenarios
 
 /// Mixed traffic for a while: uploads, lists, downloads and deletes from
@@ -467,7 +472,7 @@ async fn soak(quick: bool) -> Report {
     let mut report = Report::new(&format!(
         "soak: {secs} s of mixed traffic from 3 users (6 uploading, 3 listing, 2 downloading, 1 deleting)"
     ));
-    let config = NodeConfig::tuned("max_queued_per_user = 100000\n");
+    let config = unbounded_backlog();
     let app = Arc::new(TestApp::spawn_with(config, false).await);
     let tokens = tokens(&app, 3).await;
     let rss = app.node.peak_rss_kib();
@@ -558,7 +563,7 @@ async fn database(quick: bool) -> Report {
         "database: PostgreSQL stopped for {} s and restarted under 4 uploading and 2 listing clients",
         phase.as_secs()
     ));
-    let config = NodeConfig::tuned("max_queued_per_user = 100000\n");
+    let config = unbounded_backlog();
     let app = Arc::new(TestApp::spawn_on(TestDb::private().await, config, false).await);
     let tokens = tokens(&app, 2).await;
     let rss = app.node.peak_rss_kib();
@@ -609,7 +614,7 @@ async fn smtp(quick: bool) -> Report {
     let port = free_port();
     let config = NodeConfig {
         smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
-        ..NodeConfig::tuned("max_queued_per_user = 100000\n")
+        ..unbounded_backlog()
     };
     let hook = WebhookReceiver::start(videos / 2).await;
     let app = Arc::new(TestApp::spawn_with(config, false).await);
@@ -697,7 +702,7 @@ async fn storage(quick: bool) -> Report {
     let mut report = Report::new(&format!(
         "storage: {n} uploads ({clients} at a time) while the media directory refuses writes, then {n} after it is fixed"
     ));
-    let config = NodeConfig::tuned("max_queued_per_user = 100000\n");
+    let config = unbounded_backlog();
     let app = Arc::new(TestApp::spawn_with(config, false).await);
     let tokens = tokens(&app, 2).await;
     let rss = app.node.peak_rss_kib();

@@ -103,11 +103,14 @@ async fn deliver(args: &NotifierArgs, pending: Pending) -> Result<(), db::DbErro
     let channel = pending.channel.as_str();
     let span =
         tracing::info_span!("notification", id = %pending.id, channel, attempt = pending.attempts);
-    attempt(args, pending).instrument(span).await
+    attempt(args, pending, channel).instrument(span).await
 }
 
-async fn attempt(args: &NotifierArgs, pending: Pending) -> Result<(), db::DbError> {
-    let channel = pending.channel.as_str();
+async fn attempt(
+    args: &NotifierArgs,
+    pending: Pending,
+    channel: &'static str,
+) -> Result<(), db::DbError> {
     let sent = match pending.channel {
         Channel::Email => args.mailer.send(&pending).await,
         Channel::Webhook => args.webhooks.send(&pending).await,
