@@ -25,7 +25,7 @@ const MIGRATION_LOCK: i64 = 0x5650_4d49_4752; // "VPMIGR"
 pub enum DbError {
     #[error("database unavailable: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database query failed: {0}")]
+    #[error("database query failed: {}", query_detail(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
@@ -33,6 +33,15 @@ pub enum DbError {
     Config(String),
     #[error(transparent)]
     Transition(#[from] InvalidTransition),
+}
+
+/// tokio-postgres shows a server error as just "db error"; the log needs
+/// the server's message and code.
+fn query_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl DbError {

@@ -142,26 +142,33 @@ pub async fn insert_for_user(
     mail: NewNotification,
     only_if_opted_in: bool,
 ) -> DbResult<()> {
-    // both rows in one statement: this runs in every job's final transaction
-    let (email_id, webhook_id) = (Uuid::now_v7(), Uuid::now_v7());
     tx.execute(
         "INSERT INTO notifications (id, user_id, job_id, kind, channel, recipient, subject, body)
-         SELECT $1, u.id, $4, $5, 'email', u.email, $6, $7 FROM users u
-         WHERE u.id = $3 AND (NOT $8 OR u.notify_on_success)
-         UNION ALL
-         SELECT $2, u.id, $4, $5, 'webhook', u.webhook_url, $9, $10 FROM users u
-         WHERE u.id = $3 AND u.webhook_url IS NOT NULL",
+         SELECT $1, u.id, $3, $4, 'email', u.email, $5, $6 FROM users u
+         WHERE u.id = $2 AND (NOT $7 OR u.notify_on_success)",
         &[
-            &email_id,
-            &webhook_id,
+            &Uuid::now_v7(),
             &user.0,
             &job.0,
             &mail.kind.as_str(),
             &mail.subject,
             &mail.body,
             &only_if_opted_in,
+        ],
+    )
+    .await?;
+    let id = Uuid::now_v7();
+    tx.execute(
+        "INSERT INTO notifications (id, user_id, job_id, kind, channel, recipient, subject, body)
+         SELECT $1, u.id, $3, $4, 'webhook', u.webhook_url, $5, $6 FROM users u
+         WHERE u.id = $2 AND u.webhook_url IS NOT NULL",
+        &[
+            &id,
+            &user.0,
+            &job.0,
+            &mail.kind.as_str(),
             &mail.kind.event_type(),
-            &crate::notify::message::webhook_event(webhook_id, job, &mail),
+            &crate::notify::message::webhook_event(id, job, &mail),
         ],
     )
     .await?;
