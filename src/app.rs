@@ -10,7 +10,7 @@ use anyhow::Context;
 use ractor::{Actor, call_t};
 use tokio::net::TcpListener;
 
-use crate::auth::{SessionTokens, SignInLimiter, TokenKey};
+use crate::auth::{SessionTokens, SignInLimits, TokenKey};
 use crate::cluster::ClusterArgs;
 use crate::http::{self, AppState};
 use crate::notify::{Mailer, NotifierArgs, WebhookSender};
@@ -54,7 +54,8 @@ pub async fn run(
     let workers = settings.workers();
     let pool = prepare_database(&settings, 32 + workers * 2).await?;
 
-    let key = TokenKey::load(
+    crate::auth::prepare_passwords();
+    let keys = TokenKey::load(
         settings.token_key.as_ref().map(|s| s.expose()),
         settings.token_key_file.as_deref(),
         &pool,
@@ -62,8 +63,9 @@ pub async fn run(
     .await
     .context("loading the token key")?;
     let sessions = Arc::new(SessionTokens::new(
-        &key,
+        &keys,
         Duration::from_secs(settings.tuning.token_ttl_secs),
+        Duration::from_secs(settings.tuning.download_link_secs),
         pool.clone(),
     ));
 
@@ -77,18 +79,9 @@ pub async fn run(
 
     // A node joins a cluster when it has a cookie; without one it runs alone.
     let cluster = match &settings.cluster_cookie {
-        Some(cookie) => Some(
-            ClusterArgs::new(
-                &node,
-                &settings.cluster_addr,
-                settings.cluster_advertise.as_deref(),
-                settings.cluster_seeds.as_deref(),
-                cookie.clone(),
-                pool.clone(),
-                Duration::from_secs(settings.tuning.job_lease_secs),
-            )
-            .await?,
-        ),
+        Some(cookie) => {
+            Some(ClusterArgs::new(&node, &settings, cookie.clone(), pool.clone()).await?)
+        }
         None => None,
     };
     let cluster_view = cluster.as_ref().map(|c| c.view.clone());
@@ -118,7 +111,7 @@ pub async fn run(
         notifier: NotifierArgs {
             pool: pool.clone(),
             mailer,
-            webhooks: WebhookSender::new()?,
+            webhooks: WebhookSender::new(tuning.webhook_private_networks)?,
             max_attempts: tuning.mail_max_attempts,
         },
         cluster,
@@ -132,7 +125,7 @@ pub async fn run(
         store,
         authenticator: sessions.clone(),
         sessions,
-        limiter: SignInLimiter::new(10, Duration::from_secs(300)),
+        limiter: SignInLimits::new(Duration::from_secs(300)),
         settings: settings.clone(),
         node: node.clone(),
         metrics,

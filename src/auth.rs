@@ -10,17 +10,20 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use limiter::SignInLimiter;
-pub use password::{hash_password, verify_password};
+pub use limiter::{SignInLimiter, SignInLimits};
+pub use password::{hash_password, prepare as prepare_passwords, verify_password};
 pub use token::{SessionTokens, TokenKey};
 
 use crate::db::DbError;
-use crate::domain::UserId;
+use crate::domain::{JobId, UserId};
 
 /// What the client presented.
 #[derive(Debug, Clone)]
 pub enum Credentials {
+    /// `Authorization: Bearer …`: the whole API.
     Bearer(String),
+    /// The `token` of a download link: one video's zip, nothing else.
+    DownloadLink { token: String, video: JobId },
 }
 
 impl Credentials {
@@ -41,9 +44,18 @@ pub struct Principal {
     pub session: Option<Session>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Session {
     pub revocation_ids: Vec<Vec<u8>>,
+    /// The verified token, from which download links are derived.
+    pub token: Arc<biscuit_auth::Biscuit>,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Session(***)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

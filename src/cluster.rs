@@ -18,6 +18,9 @@
 
 mod health;
 pub mod seeds;
+pub mod tls;
+
+pub use tls::{ClusterTls, TlsFiles};
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -27,7 +30,9 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, RactorMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage, RactorMessage,
+};
 
 use crate::db::{self, jobs::Abandoned};
 use crate::notify::message;
@@ -58,6 +63,8 @@ pub struct ClusterArgs {
     pub advertise: String,
     pub seeds: Vec<String>,
     pub cookie: Secret,
+    /// Mutual TLS on every cluster link, when configured.
+    pub tls: Option<ClusterTls>,
     pub pool: Pool,
     /// The job lease, to tell a silent owner from a live one.
     pub lease: Duration,
@@ -69,13 +76,19 @@ impl ClusterArgs {
     /// given, else that host, else (a wildcard host) the node name.
     pub async fn new(
         node: &str,
-        addr: &str,
-        advertise: Option<&str>,
-        seeds: Option<&str>,
+        settings: &crate::settings::Settings,
         cookie: Secret,
         pool: Pool,
-        lease: Duration,
     ) -> anyhow::Result<Self> {
+        let addr = settings.cluster_addr.as_str();
+        let advertise = settings.cluster_advertise.as_deref();
+        let seeds = settings.cluster_seeds.as_deref();
+        let lease = Duration::from_secs(settings.tuning.job_lease_secs);
+        let tls = settings
+            .cluster_tls()
+            .as_ref()
+            .map(ClusterTls::load)
+            .transpose()?;
         let listen = seeds::resolve(addr)
             .await
             .into_iter()
@@ -96,6 +109,7 @@ impl ClusterArgs {
             advertise,
             seeds: seeds::parse_seeds(seeds),
             cookie,
+            tls,
             pool,
             lease,
             view: ClusterView::default(),
@@ -217,13 +231,23 @@ impl Actor for Membership {
         myself: ActorRef<MembershipMsg>,
         args: ClusterArgs,
     ) -> Result<MembershipState, ActorProcessingErr> {
+        // Under TLS every link is dialled by this node's own reconciler:
+        // ractor_cluster's transitive dials would be plain TCP, which a TLS
+        // peer refuses. Seeds must then name every peer (a headless Service does).
+        let (encryption, mode) = match &args.tls {
+            Some(tls) => (
+                Some(IncomingEncryptionMode::Tls(tls.acceptor.clone())),
+                NodeConnectionMode::Isolated,
+            ),
+            None => (None, NodeConnectionMode::Transitive),
+        };
         let server = NodeServer::new(
             args.listen.port(),
             args.cookie.expose().to_owned(),
             args.node.clone(),
             args.advertise.clone(),
-            None,
-            Some(NodeConnectionMode::Transitive),
+            encryption,
+            Some(mode),
         )
         .with_listen_addr(args.listen.ip());
         let (server, _) = Actor::spawn_linked(
@@ -247,7 +271,7 @@ impl Actor for Membership {
         myself.send_interval(RECONCILE_EVERY, || MembershipMsg::Reconcile);
         myself.send_interval(HEARTBEAT_EVERY, || MembershipMsg::Heartbeat);
         myself.cast(MembershipMsg::Reconcile)?;
-        tracing::info!(listen = %args.listen, advertise = %args.advertise, seeds = ?args.seeds, "cluster node listening");
+        tracing::info!(listen = %args.listen, advertise = %args.advertise, seeds = ?args.seeds, tls = args.tls.is_some(), "cluster node listening");
         metrics::gauge!("vp_cluster_peers").set(0.0);
         let mut own = HashSet::from([args.listen]);
         own.extend(seeds::resolve(&format!("{}:{}", args.advertise, args.listen.port())).await);
@@ -321,8 +345,22 @@ fn dial_missing(state: &mut MembershipState, candidates: Vec<SocketAddr>) {
     for addr in state.dialer.due(&candidates, &connected, &state.own, now) {
         state.dialer.attempted(addr, now);
         let server = state.server.clone();
+        let tls = state.args.tls.as_ref().map(|t| t.connector.clone());
         tokio::spawn(async move {
-            let dial = ractor_cluster::client_connect(&server, addr);
+            let dial = async {
+                match tls {
+                    Some(connector) => {
+                        ractor_cluster::client_connect_enc(
+                            &server,
+                            addr,
+                            connector,
+                            ClusterTls::peer_name(),
+                        )
+                        .await
+                    }
+                    None => ractor_cluster::client_connect(&server, addr).await,
+                }
+            };
             let ok = matches!(
                 tokio::time::timeout(Duration::from_secs(2), dial).await,
                 Ok(Ok(()))

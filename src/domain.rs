@@ -2,11 +2,13 @@
 //! passwords, ids and frame options are these types, never raw strings.
 
 mod email;
+mod filename;
 mod ids;
 mod options;
 mod password;
 
 pub use email::Email;
+pub use filename::Filename;
 pub use ids::{IdempotencyKey, JobId, UserId};
 pub use options::{FrameOptions, OptionsError, RawOptions};
 pub use password::Password;

@@ -7,6 +7,8 @@ pub use accounts::register as register_user;
 mod download;
 pub mod error;
 mod events;
+mod hygiene;
+pub use hygiene::ClientAddr;
 mod ops;
 mod server;
 pub use server::serve;
@@ -21,7 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::{Credentials, Principal, SessionTokens, SharedAuthenticator, SignInLimiter};
+use crate::auth::{Credentials, Principal, SessionTokens, SharedAuthenticator, SignInLimits};
 use crate::settings::Settings;
 use crate::storage::MediaStore;
 pub use error::ApiError;
@@ -32,7 +34,7 @@ pub struct AppState {
     pub store: MediaStore,
     pub sessions: Arc<SessionTokens>,
     pub authenticator: SharedAuthenticator,
-    pub limiter: SignInLimiter,
+    pub limiter: SignInLimits,
     pub settings: Arc<Settings>,
     pub node: String,
     pub metrics: PrometheusHandle,
@@ -83,23 +85,35 @@ fn authentication(
     warp::header::optional::<String>("authorization").then(move |header: Option<String>| {
         let state = state.clone();
         async move {
-            let credentials = header
-                .as_deref()
-                .and_then(Credentials::from_header)
-                .ok_or(crate::auth::AuthError::Missing)?;
-            Ok(state.authenticator.authenticate(&credentials).await?)
+            let credentials = header.as_deref().and_then(Credentials::from_header);
+            authenticate(&state, credentials).await
         }
     })
 }
 
-/// A JSON body of at most [`JSON_LIMIT`] bytes; malformed JSON is a 400.
+/// Checks what the caller presented; nothing presented is a 401.
+async fn authenticate(
+    state: &State,
+    credentials: Option<Credentials>,
+) -> Result<Principal, ApiError> {
+    let credentials = credentials.ok_or(crate::auth::AuthError::Missing)?;
+    Ok(state.authenticator.authenticate(&credentials).await?)
+}
+
+/// A JSON body of at most [`JSON_LIMIT`] bytes: malformed JSON is a 400,
+/// well-formed JSON of the wrong shape (unknown or mistyped fields) a 422.
 fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone
 {
     warp::body::content_length_limit(JSON_LIMIT)
         .and(warp::body::bytes())
         .and_then(|body: Bytes| async move {
             serde_json::from_slice::<T>(&body).map_err(|e| {
-                Rejection::from(ApiError::BadRequest(format!("malformed JSON body: {e}")))
+                Rejection::from(match e.classify() {
+                    serde_json::error::Category::Data => {
+                        ApiError::InvalidInput(format!("the JSON body does not fit: {e}"))
+                    }
+                    _ => ApiError::BadRequest(format!("malformed JSON body: {e}")),
+                })
             })
         })
 }

@@ -11,6 +11,7 @@
 
 pub mod archive;
 pub mod extract;
+mod limits;
 pub mod plan;
 pub mod probe;
 pub mod process;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use archive::FrameZip;
 pub use extract::{CancelFlag, ExtractRequest, ExtractStats, Frame, extract_frames};
+pub use limits::cpu_budget;
 pub use plan::{FramePlan, ImageFormat, Spacing, Strategy, fps_filter, plan};
 pub use probe::{MediaInfo, VideoStream, parse_probe, probe};
 pub use split::{ImageSplitter, SplitError};
@@ -122,13 +124,44 @@ fn capitalize(s: &str) -> String {
     out
 }
 
-/// The input as an ffmpeg/ffprobe argument: a leading `-` would be read as an option.
+/// Demuxers an upload may be read with: containers and raw streams that hold
+/// their pictures themselves. Playlists (hls, dash), concat scripts, image
+/// sequences and the like make ffmpeg open other files or URLs, so they are
+/// not on it, and an upload that probes as one of them is refused.
+const DEMUXERS: &str = "mov,matroska,avi,mpegts,mpeg,mpegvideo,m4v,h264,hevc,flv,asf,ogg,mxf,\
+nut,ivf,dv,yuv4mpegpipe,gif,rm,wtv";
+
+/// The input as an ffmpeg/ffprobe argument: always through the `file`
+/// protocol, so neither a leading `-` nor a `scheme:` in the path is read as
+/// anything but a local file.
 fn input_arg(input: &str) -> String {
-    if input.starts_with('-') {
-        format!("file:{input}")
-    } else {
-        input.to_string()
-    }
+    format!("file:{input}")
+}
+
+/// The options that confine ffmpeg or ffprobe to reading `input` itself,
+/// then the input: local files only (no network protocol exists for it) and
+/// only the demuxers of [`DEMUXERS`].
+fn input_args(input: &str) -> [String; 6] {
+    [
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-format_whitelist".into(),
+        DEMUXERS.into(),
+        "-i".into(),
+        input_arg(input),
+    ]
+}
+
+/// ffmpeg's words when an input's demuxer is not on [`DEMUXERS`].
+const NOT_ON_WHITELIST: &str = "not on whitelist";
+
+/// The refusal of an input whose demuxer is not on [`DEMUXERS`].
+fn unsupported_container() -> MediaError {
+    MediaError::NotAVideo(
+        "the file is not a video in a container we accept (playlists, concat scripts \
+         and files that refer to other files are refused)"
+            .into(),
+    )
 }
 
 /// Makes one line of tool output fit for a user-facing reason: drops `[ctx @ 0x…]` and
@@ -211,9 +244,13 @@ mod tests {
     }
 
     #[test]
-    fn input_args() {
+    fn inputs_are_confined_to_a_local_file() {
         assert_eq!(input_arg("-x.mp4"), "file:-x.mp4");
-        assert_eq!(input_arg("/up/x.mp4"), "/up/x.mp4");
+        assert_eq!(input_arg("/up/x.mp4"), "file:/up/x.mp4");
+        assert_eq!(input_arg("http://x/y"), "file:http://x/y");
+        let args = input_args("/up/x");
+        assert_eq!(args[..2], ["-protocol_whitelist", "file"]);
+        assert_eq!(args[4..], ["-i", "file:/up/x"]);
     }
 
     #[test]

@@ -64,6 +64,11 @@ impl FromStr for LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tuning {
     pub token_ttl_secs: u64,
+    pub download_link_secs: u64,
+    /// Header a trusted proxy puts the client's address in (e.g.
+    /// `x-forwarded-for`); empty: the connection's peer is the client.
+    #[serde(default)]
+    pub client_ip_header: String,
     pub job_lease_secs: u64,
     pub job_max_attempts: u32,
     pub max_frames: u32,
@@ -76,6 +81,9 @@ pub struct Tuning {
     pub max_processing_per_user: u32,
     pub max_queued_per_user: u32,
     pub mail_max_attempts: u32,
+    /// Webhooks may reach private networks (receivers inside the cluster).
+    #[serde(default)]
+    pub webhook_private_networks: bool,
     pub ffmpeg_path: PathBuf,
     pub ffprobe_path: PathBuf,
 }
@@ -99,6 +107,14 @@ pub struct Settings {
     pub cluster_advertise: Option<String>,
     #[serde(default)]
     pub cluster_cookie: Option<Secret>,
+    /// Mutual TLS for cluster links: this node's certificate, its key, and
+    /// the CA that issues every node's certificate (all three, or none).
+    #[serde(default)]
+    pub cluster_tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub cluster_tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub cluster_tls_ca: Option<PathBuf>,
     #[serde(default)]
     pub token_key: Option<Secret>,
     #[serde(default)]
@@ -107,6 +123,9 @@ pub struct Settings {
     pub workers: Option<usize>,
     pub max_upload_bytes: u64,
     pub retention_days: u32,
+    /// Browser origins allowed to call the API (CORS); none by default.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub tuning: Tuning,
 }
@@ -189,6 +208,15 @@ impl Settings {
         if let Some(v) = text("VP_CLUSTER_COOKIE") {
             self.cluster_cookie = Some(Secret::new(v));
         }
+        if let Some(v) = text("VP_CLUSTER_TLS_CERT") {
+            self.cluster_tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = text("VP_CLUSTER_TLS_KEY") {
+            self.cluster_tls_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = text("VP_CLUSTER_TLS_CA") {
+            self.cluster_tls_ca = Some(PathBuf::from(v));
+        }
         if let Some(v) = text("VP_TOKEN_KEY") {
             self.token_key = Some(Secret::new(v));
         }
@@ -203,6 +231,9 @@ impl Settings {
         }
         if let Some(v) = parse(env, "VP_RETENTION_DAYS")? {
             self.retention_days = v;
+        }
+        if let Some(v) = text("VP_CORS_ORIGINS") {
+            self.cors_origins = v.split(',').map(|o| o.trim().to_owned()).collect();
         }
         if let Some(v) = parse(env, "VP_LOG_FORMAT")? {
             self.log_format = v;
@@ -223,6 +254,16 @@ impl Settings {
         }
         if self.cluster_seeds.is_some() && self.cluster_cookie.is_none() {
             return invalid("VP_CLUSTER_COOKIE is required when VP_CLUSTER_SEEDS is set");
+        }
+        let tls = [
+            &self.cluster_tls_cert,
+            &self.cluster_tls_key,
+            &self.cluster_tls_ca,
+        ];
+        if tls.iter().any(|f| f.is_some()) && !tls.iter().all(|f| f.is_some()) {
+            return invalid(
+                "VP_CLUSTER_TLS_CERT, VP_CLUSTER_TLS_KEY and VP_CLUSTER_TLS_CA go together: set all three",
+            );
         }
         let t = &self.tuning;
         if t.job_lease_secs < 3 || t.job_max_attempts == 0 || t.max_frames == 0 {
@@ -246,6 +287,22 @@ impl Settings {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "videoproject".to_owned())
         })
+    }
+
+    /// The cluster TLS files, when all three are set.
+    pub fn cluster_tls(&self) -> Option<crate::cluster::TlsFiles> {
+        match (
+            &self.cluster_tls_cert,
+            &self.cluster_tls_key,
+            &self.cluster_tls_ca,
+        ) {
+            (Some(cert), Some(key), Some(ca)) => Some(crate::cluster::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// Processor slots: `VP_WORKERS`, else the CPU count.

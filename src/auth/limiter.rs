@@ -1,5 +1,8 @@
-//! Sign-in throttling: after too many failures for one email within a window,
-//! further attempts are refused with a retry time, whatever the password.
+//! Sign-in throttling: after too many failures for one email, or from one
+//! client address, within a window, further attempts are refused with a
+//! retry time, whatever the password. Counts are per node: a cluster of N
+//! nodes allows at most N times as many guesses, still far too few to matter
+//! against passwords of 8 characters or more hashed with argon2id.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -59,6 +62,44 @@ impl SignInLimiter {
     }
 }
 
+/// The two limits a sign-in passes: its account, and its client's address
+/// (which many accounts share behind one NAT, so it allows more).
+pub struct SignInLimits {
+    pub account: SignInLimiter,
+    pub address: SignInLimiter,
+}
+
+impl SignInLimits {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            account: SignInLimiter::new(10, window),
+            address: SignInLimiter::new(100, window),
+        }
+    }
+
+    /// `Err(retry_after)` when either the account or the address is locked out.
+    pub fn check(&self, account: &str, address: Option<&str>) -> Result<(), Duration> {
+        let by_address = address.map_or(Ok(()), |a| self.address.check(a));
+        match (self.account.check(account), by_address) {
+            (Ok(()), Ok(())) => Ok(()),
+            (a, b) => Err(a.err().max(b.err()).unwrap_or_default()),
+        }
+    }
+
+    pub fn failed(&self, account: &str, address: Option<&str>) {
+        self.account.record_failure(account);
+        if let Some(a) = address {
+            self.address.record_failure(a);
+        }
+    }
+
+    /// A success clears its account's failures, not its address's: one good
+    /// password must not reset guesses made at other accounts.
+    pub fn succeeded(&self, account: &str) {
+        self.account.record_success(account);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +118,21 @@ mod tests {
         assert!(l.check_at("a", t0 + Duration::from_secs(61)).is_ok());
         l.record_success("a");
         assert!(l.check_at("a", t0 + Duration::from_secs(10)).is_ok());
+    }
+
+    #[test]
+    fn an_address_is_limited_across_accounts_and_not_reset_by_a_success() {
+        let limits = SignInLimits::new(Duration::from_secs(60));
+        for i in 0..100 {
+            assert!(limits.check(&format!("user{i}"), Some("10.0.0.1")).is_ok());
+            limits.failed(&format!("user{i}"), Some("10.0.0.1"));
+        }
+        limits.succeeded("user0");
+        assert!(limits.check("someone", Some("10.0.0.1")).is_err());
+        assert!(limits.check("someone", Some("10.0.0.2")).is_ok());
+        assert!(
+            limits.check("user5", None).is_ok(),
+            "one failure is not a lock-out"
+        );
     }
 }

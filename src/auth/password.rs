@@ -24,22 +24,21 @@ pub async fn hash_password(password: Password) -> String {
     .expect("hashing task panicked")
 }
 
+/// A hash of a password no one has, made once: an unknown account is checked
+/// against it so that its answer costs one verification, like a known one.
+static DECOY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    hasher()
+        .hash_password(b"no account has this password")
+        .expect("argon2 hashing with valid parameters cannot fail")
+        .to_string()
+});
+
 /// Checks `password` against a stored hash. With no hash (unknown user) it
 /// still spends the time of one verification, so timing does not reveal
 /// which emails have accounts.
 pub async fn verify_password(password: String, stored: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
-        let decoy;
-        let phc = match &stored {
-            Some(s) => s.as_str(),
-            None => {
-                decoy = hasher()
-                    .hash_password(b"decoy password")
-                    .map(|h| h.to_string())
-                    .unwrap_or_default();
-                decoy.as_str()
-            }
-        };
+        let phc = stored.as_deref().unwrap_or(DECOY.as_str());
         let ok = PasswordHash::new(phc)
             .map(|parsed| {
                 hasher()
@@ -51,6 +50,12 @@ pub async fn verify_password(password: String, stored: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// Makes the decoy hash now, so the first sign-in of an unknown account is
+/// not slower than the others.
+pub fn prepare() {
+    std::sync::LazyLock::force(&DECOY);
 }
 
 #[cfg(test)]

@@ -10,7 +10,15 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let s = raw.trim().to_lowercase();
-        let bad = || InvalidInput(format!("`{}` is not a valid email address", raw.trim()));
+        let bad = || {
+            // echo what was sent only when it is short and printable
+            let shown = raw.trim();
+            if shown.len() <= 254 && !shown.chars().any(char::is_control) {
+                InvalidInput(format!("`{shown}` is not a valid email address"))
+            } else {
+                InvalidInput("that is not a valid email address".into())
+            }
+        };
         if s.is_empty() || s.len() > 254 {
             return Err(bad());
         }

@@ -11,9 +11,22 @@ const MIN_INTERVAL_MILLIS: u64 = 40;
 const MIN_WIDTH: u32 = 16;
 const MAX_WIDTH: u32 = 8192;
 
+/// A refused option, naming the field so a client can point at it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct OptionsError(pub String);
+#[error("{message}")]
+pub struct OptionsError {
+    pub field: String,
+    pub message: String,
+}
+
+impl OptionsError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
 
 /// Option values as the client sent them, before parsing.
 #[derive(Debug, Default, Clone)]
@@ -25,13 +38,19 @@ impl RawOptions {
     /// Records one field; a field given twice (say in the query and the form) is refused.
     pub fn insert(&mut self, name: &str, value: &str) -> Result<(), OptionsError> {
         if !FrameOptions::FIELDS.contains(&name) {
-            return Err(OptionsError(format!(
-                "unknown option `{name}` (known: {})",
-                FrameOptions::FIELDS.join(", ")
-            )));
+            return Err(OptionsError::new(
+                name,
+                format!(
+                    "unknown option `{name}` (known: {})",
+                    FrameOptions::FIELDS.join(", ")
+                ),
+            ));
         }
         if self.get(name).is_some() {
-            return Err(OptionsError(format!("option `{name}` is given twice")));
+            return Err(OptionsError::new(
+                name,
+                format!("option `{name}` is given twice"),
+            ));
         }
         self.fields.push((name.to_owned(), value.trim().to_owned()));
         Ok(())
@@ -65,26 +84,30 @@ impl FrameOptions {
 
     /// Parses the raw fields; `frames_cap` is the node's hard cap and default `max_frames`.
     pub fn parse(raw: &RawOptions, frames_cap: u32) -> Result<Self, OptionsError> {
-        let err = |m: String| Err(OptionsError(m));
+        let err = |field: &str, m: String| Err(OptionsError::new(field, m));
         let max_frames = match raw.get("max_frames") {
             None => frames_cap,
             Some(v) => match parse_int(v) {
                 Some(n) if (1..=u64::from(frames_cap)).contains(&n) => n as u32,
                 _ => {
-                    return err(format!(
-                        "max_frames must be a whole number from 1 to {frames_cap}"
-                    ));
+                    return err(
+                        "max_frames",
+                        format!("max_frames must be a whole number from 1 to {frames_cap}"),
+                    );
                 }
             },
         };
         let (interval, count) = match (raw.get("interval"), raw.get("count")) {
-            (Some(_), Some(_)) => return err("give either interval or count, not both".into()),
+            (Some(_), Some(_)) => {
+                return err("count", "give either interval or count, not both".into());
+            }
             (None, Some(v)) => match parse_int(v) {
                 Some(n) if (1..=u64::from(max_frames)).contains(&n) => (None, Some(n as u32)),
                 _ => {
-                    return err(format!(
-                        "count must be a whole number from 1 to max_frames ({max_frames})"
-                    ));
+                    return err(
+                        "count",
+                        format!("count must be a whole number from 1 to max_frames ({max_frames})"),
+                    );
                 }
             },
             (Some(v), None) => match parse_millis(v) {
@@ -93,6 +116,7 @@ impl FrameOptions {
                 }
                 _ => {
                     return err(
+                        "interval",
                         "interval must be seconds from 0.04 to 86400, with at most 3 decimals"
                             .into(),
                     );
@@ -103,7 +127,12 @@ impl FrameOptions {
         let format = match raw.get("format") {
             None | Some("jpg") => ImageFormat::Jpg,
             Some("png") => ImageFormat::Png,
-            Some(other) => return err(format!("format must be jpg or png, not `{other}`")),
+            Some(other) => {
+                return err(
+                    "format",
+                    format!("format must be jpg or png, not `{other}`"),
+                );
+            }
         };
         let width = match raw.get("width") {
             None => None,
@@ -112,9 +141,12 @@ impl FrameOptions {
                     Some(w as u32)
                 }
                 _ => {
-                    return err(format!(
-                        "width must be a whole number of pixels from {MIN_WIDTH} to {MAX_WIDTH}"
-                    ));
+                    return err(
+                        "width",
+                        format!(
+                            "width must be a whole number of pixels from {MIN_WIDTH} to {MAX_WIDTH}"
+                        ),
+                    );
                 }
             },
         };

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{ApiError, State, authenticated, json_body, with_state};
+use super::{ApiError, ClientAddr, State, authenticated, json_body, with_state};
 use crate::auth::{self, Principal};
 use crate::db::{self, users::User};
 use crate::domain::{Email, Password};
@@ -19,6 +19,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
     let sign_in = sessions
         .and(warp::post())
         .and(with_state(state.clone()))
+        .and(client_address(state.clone()))
         .and(json_body())
         .and_then(sign_in);
     let sign_out = sessions
@@ -107,33 +108,73 @@ async fn create_user(state: State, body: CredentialsBody) -> Result<impl Reply, 
     ))
 }
 
-async fn sign_in(state: State, body: CredentialsBody) -> Result<impl Reply, Rejection> {
+/// Who the client is for rate limits: the connection's peer, or behind a
+/// trusted proxy the last address it appended to the configured header.
+fn client_address(
+    state: State,
+) -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
+    warp::ext::optional::<ClientAddr>()
+        .and(warp::header::headers_cloned())
+        .map(
+            move |peer: Option<ClientAddr>, headers: warp::http::HeaderMap| {
+                let header = state.settings.tuning.client_ip_header.trim();
+                if !header.is_empty() {
+                    let forwarded = headers
+                        .get_all(header)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .flat_map(|v| v.split(','))
+                        .map(str::trim)
+                        .rfind(|v| !v.is_empty())
+                        .map(str::to_owned);
+                    if forwarded.is_some() {
+                        return forwarded;
+                    }
+                }
+                peer.map(|ClientAddr(addr)| addr.ip().to_string())
+            },
+        )
+}
+
+async fn sign_in(
+    state: State,
+    address: Option<String>,
+    body: CredentialsBody,
+) -> Result<impl Reply, Rejection> {
     let (Some(email), Some(password)) = (body.email, body.password) else {
         return Err(ApiError::InvalidInput("email and password are required".into()).into());
     };
-    // An address that cannot exist cannot have an account.
-    let Ok(email) = Email::parse(&email) else {
-        return Err(ApiError::InvalidCredentials.into());
-    };
-    if let Err(wait) = state.limiter.check(email.as_str()) {
+    // Limited by what was sent, before it is parsed: a malformed address is a
+    // guess like any other.
+    let account = email.trim().to_lowercase();
+    let address = address.as_deref();
+    if let Err(wait) = state.limiter.check(&account, address) {
+        metrics::counter!("vp_sign_ins_total", "result" => "rate_limited").increment(1);
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         }
         .into());
     }
-    let found = db::users::find_credentials(&state.pool, &email)
-        .await
-        .map_err(ApiError::from)?;
+    // An address that cannot exist has no account; it still costs one
+    // verification, so the answer takes as long as for a wrong password.
+    let found = match Email::parse(&email) {
+        Ok(email) => db::users::find_credentials(&state.pool, &email)
+            .await
+            .map_err(ApiError::from)?,
+        Err(_) => None,
+    };
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
     let verified = auth::verify_password(password, hash).await;
     let Some(user) = user.filter(|_| verified) else {
-        state.limiter.record_failure(email.as_str());
+        state.limiter.failed(&account, address);
+        metrics::counter!("vp_sign_ins_total", "result" => "refused").increment(1);
         return Err(ApiError::InvalidCredentials.into());
     };
-    state.limiter.record_success(email.as_str());
+    state.limiter.succeeded(&account);
+    metrics::counter!("vp_sign_ins_total", "result" => "ok").increment(1);
     let (token, expires_at) = state.sessions.mint(user.id);
     Ok(warp::reply::json(&serde_json::json!({
         "token": token,

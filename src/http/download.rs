@@ -8,19 +8,37 @@ use warp::http::{HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use super::videos::find_own;
-use super::{ApiError, State, authenticated, with_state};
-use crate::auth::Principal;
+use super::{ApiError, State, authenticate, with_state};
+use crate::auth::Credentials;
 use crate::db::jobs::JobRow;
+use crate::domain::JobId;
 use crate::jobs::JobState;
 use crate::storage::{MediaStore, StorageError};
 
 pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("videos" / String / "frames.zip")
         .and(warp::get().or(warp::head()).unify())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
+        .and(with_state(state))
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("range"))
         .and_then(download)
+}
+
+/// A download is authorised by a download link's `token` parameter (which
+/// must name this video), else by the `Authorization` header.
+fn credentials(id: &str, query: &str, header: Option<&str>) -> Option<Credentials> {
+    let link = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "token")
+        .map(|(_, token)| token.into_owned());
+    match link {
+        Some(token) => Some(Credentials::DownloadLink {
+            token,
+            // an id that is no id matches no link; the token is then refused
+            video: JobId::parse(id).unwrap_or_default(),
+        }),
+        None => header.and_then(Credentials::from_header),
+    }
 }
 
 /// The zip went between the row check and the read: removed by retention
@@ -36,9 +54,12 @@ fn vanished(state: &State, job: &JobRow) -> ApiError {
 async fn download(
     id: String,
     state: State,
-    principal: Principal,
+    query: String,
+    authorization: Option<String>,
     range: Option<String>,
 ) -> Result<impl Reply, Rejection> {
+    let caller = credentials(&id, &query, authorization.as_deref());
+    let principal = authenticate(&state, caller).await?;
     let job = find_own(&state, &principal, &id).await?;
     let key = match (job.state, job.expired_at, &job.zip_object) {
         (JobState::Done, None, Some(object)) => MediaStore::key(object),

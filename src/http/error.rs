@@ -18,6 +18,9 @@ use crate::storage::StorageError;
 pub enum ApiError {
     #[error("{0}")]
     InvalidInput(String),
+    /// An invalid input the client can point at: the field is in the answer.
+    #[error("{message}")]
+    InvalidField { field: String, message: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -46,6 +49,8 @@ pub enum ApiError {
     Expired,
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
     #[error("{0}")]
     UnsupportedMedia(String),
     #[error("the requested range is not satisfiable")]
@@ -65,7 +70,9 @@ impl Reject for ApiError {}
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidInput(_) | ApiError::InvalidField { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::BadRequest(_) | ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
             ApiError::EmailTaken | ApiError::NotReady | ApiError::UploadInProgress => {
                 StatusCode::CONFLICT
@@ -78,7 +85,9 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,7 +98,7 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::InvalidInput(_) => "invalid_input",
+            ApiError::InvalidInput(_) | ApiError::InvalidField { .. } => "invalid_input",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidMultipart(_) => "invalid_multipart",
             ApiError::EmailTaken => "email_taken",
@@ -103,7 +112,7 @@ impl ApiError {
             ApiError::UploadInProgress => "upload_in_progress",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::Expired => "expired",
-            ApiError::TooLarge { .. } => "too_large",
+            ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => "too_large",
             ApiError::UnsupportedMedia(_) => "unsupported_media",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Unavailable { .. } => "unavailable",
@@ -166,7 +175,10 @@ impl From<InvalidInput> for ApiError {
 
 impl From<OptionsError> for ApiError {
     fn from(e: OptionsError) -> Self {
-        ApiError::InvalidInput(e.0)
+        ApiError::InvalidField {
+            field: e.field,
+            message: e.message,
+        }
     }
 }
 
@@ -179,6 +191,8 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 /// The JSON answer for `e`.
@@ -190,6 +204,10 @@ pub fn error_reply(e: &ApiError) -> warp::reply::Response {
         error: ErrorDetail {
             code: e.code(),
             message: e.to_string(),
+            field: match e {
+                ApiError::InvalidField { field, .. } => Some(field),
+                _ => None,
+            },
         },
     };
     let mut response =
@@ -218,7 +236,9 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::BadRequest("the request body is too large".into())
+        ApiError::BodyTooLarge {
+            limit: super::JSON_LIMIT,
+        }
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         ApiError::InvalidInput(e.to_string())
     } else if rejection

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::Sender;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
-use super::videos::{VideoView, find_own};
+use super::videos::{Links, VideoView, find_own};
 use super::{State, authenticated, with_state};
 use crate::auth::Principal;
 use crate::db;
@@ -32,7 +32,7 @@ async fn events(id: String, state: State, principal: Principal) -> Result<impl R
     // warp needs a Sync stream: a task watches the job and feeds a channel;
     // it stops when the client goes away (the send fails).
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(watch(state, job.id, tx));
+    tokio::spawn(watch(state, principal, job.id, tx));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     Ok(warp::sse::reply(
         warp::sse::keep_alive()
@@ -41,7 +41,13 @@ async fn events(id: String, state: State, principal: Principal) -> Result<impl R
     ))
 }
 
-async fn watch(state: State, id: JobId, tx: Sender<Result<Event, Infallible>>) {
+async fn watch(
+    state: State,
+    principal: Principal,
+    id: JobId,
+    tx: Sender<Result<Event, Infallible>>,
+) {
+    let links = Links::new(&state, &principal);
     let mut last: Option<(JobState, f32)> = None;
     loop {
         let job = match db::jobs::get(&state.pool, id).await {
@@ -59,7 +65,7 @@ async fn watch(state: State, id: JobId, tx: Sender<Result<Event, Infallible>>) {
             last = Some(now);
             let event = Event::default()
                 .event("video")
-                .json_data(serde_json::json!({ "video": VideoView::from(&job) }))
+                .json_data(serde_json::json!({ "video": VideoView::new(&job, &links) }))
                 .unwrap_or_else(|_| Event::default().comment("unserialisable"));
             if tx.send(Ok(event)).await.is_err() || job.state.is_terminal() {
                 return;

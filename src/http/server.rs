@@ -3,8 +3,13 @@
 //! grows to ~400 KiB per connection; at hundreds of concurrent uploads those
 //! buffers were most of the node's memory.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::future::BoxFuture;
+use warp::http::Request;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -12,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use super::hygiene::{ClientAddr, Cors, secure};
 use super::{State, routes};
 
 /// Largest read buffer per connection: enough for any request head we take
@@ -26,6 +32,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Serves until `shutdown` completes, then stops accepting and waits for the
 /// open connections to finish.
 pub async fn serve(listener: TcpListener, state: State, shutdown: impl Future<Output = ()>) {
+    let cors = Cors::new(&state.settings.cors_origins);
     let service = warp::service(routes(state));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -36,7 +43,7 @@ pub async fn serve(listener: TcpListener, state: State, shutdown: impl Future<Ou
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -51,7 +58,11 @@ pub async fn serve(listener: TcpListener, state: State, shutdown: impl Future<Ou
         };
         let connection = builder.serve_connection_with_upgrades(
             TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
+            TowerToHyperService::new(Guarded {
+                inner: service.clone(),
+                client: ClientAddr(peer),
+                cors: cors.clone(),
+            }),
         );
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
@@ -71,4 +82,44 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
+}
+
+/// The routes with what every request and answer gets around them: the
+/// client's address in, security and CORS headers out (see `hygiene`).
+#[derive(Clone)]
+struct Guarded<S> {
+    inner: S,
+    client: ClientAddr,
+    cors: Cors,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for Guarded<S>
+where
+    S: tower_service::Service<Request<B>, Response = warp::reply::Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = warp::reply::Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if let Some(mut answer) = self.cors.preflight(&request) {
+            secure(answer.headers_mut());
+            return Box::pin(std::future::ready(Ok(answer)));
+        }
+        let origin = self.cors.origin_of(&request);
+        request.extensions_mut().insert(self.client);
+        let answer = self.inner.call(request);
+        let cors = self.cors.clone();
+        Box::pin(async move {
+            let mut answer = answer.await?;
+            secure(answer.headers_mut());
+            cors.decorate(origin, answer.headers_mut());
+            Ok(answer)
+        })
+    }
 }

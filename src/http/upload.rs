@@ -15,11 +15,11 @@ use warp::filters::multipart::{FormData, Part};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::videos::video_json;
+use super::videos::{Links, video_json};
 use super::{ApiError, State, authentication, error, with_state};
 use crate::auth::Principal;
 use crate::db::{self, jobs::NewJob};
-use crate::domain::{FrameOptions, IdempotencyKey, JobId, RawOptions};
+use crate::domain::{Filename, FrameOptions, IdempotencyKey, JobId, RawOptions};
 use crate::media::{self, MediaError};
 use crate::storage::MediaStore;
 use crate::supervisor;
@@ -93,10 +93,11 @@ async fn admit(
     length: Option<u64>,
     content_type: Option<String>,
 ) -> Result<(Result<Admitted, Refused>,), Rejection> {
+    // a form without its boundary cannot be read: refused like any other
+    // body that is not a form
     let is_multipart = content_type.as_deref().is_some_and(|ct| {
-        ct.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("multipart/form-data")
+        let ct = ct.trim_start().to_ascii_lowercase();
+        ct.starts_with("multipart/form-data") && ct.contains("boundary=")
     });
     let idle = Duration::from_secs(state.settings.tuning.upload_idle_secs);
     // Who is asking comes first. A refusal is answered after reading the
@@ -284,23 +285,26 @@ async fn receive(
                 .await
                 .map_err(ApiError::from)?
     {
-        return existing_upload(&existing);
+        return existing_upload(&state, &principal, &existing);
     }
 
     let mut stored: Option<(Cleanup, u64)> = None;
     while let Some(part) = form.try_next().await.map_err(multipart_error)? {
         if part.name() == FILE_FIELD {
             if stored.is_some() {
-                return Err(ApiError::InvalidInput("send one video per upload".into()));
+                return Err(ApiError::InvalidField {
+                    field: FILE_FIELD.into(),
+                    message: "send one video per upload".into(),
+                });
             }
             // options sent before the file are checked before it is streamed
             let options_json = options_json(&options, frames_cap)?;
-            let filename = clean_filename(part.filename());
+            let filename = Filename::clean(part.filename());
             let id = JobId::new();
             let new = NewJob {
                 id,
                 user_id: principal.user_id,
-                filename: &filename,
+                filename: filename.as_str(),
                 options: &options_json,
                 max_attempts: state.settings.tuning.job_max_attempts as i32,
                 node: &state.node,
@@ -312,7 +316,7 @@ async fn receive(
             {
                 Ok(job) => job,
                 // the same key raced in from a concurrent retry
-                Err(existing) => return existing_upload(&existing),
+                Err(existing) => return existing_upload(&state, &principal, &existing),
             };
             let cleanup = Cleanup {
                 id: job.id,
@@ -328,9 +332,10 @@ async fn receive(
         }
     }
     let Some((mut cleanup, size)) = stored else {
-        return Err(ApiError::InvalidInput(format!(
-            "the form has no file field named `{FILE_FIELD}`"
-        )));
+        return Err(ApiError::InvalidField {
+            field: FILE_FIELD.into(),
+            message: format!("the form has no file field named `{FILE_FIELD}`"),
+        });
     };
     let id = cleanup.id;
     // the final options, with any fields sent after the file
@@ -391,7 +396,7 @@ async fn receive(
     metrics::counter!("vp_uploads_total", "result" => "accepted").increment(1);
     metrics::counter!("vp_upload_bytes_total").increment(size);
     tracing::info!(job_id = %id, size, "upload queued");
-    Ok(accepted(&job))
+    Ok(accepted(&state, &principal, &job))
 }
 
 fn options_json(raw: &RawOptions, frames_cap: u32) -> Result<serde_json::Value, ApiError> {
@@ -401,16 +406,21 @@ fn options_json(raw: &RawOptions, frames_cap: u32) -> Result<serde_json::Value, 
 
 /// The answer to a retry with a known Idempotency-Key: the same video once
 /// it is stored; while the first attempt still streams, a conflict.
-fn existing_upload(job: &db::jobs::JobRow) -> Result<warp::reply::Response, ApiError> {
+fn existing_upload(
+    state: &State,
+    principal: &Principal,
+    job: &db::jobs::JobRow,
+) -> Result<warp::reply::Response, ApiError> {
     if job.state == crate::jobs::JobState::Uploading {
         return Err(ApiError::UploadInProgress);
     }
-    Ok(accepted(job))
+    Ok(accepted(state, principal, job))
 }
 
-fn accepted(job: &db::jobs::JobRow) -> warp::reply::Response {
+fn accepted(state: &State, principal: &Principal, job: &db::jobs::JobRow) -> warp::reply::Response {
     let location = format!("/api/v1/videos/{}", job.id);
-    let reply = warp::reply::with_status(warp::reply::json(&video_json(job)), StatusCode::ACCEPTED);
+    let json = video_json(job, &Links::new(state, principal));
+    let reply = warp::reply::with_status(warp::reply::json(&json), StatusCode::ACCEPTED);
     warp::reply::with_header(reply, "location", location).into_response()
 }
 
@@ -455,45 +465,19 @@ async fn read_field(mut part: Part) -> Result<String, ApiError> {
     while let Some(chunk) = part.data().await {
         let chunk = chunk.map_err(multipart_error)?;
         if value.len() + chunk.remaining() > FIELD_LIMIT {
-            return Err(ApiError::InvalidInput(format!(
-                "field `{}` is too long",
-                part.name()
-            )));
+            return Err(ApiError::InvalidField {
+                field: part.name().to_owned(),
+                message: format!("field `{}` is too long", part.name()),
+            });
         }
         value.extend_from_slice(chunk.chunk());
     }
-    String::from_utf8(value)
-        .map_err(|_| ApiError::InvalidInput(format!("field `{}` is not UTF-8", part.name())))
+    String::from_utf8(value).map_err(|_| ApiError::InvalidField {
+        field: part.name().to_owned(),
+        message: format!("field `{}` is not UTF-8", part.name()),
+    })
 }
 
 fn multipart_error(e: warp::Error) -> ApiError {
     ApiError::InvalidMultipart(format!("the multipart body is malformed: {e}"))
-}
-
-/// The client's file name without any path, control characters or excess length.
-fn clean_filename(raw: Option<&str>) -> String {
-    let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
-    let clean = clean.trim();
-    if clean.is_empty() || clean == "." || clean == ".." {
-        "video".to_owned()
-    } else {
-        clean.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filenames_are_cleaned() {
-        assert_eq!(clean_filename(Some("holiday.mp4")), "holiday.mp4");
-        assert_eq!(clean_filename(Some("../../etc/passwd")), "passwd");
-        assert_eq!(clean_filename(Some("C:\\Users\\x\\clip.mov")), "clip.mov");
-        assert_eq!(clean_filename(Some("a\u{0}b\nc.mp4")), "abc.mp4");
-        assert_eq!(clean_filename(Some("..")), "video");
-        assert_eq!(clean_filename(None), "video");
-        assert_eq!(clean_filename(Some(&"x".repeat(300))).len(), 255);
-    }
 }

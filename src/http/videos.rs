@@ -62,8 +62,29 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-impl From<&JobRow> for VideoView {
-    fn from(job: &JobRow) -> Self {
+/// Makes a caller's download links: each reads one zip, for a short time,
+/// without the caller's token (see `auth::SessionTokens::download_link`).
+pub struct Links<'a> {
+    state: &'a State,
+    principal: &'a Principal,
+}
+
+impl<'a> Links<'a> {
+    pub fn new(state: &'a State, principal: &'a Principal) -> Self {
+        Self { state, principal }
+    }
+
+    fn download_url(&self, id: JobId) -> Option<String> {
+        match &self.principal.session {
+            Some(session) => self.state.sessions.download_link(session, id),
+            // a caller without a session token uses its own credentials
+            None => Some(format!("/api/v1/videos/{id}/frames.zip")),
+        }
+    }
+}
+
+impl VideoView {
+    pub fn new(job: &JobRow, links: &Links<'_>) -> Self {
         let ready = job.state == JobState::Done && job.expired_at.is_none();
         Self {
             id: job.id.to_string(),
@@ -81,14 +102,23 @@ impl From<&JobRow> for VideoView {
             frames: job.frames,
             zip_bytes: job.zip_bytes,
             error: job.error.clone(),
-            download_url: ready.then(|| format!("/api/v1/videos/{}/frames.zip", job.id)),
+            download_url: if ready {
+                links.download_url(job.id)
+            } else {
+                None
+            },
             notifications: None,
         }
     }
 }
 
 /// Views of `jobs` with the delivery state of their notifications.
-async fn with_deliveries(state: &State, jobs: &[JobRow]) -> Result<Vec<VideoView>, ApiError> {
+async fn with_deliveries(
+    state: &State,
+    principal: &Principal,
+    jobs: &[JobRow],
+) -> Result<Vec<VideoView>, ApiError> {
+    let links = Links::new(state, principal);
     let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
     let mut by_job: HashMap<JobId, Vec<Delivery>> = HashMap::new();
     for (id, delivery) in db::outbox::deliveries_for_jobs(&state.pool, &ids).await? {
@@ -97,15 +127,15 @@ async fn with_deliveries(state: &State, jobs: &[JobRow]) -> Result<Vec<VideoView
     Ok(jobs
         .iter()
         .map(|job| {
-            let mut view = VideoView::from(job);
+            let mut view = VideoView::new(job, &links);
             view.notifications = Some(by_job.remove(&job.id).unwrap_or_default());
             view
         })
         .collect())
 }
 
-pub fn video_json(job: &JobRow) -> serde_json::Value {
-    serde_json::json!({ "video": VideoView::from(job) })
+pub fn video_json(job: &JobRow, links: &Links<'_>) -> serde_json::Value {
+    serde_json::json!({ "video": VideoView::new(job, links) })
 }
 
 /// The caller's video `id`; anything else (bad id, another user's) is a 404.
@@ -163,7 +193,7 @@ async fn list(
     } else {
         None
     };
-    let videos = with_deliveries(&state, &rows).await?;
+    let videos = with_deliveries(&state, &principal, &rows).await?;
     Ok(warp::reply::json(
         &serde_json::json!({ "videos": videos, "next_cursor": next_cursor }),
     ))
@@ -180,7 +210,7 @@ fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T
 
 async fn show(id: String, state: State, principal: Principal) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
-    let video = with_deliveries(&state, std::slice::from_ref(&job)).await?;
+    let video = with_deliveries(&state, &principal, std::slice::from_ref(&job)).await?;
     Ok(warp::reply::json(&serde_json::json!({ "video": video[0] })))
 }
 

@@ -67,6 +67,8 @@ pub struct ExtractRequest<'a> {
     pub width: Option<u32>,
     /// Kill ffmpeg if it shows no sign of life (output or log line) for this long.
     pub stall_timeout: Duration,
+    /// CPU time each ffmpeg process may use before the kernel ends it.
+    pub cpu_limit: Duration,
     pub cancel: &'a CancelFlag,
 }
 
@@ -182,10 +184,10 @@ fn output_args(req: &ExtractRequest, vf: Option<String>, frames: usize) -> Vec<S
 }
 
 fn single_pass_args(req: &ExtractRequest) -> Vec<String> {
-    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-xerror", "-i"]
+    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-xerror"]
         .map(String::from)
         .to_vec();
-    args.push(super::input_arg(req.input));
+    args.extend(super::input_args(req.input));
     // round=up: slot k takes the last frame with pts <= t_k (see `fps_filter`).
     let fps = format!("{}:round=up", fps_filter(req.plan, req.duration_secs));
     let vf = video_filters(req, Some(fps));
@@ -198,8 +200,7 @@ fn seek_args(req: &ExtractRequest, timestamp: f64) -> Vec<String> {
         .map(String::from)
         .to_vec();
     args.push(format!("{timestamp:.3}"));
-    args.push("-i".into());
-    args.push(super::input_arg(req.input));
+    args.extend(super::input_args(req.input));
     args.extend(output_args(req, video_filters(req, None), 1));
     args
 }
@@ -229,6 +230,7 @@ fn run_ffmpeg(
             }
             _ => MediaError::Io(e),
         })?;
+    super::limits::limit_cpu(Some(child.as_inner().id()), req.cpu_limit);
     let (tx, rx) = sync_channel::<Msg>(16);
     let threads = match start_readers(&mut child, tx) {
         Ok(t) => t,
@@ -450,6 +452,9 @@ fn classify(
     if find(NO_VIDEO_PATTERNS).is_some() {
         return Some(MediaError::NotAVideo("the file has no video stream".into()));
     }
+    if find(&[super::NOT_ON_WHITELIST]).is_some() {
+        return Some(super::unsupported_container());
+    }
     if let Some(line) = find(CORRUPT_PATTERNS) {
         return Some(MediaError::Corrupt(super::sanitize_line(line, Some(&arg))));
     }
@@ -495,6 +500,7 @@ mod tests {
             format,
             width,
             stall_timeout: Duration::from_secs(20),
+            cpu_limit: Duration::from_secs(600),
             cancel,
         }
     }
@@ -825,7 +831,7 @@ mod tests {
             (
                 false,
                 Some(1),
-                s(&["[error] /up/in.mp4: Invalid data found when processing input"]),
+                s(&["[error] file:/up/in.mp4: Invalid data found when processing input"]),
                 "corrupt",
             ),
             (

@@ -62,6 +62,10 @@ struct RawFormat {
     bit_rate: Option<String>,
 }
 
+/// The largest picture side accepted (8K is 7680): every frame is decoded,
+/// scaled and encoded in memory, so a huge declared size is refused early.
+const MAX_SIDE: u32 = 16_384;
+
 /// Codecs that are (nearly always) single still images when they come without a duration.
 const STILL_IMAGE_CODECS: &[&str] = &[
     "png", "mjpeg", "jpegls", "jpeg2000", "bmp", "tiff", "webp", "gif", "apng", "ppm", "pgm",
@@ -162,6 +166,11 @@ pub fn parse_probe(json: &str) -> Result<MediaInfo, MediaError> {
         ));
     };
     let (width, height) = match (stream.width, stream.height) {
+        (Some(w), Some(h)) if w > MAX_SIDE || h > MAX_SIDE => {
+            return Err(MediaError::NotAVideo(format!(
+                "the picture is {w}x{h}; at most {MAX_SIDE} pixels on a side are accepted"
+            )));
+        }
         (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
         _ => {
             return Err(MediaError::NotAVideo(
@@ -207,23 +216,25 @@ pub async fn probe(
     timeout: Duration,
 ) -> Result<MediaInfo, MediaError> {
     let arg = super::input_arg(input);
-    let out = process::run(
-        ffprobe,
-        [
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            arg.as_str(),
-        ],
-        timeout,
-    )
-    .await?;
+    let options = [
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ];
+    let input_args = super::input_args(input);
+    let args = options
+        .into_iter()
+        .chain(input_args.iter().map(String::as_str));
+    let out = process::run(ffprobe, args, timeout).await?;
     if !out.success {
         let line = first_error_line(&out.stderr, Some(&arg));
         let lower = line.as_deref().unwrap_or_default().to_ascii_lowercase();
+        if lower.contains(super::NOT_ON_WHITELIST) {
+            return Err(super::unsupported_container());
+        }
         if out.code.is_none() || ENVIRONMENT_ERRORS.iter().any(|e| lower.contains(e)) {
             return Err(MediaError::Exited {
                 code: out.code,
@@ -322,6 +333,10 @@ mod tests {
             (
                 r#"{"streams":[{"codec_type":"video","codec_name":"h264","width":320,"height":240,"duration":"5"}],"format":{"format_name":"hls"}}"#,
                 "playlist",
+            ),
+            (
+                r#"{"streams":[{"codec_type":"video","codec_name":"h264","width":65535,"height":240,"duration":"5"}],"format":{"format_name":"mpegts"}}"#,
+                "at most 16384 pixels",
             ),
             (
                 r#"{"streams":[{"codec_type":"video","codec_name":"bintext","width":1280,"height":10000}],"format":{"format_name":"bin"}}"#,

@@ -41,6 +41,20 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_limited(program, args, timeout, super::limits::cpu_budget(timeout)).await
+}
+
+/// [`run`] with a CPU-time budget of its own (see [`super::limits`]).
+pub async fn run_limited<I, S>(
+    program: &Path,
+    args: I,
+    timeout: Duration,
+    cpu: Duration,
+) -> Result<CommandOutput, MediaError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let tool = program
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -58,6 +72,7 @@ where
             }
             _ => MediaError::Io(e),
         })?;
+    super::limits::limit_cpu(child.id(), cpu);
     let stdout = child
         .stdout
         .take()

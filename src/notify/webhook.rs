@@ -6,6 +6,8 @@
 //! same on every retry), `X-VP-Timestamp` (Unix seconds) and
 //! `X-VP-Signature: sha256=<hex>` over `"{timestamp}.{body}"`.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -19,18 +21,77 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct WebhookSender {
     client: reqwest::Client,
+    internal_allowed: bool,
+}
+
+/// Addresses a webhook may not reach: a user's URL must not make the node
+/// call into its own network (other pods, the cloud's metadata service).
+/// Loopback stays allowed: it reaches only the node's own pod, and the API
+/// accepts `http://` loopback URLs for development.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                // carrier-grade NAT, 100.64.0.0/10
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00 // unique local
+                    || (first & 0xffc0) == 0xfe80 // link-local
+            }
+        },
+    }
+}
+
+/// Name resolution that drops internal addresses, so a host name cannot
+/// lead a webhook inside either (also when its DNS answer changes later).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl WebhookSender {
-    pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// `internal_allowed`: the operator lets webhooks reach private networks.
+    pub fn new(internal_allowed: bool) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        if !internal_allowed {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
             // a redirect could point the signed body anywhere
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("videoproject/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            internal_allowed,
+        })
     }
 
     /// Delivered means the receiver answered 2xx.
@@ -39,6 +100,20 @@ impl WebhookSender {
             .secret
             .as_deref()
             .ok_or("the webhook was removed (no signing key)")?;
+        // an address in the URL is not resolved, so it is checked here
+        let literal = url::Url::parse(&pending.recipient)
+            .ok()
+            .and_then(|u| match u.host() {
+                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            });
+        if !self.internal_allowed && literal.is_some_and(is_internal) {
+            return Err(
+                "the webhook's address is in a private network, which webhooks may not reach"
+                    .into(),
+            );
+        }
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -106,6 +181,33 @@ fn describe(e: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_internal(internal.parse().unwrap()), "{internal}");
+        }
+        for public in [
+            "93.184.216.34",
+            "127.0.0.1",
+            "::1",
+            "2606:4700::1111",
+            "172.32.0.1",
+        ] {
+            assert!(!is_internal(public.parse().unwrap()), "{public}");
+        }
+    }
 
     #[test]
     fn the_signature_is_hmac_sha256_over_timestamp_dot_body() {

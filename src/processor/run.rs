@@ -163,6 +163,7 @@ async fn produce(
 
     let ffmpeg = ctx.ffmpeg.clone();
     let stall = ctx.stall_timeout;
+    let cpu_limit = media::cpu_budget(time_limit(ctx, claim));
     let cancel = cancel.clone();
     let options_json = claim.job.options.clone();
     let extract = tokio::task::spawn_blocking(move || -> Result<u32, MediaError> {
@@ -176,6 +177,7 @@ async fn produce(
             format: options.format,
             width: options.width,
             stall_timeout: stall,
+            cpu_limit,
             cancel: &cancel,
         };
         let stats = media::extract_frames(&request, &mut |frame| {

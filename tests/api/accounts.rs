@@ -117,10 +117,11 @@ async fn sign_up_and_sign_in_errors() {
             "invalid_input",
         ),
         (json!({"email": "c@example.com"}), 422, "invalid_input"),
+        // well-formed JSON of the wrong shape
         (
             json!({"email": 7, "password": PASSWORD}),
-            400,
-            "bad_request",
+            422,
+            "invalid_input",
         ),
     ];
     for (body, status, code) in cases {
@@ -234,6 +235,7 @@ async fn a_configured_token_key_is_used_and_shared() {
         ..crate::helpers::NodeConfig::default()
     };
     let mut app = TestApp::spawn_with(config, false).await;
+    let key = app.config.env[0].1.clone();
     let token = app.user("ann@example.com").await;
     assert_eq!(
         app.count_rows("signing_keys").await,
@@ -246,15 +248,26 @@ async fn a_configured_token_key_is_used_and_shared() {
         app.get(&token, "/api/v1/me").send().await.unwrap().status(),
         200
     );
-    // a node with another key does not
-    app.config.env = vec![(
-        "VP_TOKEN_KEY".into(),
-        biscuit_auth::KeyPair::new().private().to_bytes_hex(),
-    )];
+    // rotation: a new key signs, the old one is still accepted...
+    let new_key = biscuit_auth::KeyPair::new().private().to_bytes_hex();
+    app.config.env = vec![("VP_TOKEN_KEY".into(), format!("{new_key},{key}"))];
+    app.restart();
+    assert_eq!(
+        app.get(&token, "/api/v1/me").send().await.unwrap().status(),
+        200,
+        "a token of the previous key is still good"
+    );
+    let fresh = app.sign_in("ann@example.com").await;
+    // ...until it is dropped; tokens of the new key stay good
+    app.config.env = vec![("VP_TOKEN_KEY".into(), new_key)];
     app.restart();
     assert_eq!(
         app.get(&token, "/api/v1/me").send().await.unwrap().status(),
         401
+    );
+    assert_eq!(
+        app.get(&fresh, "/api/v1/me").send().await.unwrap().status(),
+        200
     );
     // a key that is not one refuses to start
     app.config.env = vec![("VP_TOKEN_KEY".into(), "not hex".into())];

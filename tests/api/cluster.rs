@@ -68,14 +68,34 @@ impl TestCluster {
     }
 
     async fn readyz(&self, node: usize) -> Value {
+        self.readyz_of(&self.nodes[node]).await
+    }
+
+    async fn readyz_of(&self, node: &Node) -> Value {
         self.http
-            .get(self.url(node, "/readyz"))
+            .get(format!("http://{}/readyz", node.addr))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// Starts a node like node-0 on a port of its own, without the `drop`
+    /// variables and with `extra`: one that tries to join the cluster.
+    fn intruder(&self, name: &str, drop: &[&str], extra: Vec<(String, String)>) -> Node {
+        let mut config = self.configs[0].clone();
+        config.node_name = name.into();
+        config
+            .env
+            .retain(|(k, _)| k != "VP_CLUSTER_ADDR" && !drop.contains(&k.as_str()));
+        config.env.push((
+            "VP_CLUSTER_ADDR".into(),
+            format!("127.0.0.1:{}", free_port()),
+        ));
+        config.env.extend(extra);
+        start_node(&self.db.url, self.media.path(), &config)
     }
 
     async fn wait_peers(&self, node: usize, peers: usize) {
@@ -299,19 +319,11 @@ async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
     }
 
     // a node with the wrong cookie is refused by every peer
-    let mut intruder = cluster.configs[0].clone();
-    intruder.node_name = "intruder".into();
-    let port = free_port();
-    intruder
-        .env
-        .retain(|(k, _)| k != "VP_CLUSTER_ADDR" && k != "VP_CLUSTER_COOKIE");
-    intruder
-        .env
-        .push(("VP_CLUSTER_ADDR".into(), format!("127.0.0.1:{port}")));
-    intruder
-        .env
-        .push(("VP_CLUSTER_COOKIE".into(), "wrong-cookie".into()));
-    let intruder = start_node(&cluster.db.url, cluster.media.path(), &intruder);
+    let intruder = cluster.intruder(
+        "intruder",
+        &["VP_CLUSTER_COOKIE"],
+        vec![("VP_CLUSTER_COOKIE".into(), "wrong-cookie".into())],
+    );
     let refusals = || -> usize {
         let refused = |l: &&String| l.contains("shutting down due to authentication failure");
         cluster
@@ -334,15 +346,7 @@ async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
         || async { (refusals() > first).then_some(()) },
     )
     .await;
-    let seen: Value = cluster
-        .http
-        .get(format!("http://{}/readyz", intruder.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = cluster.readyz_of(&intruder).await;
     assert_eq!(seen["cluster"]["peers"], 0, "{seen}");
     for node in 0..3 {
         let peers = cluster.readyz(node).await["cluster"]["peer_names"].clone();
@@ -547,4 +551,87 @@ async fn deleting_on_one_node_stops_ffmpeg_on_another() {
         || async { cluster.job_files(&id).is_empty().then_some(()) },
     )
     .await;
+}
+
+/// A CA and one certificate it issued, as PEM files in `dir`: the
+/// `VP_CLUSTER_TLS_*` variables for a node holding that certificate.
+fn cluster_pki(dir: &std::path::Path, name: &str) -> Vec<(String, String)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let node_key = KeyPair::generate().unwrap();
+    let node = CertificateParams::new(vec![format!("{name}.cluster.test")])
+        .unwrap()
+        .signed_by(&node_key, &Issuer::new(ca_params, ca_key))
+        .unwrap();
+    let write = |file: &str, pem: String| {
+        let path = dir.join(format!("{name}-{file}"));
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    vec![
+        ("VP_CLUSTER_TLS_CERT".into(), write("cert.pem", node.pem())),
+        (
+            "VP_CLUSTER_TLS_KEY".into(),
+            write("key.pem", node_key.serialize_pem()),
+        ),
+        ("VP_CLUSTER_TLS_CA".into(), write("ca.pem", ca.pem())),
+    ]
+}
+
+#[tokio::test]
+async fn with_mutual_tls_the_cookie_alone_does_not_let_a_node_in() {
+    let pki = tempfile::tempdir().unwrap();
+    let base = NodeConfig {
+        env: cluster_pki(pki.path(), "cluster"),
+        ..NodeConfig::default()
+    };
+    // nodes holding certificates of the cluster's CA join each other
+    let cluster = TestCluster::start(2, base).await;
+    let tls_refusals = || -> usize {
+        let refused = |l: &&String| l.contains("Error establishing secure socket");
+        cluster
+            .nodes
+            .iter()
+            .map(|n| n.log_lines().iter().filter(refused).count())
+            .sum()
+    };
+    assert_eq!(tls_refusals(), 0);
+    for node in &cluster.nodes {
+        assert!(
+            node.log_lines()
+                .iter()
+                .any(|l| l.contains("cluster node listening") && l.contains("\"tls\":true")),
+            "the node did not start with TLS"
+        );
+    }
+
+    // the right cookie without a certificate, then with another CA's
+    let other_ca = cluster_pki(pki.path(), "other");
+    for (i, tls) in [Vec::new(), other_ca].into_iter().enumerate() {
+        let before = tls_refusals();
+        let intruder = cluster.intruder(
+            &format!("intruder-{i}"),
+            &[
+                "VP_CLUSTER_TLS_CERT",
+                "VP_CLUSTER_TLS_KEY",
+                "VP_CLUSTER_TLS_CA",
+            ],
+            tls,
+        );
+        eventually(
+            "the cluster to refuse the intruder's connection",
+            Duration::from_secs(30),
+            || async { (tls_refusals() > before).then_some(()) },
+        )
+        .await;
+        let seen = cluster.readyz_of(&intruder).await;
+        assert_eq!(seen["cluster"]["peers"], 0, "intruder {i}: {seen}");
+        for node in 0..2 {
+            let ready = cluster.readyz(node).await;
+            assert_eq!(ready["cluster"]["peers"], 1, "node-{node}: {ready}");
+        }
+    }
 }

@@ -8,5 +8,6 @@ mod isolation;
 mod ops;
 mod peaks;
 mod processing;
+mod security;
 mod videos;
 mod webhooks;

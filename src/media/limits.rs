@@ -1,0 +1,60 @@
+//! Kernel limits on the media tools. A crafted upload (a decompression bomb,
+//! a stream that makes a decoder spin) must not take a core for ever, even
+//! if the node that watches the tool is itself stuck: the kernel ends a tool
+//! that has used up its CPU time with SIGXCPU.
+
+use std::time::Duration;
+
+use rustix::process::{Pid, Resource, Rlimit, prlimit};
+
+/// CPU time a tool may use in `wall` of wall time on every core of the node:
+/// more than any honest run can spend, far less than for ever.
+pub fn cpu_budget(wall: Duration) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    wall.saturating_mul(cores)
+}
+
+/// Caps the CPU time of the running process `pid`. The tool has run for a
+/// moment before this lands, which is harmless: the cap is on its total.
+pub fn limit_cpu(pid: Option<u32>, budget: Duration) {
+    let Some(pid) = pid.and_then(|p| Pid::from_raw(p as i32)) else {
+        return;
+    };
+    let secs = budget.as_secs().max(1);
+    let limit = Rlimit {
+        current: Some(secs),
+        // one second of grace between SIGXCPU and SIGKILL
+        maximum: Some(secs + 1),
+    };
+    if let Err(e) = prlimit(Some(pid), Resource::Cpu, limit) {
+        tracing::warn!(pid = %pid.as_raw_nonzero(), error = %e, "could not limit a media tool's CPU time");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::process;
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn a_tool_that_spins_is_stopped_by_its_cpu_budget() {
+        let started = std::time::Instant::now();
+        let out = process::run_limited(
+            Path::new("sh"),
+            ["-c", "while :; do :; done"],
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert!(!out.success);
+        assert_eq!(out.code, None, "ended by a signal");
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn budgets_scale_with_cores() {
+        assert!(cpu_budget(Duration::from_secs(10)) >= Duration::from_secs(10));
+    }
+}
