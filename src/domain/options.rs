@@ -279,4 +279,78 @@ mod tests {
         assert!(json.get("count").is_none());
         assert_eq!(serde_json::from_value::<FrameOptions>(json).unwrap(), o);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A field name: mostly known ones, sometimes anything.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => proptest::sample::select(FrameOptions::FIELDS.to_vec()).prop_map(String::from),
+                1 => ".{0,12}",
+            ]
+        }
+
+        /// A value: numbers of every shape, words, anything.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[0-9]{1,7}(\\.[0-9]{0,4})?",
+                "-?[0-9]{0,3}(e[0-9])?",
+                "(jpg|png|gif|JPG| jpg )",
+                ".{0,16}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Whatever is sent, parsing answers (never panics), and what it
+            /// accepts is within the documented ranges, never clamped.
+            #[test]
+            fn accepted_options_are_in_range(
+                fields in proptest::collection::vec((name(), value()), 0..6),
+                cap in 1u32..20_000,
+            ) {
+                let mut raw = RawOptions::default();
+                for (k, v) in &fields {
+                    // an unknown or repeated field is refused by its name
+                    if let Err(e) = raw.insert(k, v) {
+                        prop_assert_eq!(&e.field, k);
+                        return Ok(());
+                    }
+                }
+                match FrameOptions::parse(&raw, cap) {
+                    Ok(o) => {
+                        prop_assert!((1..=cap).contains(&o.max_frames));
+                        prop_assert!(o.interval.is_some() != o.count.is_some());
+                        if let Some(n) = o.count {
+                            prop_assert!(n >= 1 && n <= o.max_frames);
+                        }
+                        if let Some(i) = o.interval {
+                            prop_assert!((0.04..=86_400.0).contains(&i));
+                        }
+                        if let Some(w) = o.width {
+                            prop_assert!((MIN_WIDTH..=MAX_WIDTH).contains(&w));
+                        }
+                        // what is stored reads back as the same options
+                        let json = serde_json::to_value(&o).unwrap();
+                        prop_assert_eq!(serde_json::from_value::<FrameOptions>(json).unwrap(), o);
+                    }
+                    Err(e) => {
+                        prop_assert!(FrameOptions::FIELDS.contains(&e.field.as_str()));
+                        prop_assert!(!e.message.is_empty());
+                    }
+                }
+            }
+
+            /// An interval of whole milliseconds in range is read exactly.
+            #[test]
+            fn intervals_are_exact(ms in MIN_INTERVAL_MILLIS..=MAX_INTERVAL_MILLIS) {
+                let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+                let o = parse(&[("interval", &text)]).unwrap();
+                prop_assert_eq!(o.spacing(), Spacing::Interval { millis: ms as u32 });
+            }
+        }
+    }
 }
