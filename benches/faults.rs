@@ -459,8 +459,9 @@ async fn rows(app: &TestApp, sql: &str) -> i64 {
 const LIGHT: &[(&str, &str)] = &[("count", "2")];
 
 /// A node that lets one user queue as much as the load sends.
+/// No backlog limit, and webhooks may reach the receivers on this machine.
 fn unbounded_backlog() -> NodeConfig {
-    NodeConfig::tuned("max_queued_per_user = 100000\n")
+    NodeConfig::tuned("max_queued_per_user = 100000\nwebhook_private_networks = true\n")
 }
 
 // ---------------------------------------------------------------- scenarios

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use limiter::{SignInLimiter, SignInLimits};
+pub use limiter::{SignInLimiter, SignInLimits, address_key};
 pub use password::{hash_password, prepare as prepare_passwords, verify_password};
 pub use token::{SessionTokens, TokenKey};
 

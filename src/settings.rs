@@ -69,6 +69,9 @@ pub struct Tuning {
     /// `x-forwarded-for`); empty: the connection's peer is the client.
     #[serde(default)]
     pub client_ip_header: String,
+    /// The proxies whose `client_ip_header` is believed (`address/prefix`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub job_lease_secs: u64,
     pub job_max_attempts: u32,
     pub max_frames: u32,
@@ -266,6 +269,15 @@ impl Settings {
             );
         }
         let t = &self.tuning;
+        if let Some(bad) = t
+            .trusted_proxies
+            .iter()
+            .find(|n| crate::http::parse_net(n).is_none())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "tuning.trusted_proxies: `{bad}` is not an address or address/prefix"
+            )));
+        }
         if t.job_lease_secs < 3 || t.job_max_attempts == 0 || t.max_frames == 0 {
             return invalid("tuning: job_lease_secs >= 3, job_max_attempts >= 1, max_frames >= 1");
         }

@@ -1,7 +1,9 @@
 //! Any body as an upload, through the real routes: the answer is always a
 //! documented refusal (never a panic, never a 500), and nothing is stored.
-//! The node's database is unreachable here, so every upload is refused
-//! after its body is read, which is the multipart path under test.
+//! The token is refused, so every body is read to its end (within a budget)
+//! by the multipart reader before the 401 is answered: that reader, on
+//! hostile bodies, is what this target exercises. The parsers of an accepted
+//! upload have targets of their own (`frame_options`, `filename`).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};

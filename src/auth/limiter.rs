@@ -1,72 +1,88 @@
-//! Sign-in throttling: after too many failures for one email, or from one
-//! client address, within a window, further attempts are refused with a
-//! retry time, whatever the password. Counts are per node: a cluster of N
-//! nodes allows at most N times as many guesses, still far too few to matter
-//! against passwords of 8 characters or more hashed with argon2id.
+//! Sign-in throttling: after too many failed attempts for one account, or
+//! from one client address, within a window, further attempts are refused
+//! with a retry time, whatever the password.
+//!
+//! An attempt is counted when it starts, not when its password check ends:
+//! guesses sent in parallel are counted as they arrive, so a burst cannot
+//! slip past the limit while the first checks still run. A success gives its
+//! count back. Counts are per node: a cluster of N nodes allows at most N
+//! times as many guesses, still far too few against argon2id and passwords
+//! of 8 characters or more.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Keys kept before windows that have passed are forgotten.
+const PRUNE_ABOVE: usize = 100_000;
+
 pub struct SignInLimiter {
-    max_failures: u32,
+    max_attempts: u32,
     window: Duration,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    counts: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl SignInLimiter {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+    pub fn new(max_attempts: u32, window: Duration) -> Self {
         Self {
-            max_failures,
+            max_attempts,
             window,
-            failures: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Err(retry_after)` when `key` is locked out now.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        self.check_at(key, Instant::now())
+    /// Counts an attempt for `key`, or `Err(retry_after)` when `key` is
+    /// locked out (the refused attempt is not counted).
+    pub fn attempt(&self, key: &str) -> Result<(), Duration> {
+        self.attempt_at(key, Instant::now())
     }
 
-    fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let map = self.failures.lock().expect("limiter lock");
-        match map.get(key) {
-            Some((n, since))
-                if *n >= self.max_failures && now.duration_since(*since) < self.window =>
-            {
-                Err(self.window - now.duration_since(*since))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn record_failure(&self, key: &str) {
-        self.record_failure_at(key, Instant::now());
-    }
-
-    fn record_failure_at(&self, key: &str, now: Instant) {
-        let mut map = self.failures.lock().expect("limiter lock");
-        // bound memory: forget windows that have passed
-        if map.len() > 100_000 {
+    fn attempt_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut map = self.counts.lock().expect("limiter lock");
+        if map.len() > PRUNE_ABOVE {
             map.retain(|_, (_, since)| now.duration_since(*since) < self.window);
         }
         let entry = map.entry(key.to_owned()).or_insert((0, now));
-        if now.duration_since(entry.1) >= self.window {
+        let age = now.duration_since(entry.1);
+        if age >= self.window {
             *entry = (0, now);
+        } else if entry.0 >= self.max_attempts {
+            return Err(self.window - age);
         }
         entry.0 += 1;
+        Ok(())
     }
 
-    pub fn record_success(&self, key: &str) {
-        self.failures.lock().expect("limiter lock").remove(key);
+    /// Gives back the attempt of a sign-in that succeeded.
+    pub fn succeeded(&self, key: &str) {
+        let mut map = self.counts.lock().expect("limiter lock");
+        if let Some(entry) = map.get_mut(key) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
     }
 }
 
 /// The two limits a sign-in passes: its account, and its client's address
-/// (which many accounts share behind one NAT, so it allows more).
+/// (which many people share behind one NAT, so it allows more).
 pub struct SignInLimits {
     pub account: SignInLimiter,
     pub address: SignInLimiter,
+}
+
+/// The key an address is counted under: an IPv6 client usually holds a
+/// whole /64, so that is one client.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 impl SignInLimits {
@@ -77,26 +93,29 @@ impl SignInLimits {
         }
     }
 
-    /// `Err(retry_after)` when either the account or the address is locked out.
-    pub fn check(&self, account: &str, address: Option<&str>) -> Result<(), Duration> {
-        let by_address = address.map_or(Ok(()), |a| self.address.check(a));
-        match (self.account.check(account), by_address) {
-            (Ok(()), Ok(())) => Ok(()),
-            (a, b) => Err(a.err().max(b.err()).unwrap_or_default()),
-        }
-    }
-
-    pub fn failed(&self, account: &str, address: Option<&str>) {
-        self.account.record_failure(account);
+    /// Counts an attempt against both limits, or `Err(retry_after)` when
+    /// either is reached.
+    pub fn attempt(&self, account: &str, address: Option<&str>) -> Result<(), Duration> {
         if let Some(a) = address {
-            self.address.record_failure(a);
+            self.address.attempt(a)?;
         }
+        if let Err(wait) = self.account.attempt(account) {
+            // not an attempt after all: the address keeps its count
+            if let Some(a) = address {
+                self.address.succeeded(a);
+            }
+            return Err(wait);
+        }
+        Ok(())
     }
 
-    /// A success clears its account's failures, not its address's: one good
-    /// password must not reset guesses made at other accounts.
-    pub fn succeeded(&self, account: &str) {
-        self.account.record_success(account);
+    /// A success gives back its attempts; failures stay counted (one good
+    /// password must not reset guesses made at other accounts).
+    pub fn succeeded(&self, account: &str, address: Option<&str>) {
+        self.account.succeeded(account);
+        if let Some(a) = address {
+            self.address.succeeded(a);
+        }
     }
 }
 
@@ -105,34 +124,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn locks_out_after_failures_and_recovers_after_the_window() {
+    fn locks_out_after_attempts_and_recovers_after_the_window() {
         let l = SignInLimiter::new(3, Duration::from_secs(60));
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(l.check_at("a", t0).is_ok());
-            l.record_failure_at("a", t0);
+            assert!(l.attempt_at("a", t0).is_ok());
         }
-        let wait = l.check_at("a", t0 + Duration::from_secs(10)).unwrap_err();
+        let wait = l.attempt_at("a", t0 + Duration::from_secs(10)).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
-        assert!(l.check_at("b", t0).is_ok(), "other keys are not affected");
-        assert!(l.check_at("a", t0 + Duration::from_secs(61)).is_ok());
-        l.record_success("a");
-        assert!(l.check_at("a", t0 + Duration::from_secs(10)).is_ok());
+        assert!(l.attempt_at("b", t0).is_ok(), "other keys are not affected");
+        assert!(l.attempt_at("a", t0 + Duration::from_secs(61)).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_and_successes_give_theirs_back() {
+        let l = SignInLimiter::new(2, Duration::from_secs(60));
+        let t0 = Instant::now();
+        // two checks still running: a third is refused at once
+        assert!(l.attempt_at("a", t0).is_ok());
+        assert!(l.attempt_at("a", t0).is_ok());
+        assert!(l.attempt_at("a", t0).is_err());
+        l.succeeded("a");
+        assert!(l.attempt_at("a", t0).is_ok());
     }
 
     #[test]
     fn an_address_is_limited_across_accounts_and_not_reset_by_a_success() {
         let limits = SignInLimits::new(Duration::from_secs(60));
         for i in 0..100 {
-            assert!(limits.check(&format!("user{i}"), Some("10.0.0.1")).is_ok());
-            limits.failed(&format!("user{i}"), Some("10.0.0.1"));
+            assert!(
+                limits
+                    .attempt(&format!("user{i}"), Some("10.0.0.1"))
+                    .is_ok()
+            );
         }
-        limits.succeeded("user0");
-        assert!(limits.check("someone", Some("10.0.0.1")).is_err());
-        assert!(limits.check("someone", Some("10.0.0.2")).is_ok());
+        limits.succeeded("user0", Some("10.0.0.1"));
         assert!(
-            limits.check("user5", None).is_ok(),
-            "one failure is not a lock-out"
+            limits.attempt("user0", Some("10.0.0.1")).is_ok(),
+            "its own back"
         );
+        assert!(limits.attempt("someone", Some("10.0.0.1")).is_err());
+        assert!(limits.attempt("someone", Some("10.0.0.2")).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a = address_key("2001:db8:1:2::1".parse().unwrap());
+        let b = address_key("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, address_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(address_key("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.3");
     }
 }

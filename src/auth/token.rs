@@ -182,15 +182,23 @@ impl SessionTokens {
     /// Verifies signature, expiry and the checks for `usage`; returns the
     /// user and the token.
     fn verify(&self, token: &str, usage: &Use) -> Result<(UserId, Biscuit), AuthError> {
-        let keys = |id: Option<u32>| {
-            // tokens minted before key ids were used carry none: the signing key
-            let id = id.unwrap_or(self.signing_id);
-            self.verifying
-                .get(&id)
-                .copied()
+        let by_id = |id: Option<u32>| {
+            id.and_then(|id| self.verifying.get(&id).copied())
                 .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
         };
-        let biscuit = Biscuit::from_base64(token, keys).map_err(|_| AuthError::Invalid)?;
+        // tokens minted before key ids were used carry none: any of the keys
+        let biscuit = Biscuit::from_base64(token, by_id)
+            .or_else(|_| {
+                self.verifying
+                    .values()
+                    .find_map(|key| {
+                        Biscuit::from_base64(token, *key)
+                            .ok()
+                            .filter(|b| b.root_key_id().is_none())
+                    })
+                    .ok_or(AuthError::Invalid)
+            })
+            .map_err(|_| AuthError::Invalid)?;
         let now = SystemTime::now();
         let builder = match usage {
             Use::Api => authorizer!(
@@ -383,6 +391,50 @@ mod tests {
         let video = JobId::new();
         let link = t.download_link(&session(&t, &token), video).unwrap();
         assert!(t.verify(link_token(&link), &Use::Download(video)).is_err());
+    }
+
+    #[test]
+    fn a_token_without_a_key_id_is_checked_against_every_key() {
+        let (old, new) = (key(), key());
+        let user = UserId::new();
+        let expires = SystemTime::now() + Duration::from_secs(60);
+        let legacy = biscuit!(
+            r#"user({user}); check if time($t), $t < {expires};"#,
+            user = user.to_string(),
+            expires = expires,
+        )
+        .build(&KeyPair::from(&old.0))
+        .and_then(|b| b.to_base64())
+        .unwrap();
+        let rotated = tokens_with(&[new, old], Duration::from_secs(60));
+        assert_eq!(rotated.verify(&legacy, &Use::Api).unwrap().0, user);
+        let other = tokens(Duration::from_secs(60));
+        assert!(other.verify(&legacy, &Use::Api).is_err());
+    }
+
+    #[test]
+    fn a_block_appended_to_a_link_cannot_widen_it() {
+        let t = tokens(Duration::from_secs(3600));
+        let (token, _) = t.mint(UserId::new());
+        let (video, other) = (JobId::new(), JobId::new());
+        let link = t.download_link(&session(&t, &token), video).unwrap();
+        let widened = Biscuit::from_base64(link_token(&link), t.signing.public())
+            .unwrap()
+            .append(block!(
+                r#"operation("api"); operation("download"); video({other});"#,
+                other = other.to_string()
+            ))
+            .and_then(|b| b.to_base64())
+            .unwrap();
+        assert!(t.verify(&widened, &Use::Api).is_err(), "the API");
+        assert!(
+            t.verify(&widened, &Use::Download(other)).is_err(),
+            "another video"
+        );
+        assert!(
+            t.verify(&widened, &Use::Download(video)).is_ok(),
+            "its own zip still"
+        );
     }
 
     #[test]

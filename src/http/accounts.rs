@@ -84,7 +84,7 @@ pub async fn register(
 ) -> Result<User, ApiError> {
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
-    let hash = auth::hash_password(password).await;
+    let hash = auth::hash_password(password).await?;
     match db::users::insert_user(pool, &email, &hash).await {
         Ok(user) => Ok(user),
         Err(e) if e.is_unique_violation() => Err(ApiError::EmailTaken),
@@ -108,8 +108,7 @@ async fn create_user(state: State, body: CredentialsBody) -> Result<impl Reply, 
     ))
 }
 
-/// Who the client is for rate limits: the connection's peer, or behind a
-/// trusted proxy the last address it appended to the configured header.
+/// Who the client is for rate limits (see [`super::client::address`]).
 fn client_address(
     state: State,
 ) -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
@@ -117,21 +116,7 @@ fn client_address(
         .and(warp::header::headers_cloned())
         .map(
             move |peer: Option<ClientAddr>, headers: warp::http::HeaderMap| {
-                let header = state.settings.tuning.client_ip_header.trim();
-                if !header.is_empty() {
-                    let forwarded = headers
-                        .get_all(header)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .flat_map(|v| v.split(','))
-                        .map(str::trim)
-                        .rfind(|v| !v.is_empty())
-                        .map(str::to_owned);
-                    if forwarded.is_some() {
-                        return forwarded;
-                    }
-                }
-                peer.map(|ClientAddr(addr)| addr.ip().to_string())
+                super::client::address(peer, &headers, &state.settings.tuning)
             },
         )
 }
@@ -144,11 +129,12 @@ async fn sign_in(
     let (Some(email), Some(password)) = (body.email, body.password) else {
         return Err(ApiError::InvalidInput("email and password are required".into()).into());
     };
-    // Limited by what was sent, before it is parsed: a malformed address is a
-    // guess like any other.
-    let account = email.trim().to_lowercase();
+    // Every attempt counts, a malformed address too (under one key: it can
+    // have no account).
+    let parsed = Email::parse(&email).ok();
+    let account = parsed.as_ref().map_or("(not an email)", |e| e.as_str());
     let address = address.as_deref();
-    if let Err(wait) = state.limiter.check(&account, address) {
+    if let Err(wait) = state.limiter.attempt(account, address) {
         metrics::counter!("vp_sign_ins_total", "result" => "rate_limited").increment(1);
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
@@ -157,23 +143,24 @@ async fn sign_in(
     }
     // An address that cannot exist has no account; it still costs one
     // verification, so the answer takes as long as for a wrong password.
-    let found = match Email::parse(&email) {
-        Ok(email) => db::users::find_credentials(&state.pool, &email)
+    let found = match &parsed {
+        Some(email) => db::users::find_credentials(&state.pool, email)
             .await
             .map_err(ApiError::from)?,
-        Err(_) => None,
+        None => None,
     };
     let (user, hash) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let verified = auth::verify_password(password, hash).await;
+    let verified = auth::verify_password(password, hash)
+        .await
+        .map_err(ApiError::from)?;
     let Some(user) = user.filter(|_| verified) else {
-        state.limiter.failed(&account, address);
         metrics::counter!("vp_sign_ins_total", "result" => "refused").increment(1);
         return Err(ApiError::InvalidCredentials.into());
     };
-    state.limiter.succeeded(&account);
+    state.limiter.succeeded(account, address);
     metrics::counter!("vp_sign_ins_total", "result" => "ok").increment(1);
     let (token, expires_at) = state.sessions.mint(user.id);
     Ok(warp::reply::json(&serde_json::json!({

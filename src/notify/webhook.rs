@@ -24,33 +24,57 @@ pub struct WebhookSender {
     internal_allowed: bool,
 }
 
-/// Addresses a webhook may not reach: a user's URL must not make the node
-/// call into its own network (other pods, the cloud's metadata service).
-/// Loopback stays allowed: it reaches only the node's own pod, and the API
-/// accepts `http://` loopback URLs for development.
+/// Addresses a webhook may not reach unless the operator allows it: a
+/// user's URL must not make the node call into its own pod (sidecars, the
+/// node's own API) or network (other pods, the cloud's metadata service).
+/// Only global unicast addresses are outside.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_private()
+                || v4.is_loopback()
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_multicast()
-                // carrier-grade NAT, 100.64.0.0/10
-                || (a == 100 && (64..128).contains(&b))
                 || a == 0
+                // carrier-grade NAT 100.64/10, IETF 192.0.0/24,
+                // benchmarking 198.18/15, reserved 240/4
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b & 0xfe) == 18)
+                || a >= 240
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (first & 0xfe00) == 0xfc00 // unique local
-                    || (first & 0xffc0) == 0xfe80 // link-local
+        IpAddr::V6(v6) => {
+            // forms that carry an IPv4 address reach that address
+            if let Some(v4) = embedded_v4(v6) {
+                return is_internal(IpAddr::V4(v4));
             }
-        },
+            let first = v6.segments()[0];
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || (first & 0xffc0) == 0xfec0 // site-local
+        }
+    }
+}
+
+/// The IPv4 address inside an IPv4-mapped, IPv4-compatible, NAT64
+/// (64:ff9b::/96) or 6to4 (2002::/16) address.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let low = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match s {
+        [0, 0, 0, 0, 0, 0, hi, lo] if !(hi == 0 && lo <= 1) => Some(low(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(low(hi, lo)),
+        _ => None,
     }
 }
 
@@ -67,7 +91,10 @@ impl reqwest::dns::Resolve for PublicOnly {
                 .filter(|a| !is_internal(a.ip()))
                 .collect();
             if found.is_empty() {
-                return Err(format!("{host} has no public address").into());
+                return Err(format!(
+                    "{host} has only internal addresses, which webhooks may not reach"
+                )
+                .into());
             }
             Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
         })
@@ -82,6 +109,8 @@ impl WebhookSender {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
         let client = builder
+            // a proxy would resolve the host itself, past the filter above
+            .no_proxy()
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
             // a redirect could point the signed body anywhere
@@ -110,7 +139,7 @@ impl WebhookSender {
             });
         if !self.internal_allowed && literal.is_some_and(is_internal) {
             return Err(
-                "the webhook's address is in a private network, which webhooks may not reach"
+                "the webhook's address is internal (loopback or a private network), which webhooks may not reach"
                     .into(),
             );
         }
@@ -195,15 +224,24 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "::1",
+            "64:ff9b::a9fe:a9fe",
+            "::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
         ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
         for public in [
             "93.184.216.34",
-            "127.0.0.1",
-            "::1",
             "2606:4700::1111",
             "172.32.0.1",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
         ] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }

@@ -584,8 +584,9 @@ fn cluster_pki(dir: &std::path::Path, name: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn with_mutual_tls_the_cookie_alone_does_not_let_a_node_in() {
     let pki = tempfile::tempdir().unwrap();
+    let ours = cluster_pki(pki.path(), "cluster");
     let base = NodeConfig {
-        env: cluster_pki(pki.path(), "cluster"),
+        env: ours.clone(),
         ..NodeConfig::default()
     };
     // nodes holding certificates of the cluster's CA join each other
@@ -608,9 +609,12 @@ async fn with_mutual_tls_the_cookie_alone_does_not_let_a_node_in() {
         );
     }
 
-    // the right cookie without a certificate, then with another CA's
-    let other_ca = cluster_pki(pki.path(), "other");
-    for (i, tls) in [Vec::new(), other_ca].into_iter().enumerate() {
+    // the right cookie without a certificate, then with a certificate of
+    // another CA (trusting ours, so that only our side can refuse it)
+    let mut foreign = cluster_pki(pki.path(), "other");
+    foreign[2] = ours[2].clone();
+    assert_eq!(foreign[2].0, "VP_CLUSTER_TLS_CA");
+    for (i, tls) in [Vec::new(), foreign].into_iter().enumerate() {
         let before = tls_refusals();
         let intruder = cluster.intruder(
             &format!("intruder-{i}"),

@@ -322,14 +322,17 @@ async fn sign_in_is_limited_per_client_address_across_accounts() {
     let app = TestApp::spawn().await;
     app.user("ann@example.com").await;
     let mut limited = None;
-    // each account sees only a few failures; the address sees them all
+    // each account sees only a few failures; the address sees them all,
+    // whatever proxy header the client makes up (no proxy is trusted)
     for i in 0..120 {
         let r = app
-            .post_json(
-                "/api/v1/sessions",
-                &json!({"email": format!("guess{}@example.com", i % 40), "password": "wrong password"}),
-            )
-            .await;
+            .http
+            .post(app.url("/api/v1/sessions"))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&json!({"email": format!("guess{}@example.com", i % 40), "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
         match r.status().as_u16() {
             401 => {}
             429 => {
@@ -354,6 +357,26 @@ async fn sign_in_is_limited_per_client_address_across_accounts() {
         .await;
     assert_eq!(r.status(), 429);
     assert_eq!(error_code(r).await, "rate_limited");
+}
+
+#[tokio::test]
+async fn guesses_sent_at_once_are_counted_as_they_arrive() {
+    let app = TestApp::spawn().await;
+    app.user("ann@example.com").await;
+    let wrong = json!({"email": "ann@example.com", "password": "wrong password"});
+    let answers =
+        futures::future::join_all((0..30).map(|_| app.post_json("/api/v1/sessions", &wrong))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        checked, 10,
+        "only the account's 10 attempts are checked: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
 }
 
 /// A multipart body by hand, for the malformed ones.

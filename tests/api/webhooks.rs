@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{TestApp, WebhookReceiver, eventually, fixture};
+use crate::helpers::{NodeConfig, TestApp, WebhookReceiver, eventually, fixture};
 
 const PROCESSING: Duration = Duration::from_secs(60);
 
@@ -43,11 +43,16 @@ async fn settled_webhooks(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     .await
 }
 
+/// A node whose webhooks may reach this machine, where the receivers run.
+fn local_webhooks() -> NodeConfig {
+    NodeConfig::tuned("webhook_private_networks = true\n")
+}
+
 #[tokio::test]
 async fn webhook_events_are_signed_retried_and_delivered_once() {
     // the receiver fails the first request it gets, whichever event it is
     let hook = WebhookReceiver::start(1).await;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(local_webhooks(), false).await;
     let token = app.user("ann@example.com").await;
     let me = app
         .patch_me_ok(&token, &json!({"webhook_url": hook.url()}))
@@ -141,7 +146,7 @@ async fn webhook_events_are_signed_retried_and_delivered_once() {
 async fn an_unreachable_webhook_is_retried_with_its_reason_shown() {
     // nothing listens on this port
     let url = format!("http://127.0.0.1:{}/hook", crate::helpers::free_port());
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(local_webhooks(), false).await;
     let token = app.user("ann@example.com").await;
     app.patch_me_ok(&token, &json!({"webhook_url": url})).await;
     let id = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
@@ -179,4 +184,38 @@ async fn an_unreachable_webhook_is_retried_with_its_reason_shown() {
         .cloned()
         .unwrap();
     assert_eq!(email["kind"], "job_failed");
+}
+
+#[tokio::test]
+async fn by_default_a_webhook_cannot_reach_the_node_s_own_network() {
+    let hook = WebhookReceiver::start(0).await;
+    let app = TestApp::spawn().await;
+    // loopback is allowed as a URL but refused at delivery (it is the
+    // node's own pod), by address and by a name that resolves to it
+    let by_name = hook.url().replace("127.0.0.1", "localhost");
+    for (email, url) in [
+        ("ann@example.com", hook.url()),
+        ("bob@example.com", by_name),
+    ] {
+        let token = app.user(email).await;
+        app.patch_me_ok(&token, &json!({"webhook_url": url})).await;
+        let id = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
+        app.wait_final(&token, &id, PROCESSING).await;
+        let refused = eventually(
+            "a refused webhook attempt",
+            Duration::from_secs(30),
+            || async {
+                let video = app.video(&token, &id).await;
+                video["notifications"]
+                    .as_array()?
+                    .iter()
+                    .find(|n| n["channel"] == "webhook" && n["last_error"].is_string())
+                    .cloned()
+            },
+        )
+        .await;
+        let reason = refused["last_error"].as_str().unwrap();
+        assert!(reason.contains("internal"), "{url}: {refused}");
+    }
+    assert!(hook.received().is_empty(), "the receiver was called");
 }
