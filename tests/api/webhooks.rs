@@ -43,6 +43,23 @@ async fn settled_webhooks(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     .await
 }
 
+/// The video's webhook notification once an attempt has failed.
+async fn failed_webhook_attempt(app: &TestApp, token: &str, id: &str) -> Value {
+    eventually(
+        "a failed webhook attempt",
+        Duration::from_secs(30),
+        || async {
+            let video = app.video(token, id).await;
+            video["notifications"]
+                .as_array()?
+                .iter()
+                .find(|n| n["channel"] == "webhook" && n["last_error"].is_string())
+                .cloned()
+        },
+    )
+    .await
+}
+
 /// A node whose webhooks may reach this machine, where the receivers run.
 fn local_webhooks() -> NodeConfig {
     NodeConfig::tuned("webhook_private_networks = true\n")
@@ -154,19 +171,7 @@ async fn an_unreachable_webhook_is_retried_with_its_reason_shown() {
         app.wait_final(&token, &id, PROCESSING).await["status"],
         "failed"
     );
-    let waiting = eventually(
-        "a failed webhook attempt",
-        Duration::from_secs(30),
-        || async {
-            let video = app.video(&token, &id).await;
-            video["notifications"]
-                .as_array()?
-                .iter()
-                .find(|n| n["channel"] == "webhook" && n["last_error"].is_string())
-                .cloned()
-        },
-    )
-    .await;
+    let waiting = failed_webhook_attempt(&app, &token, &id).await;
     assert_eq!(waiting["status"], "pending", "{waiting}");
     assert!(
         waiting["last_error"]
@@ -201,19 +206,7 @@ async fn by_default_a_webhook_cannot_reach_the_node_s_own_network() {
         app.patch_me_ok(&token, &json!({"webhook_url": url})).await;
         let id = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
         app.wait_final(&token, &id, PROCESSING).await;
-        let refused = eventually(
-            "a refused webhook attempt",
-            Duration::from_secs(30),
-            || async {
-                let video = app.video(&token, &id).await;
-                video["notifications"]
-                    .as_array()?
-                    .iter()
-                    .find(|n| n["channel"] == "webhook" && n["last_error"].is_string())
-                    .cloned()
-            },
-        )
-        .await;
+        let refused = failed_webhook_attempt(&app, &token, &id).await;
         let reason = refused["last_error"].as_str().unwrap();
         assert!(reason.contains("internal"), "{url}: {refused}");
     }
