@@ -14,6 +14,10 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Sign-ups (attempts, taken emails included) one client address may make
+/// in an hour.
+pub const SIGN_UPS_PER_HOUR: u32 = 30;
+
 /// Keys kept before windows that have passed are forgotten.
 const PRUNE_ABOVE: usize = 100_000;
 
@@ -64,10 +68,12 @@ impl SignInLimiter {
 }
 
 /// The two limits a sign-in passes: its account, and its client's address
-/// (which many people share behind one NAT, so it allows more).
+/// (which many people share behind one NAT, so it allows more); and the
+/// sign-ups one client address may make.
 pub struct SignInLimits {
     pub account: SignInLimiter,
     pub address: SignInLimiter,
+    pub sign_up: SignInLimiter,
 }
 
 /// The key an address is counted under: an IPv6 client usually holds a
@@ -90,6 +96,7 @@ impl SignInLimits {
         Self {
             account: SignInLimiter::new(10, window),
             address: SignInLimiter::new(100, window),
+            sign_up: SignInLimiter::new(SIGN_UPS_PER_HOUR, Duration::from_secs(3600)),
         }
     }
 

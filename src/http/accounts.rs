@@ -13,6 +13,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
     let users = warp::path!("users")
         .and(warp::post())
         .and(with_state(state.clone()))
+        .and(client_address(state.clone()))
         .and(json_body())
         .and_then(create_user);
     let sessions = warp::path!("sessions");
@@ -92,10 +93,24 @@ pub async fn register(
     }
 }
 
-async fn create_user(state: State, body: CredentialsBody) -> Result<impl Reply, Rejection> {
+async fn create_user(
+    state: State,
+    address: Option<String>,
+    body: CredentialsBody,
+) -> Result<impl Reply, Rejection> {
     let (Some(email), Some(password)) = (body.email, body.password) else {
         return Err(ApiError::InvalidInput("email and password are required".into()).into());
     };
+    // sign-ups cost a password hash each and tell taken emails apart: a
+    // client gets a bounded number of them
+    if let Some(address) = &address
+        && let Err(wait) = state.limiter.sign_up.attempt(address)
+    {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        }
+        .into());
+    }
     let user = register(&state.pool, &email, &password).await?;
     tracing::info!(user_id = %user.id, "user registered");
     let view = UserView {

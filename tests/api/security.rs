@@ -360,6 +360,24 @@ async fn sign_in_is_limited_per_client_address_across_accounts() {
 }
 
 #[tokio::test]
+async fn one_client_address_gets_a_bounded_number_of_sign_ups() {
+    let app = TestApp::spawn().await;
+    let mut statuses = Vec::new();
+    for i in 0..32 {
+        let r = app
+            .post_json(
+                "/api/v1/users",
+                &json!({"email": format!("new{i}@example.com"), "password": PASSWORD}),
+            )
+            .await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..30], [201; 30], "{statuses:?}");
+    assert_eq!(statuses[30..], [429, 429], "{statuses:?}");
+    assert_eq!(app.count_rows("users").await, 30);
+}
+
+#[tokio::test]
 async fn guesses_sent_at_once_are_counted_as_they_arrive() {
     let app = TestApp::spawn().await;
     app.user("ann@example.com").await;
