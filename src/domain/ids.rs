@@ -13,9 +13,10 @@ macro_rules! uuid_id {
         pub struct $name(pub Uuid);
 
         impl $name {
-            /// A new, time-ordered id.
+            /// A new random id (UUIDv4, 122 random bits): it cannot be
+            /// guessed and says nothing, not even when it was made.
             pub fn new() -> Self {
-                Self(Uuid::now_v7())
+                Self(Uuid::new_v4())
             }
 
             pub fn parse(raw: &str) -> Option<Self> {
@@ -75,6 +76,8 @@ mod tests {
     fn ids_round_trip_and_refuse_garbage() {
         let id = JobId::new();
         assert_eq!(JobId::parse(&id.to_string()), Some(id));
+        assert_eq!(id.0.get_version(), Some(uuid::Version::Random));
+        assert_ne!(JobId::new(), id);
         assert_eq!(JobId::parse("42"), None);
     }
 
