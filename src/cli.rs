@@ -1,4 +1,4 @@
-//! The command line: `videoproject serve | migrate | user add EMAIL | version`.
+//! The command line: `videoproject serve | migrate | user add EMAIL | jobs | version`.
 
 use clap::{Parser, Subcommand};
 
@@ -24,8 +24,30 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// List jobs of every user, newest first, or show one.
+    Jobs {
+        #[command(subcommand)]
+        command: Option<JobsCommand>,
+        /// Only jobs in this state (uploading, queued, processing, done, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// How many jobs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// One job with every transition it went through.
+    Show {
+        id: String,
+        /// Then print its state and progress as they change, until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +90,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["videoproject", "user", "add"]).is_err());
+        match Cli::try_parse_from(["videoproject", "jobs", "--state", "failed"])
+            .unwrap()
+            .command
+        {
+            Command::Jobs {
+                command: None,
+                state,
+                limit,
+            } => assert_eq!((state.as_deref(), limit), (Some("failed"), 20)),
+            other => panic!("{other:?}"),
+        }
+        match Cli::try_parse_from(["videoproject", "jobs", "show", "X", "--follow"])
+            .unwrap()
+            .command
+        {
+            Command::Jobs {
+                command: Some(JobsCommand::Show { id, follow }),
+                ..
+            } => assert_eq!((id.as_str(), follow), ("X", true)),
+            other => panic!("{other:?}"),
+        }
         assert!(Cli::try_parse_from(["videoproject", "dance"]).is_err());
     }
 }

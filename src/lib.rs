@@ -21,6 +21,7 @@
 //! clients send, [`settings`] and [`cli`] are the operating contract,
 //! [`app`] wires a node together.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -5,9 +5,9 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use clap::Parser;
-use videoproject::cli::{Cli, Command, UserCommand};
+use videoproject::cli::{Cli, Command, JobsCommand, UserCommand};
 use videoproject::settings::Settings;
-use videoproject::{app, http, telemetry};
+use videoproject::{admin, app, http, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -69,6 +69,29 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "id": user.id, "email": user.email.as_str() })
             );
+            Ok(())
+        }
+        Command::Jobs {
+            command,
+            state,
+            limit,
+        } => {
+            let pool = app::prepare_database(&settings, 2).await?;
+            match command {
+                None => {
+                    let state = state.as_deref().map(admin::parse_state).transpose()?;
+                    print!(
+                        "{}",
+                        admin::list(&pool, state, limit.clamp(1, 10_000)).await?
+                    );
+                }
+                Some(JobsCommand::Show { id, follow }) => {
+                    print!("{}", admin::show(&pool, &id).await?);
+                    if follow {
+                        admin::follow(&pool, &id, |line| println!("{line}")).await?;
+                    }
+                }
+            }
             Ok(())
         }
         Command::Version => unreachable!("handled before settings load"),

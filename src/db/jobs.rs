@@ -724,6 +724,35 @@ pub async fn count_by_state(pool: &Pool) -> DbResult<Vec<(JobState, i64)>> {
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Jobs of every user, newest first, optionally in one state, with their
+/// owner's email: the operator's view (`videoproject jobs`).
+pub async fn list_all(
+    pool: &Pool,
+    state: Option<JobState>,
+    limit: i64,
+) -> DbResult<Vec<(JobRow, String)>> {
+    let conn = pool.get().await?;
+    let columns: Vec<String> = COLUMNS
+        .split(", ")
+        .map(|c| format!("j.{}", c.trim()))
+        .collect();
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {}, u.email FROM jobs j JOIN users u ON u.id = j.user_id
+                 WHERE $1::job_state IS NULL OR j.state = $1
+                 ORDER BY j.created_at DESC, j.id DESC LIMIT $2",
+                columns.join(", ")
+            ),
+            &[&state, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (JobRow::from_row(r), r.get("email")))
+        .collect())
+}
+
 /// The transitions of one job, oldest first: (from, to, node, attempt, detail).
 pub async fn list_events(
     pool: &Pool,

@@ -93,3 +93,73 @@ async fn cli_version_migrate_and_user_add() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("VP_WORKERS"));
 }
+
+/// `videoproject ARGS…` against the app's database: (success, stdout, stderr).
+fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(crate::helpers::binary())
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env("VP_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_operator_lists_and_inspects_jobs_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let good = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "2")])
+        .await;
+    let bad = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
+    let timeout = std::time::Duration::from_secs(120);
+    assert_eq!(
+        app.wait_final(&token, &good, timeout).await["status"],
+        "done"
+    );
+    assert_eq!(
+        app.wait_final(&token, &bad, timeout).await["status"],
+        "failed"
+    );
+
+    let (ok, all, _) = operator(&app, &["jobs"]);
+    assert!(ok);
+    let line = |id: &str| {
+        all.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line(&good).contains("done") && line(&good).contains("ann@example.com"),
+        "{all}"
+    );
+    assert!(line(&bad).contains("failed"), "{all}");
+
+    let (ok, failed, _) = operator(&app, &["jobs", "--state", "failed"]);
+    assert!(ok);
+    assert!(failed.contains(&bad) && !failed.contains(&good), "{failed}");
+
+    let (ok, shown, _) = operator(&app, &["jobs", "show", &good, "--follow"]);
+    assert!(ok);
+    assert!(shown.contains("2 frames"), "{shown}");
+    assert!(shown.contains("queued -> processing"), "{shown}");
+    assert!(shown.contains("processing -> done"), "{shown}");
+    assert_eq!(
+        shown.lines().last(),
+        Some("done 100%"),
+        "--follow ends on the final state"
+    );
+
+    let (ok, _, err) = operator(&app, &["jobs", "--state", "finished"]);
+    assert!(!ok);
+    assert!(err.contains("unknown state"), "{err}");
+    let (ok, _, err) = operator(&app, &["jobs", "show", "not-an-id"]);
+    assert!(!ok);
+    assert!(err.contains("no job"), "{err}");
+}
