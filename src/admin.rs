@@ -1,6 +1,7 @@
-//! Operator commands that read the database directly, from any machine that
-//! reaches it: `videoproject jobs` lists jobs of every user, `jobs show ID`
-//! shows one with its history, and `--follow` watches it run.
+//! Operator commands that work on the database directly, from any machine
+//! that reaches it: `videoproject jobs` lists jobs of every user, `jobs show
+//! ID` shows one with its history, `--follow` watches it run; `user disable`
+//! and `user enable` shut an account out and let it back in.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 use crate::db::{self, jobs::JobRow};
-use crate::domain::JobId;
+use crate::domain::{Email, JobId};
 use crate::jobs::JobState;
 
 /// How often `--follow` looks at the job.
@@ -20,6 +21,8 @@ pub enum AdminError {
     State(String),
     #[error("no job {0}")]
     NoJob(String),
+    #[error("no account {0}")]
+    NoUser(String),
     #[error(transparent)]
     Db(#[from] db::DbError),
 }
@@ -150,6 +153,16 @@ pub async fn follow(
             return Ok(());
         }
         tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+/// Disables or enables the account with `email`.
+pub async fn set_disabled(pool: &Pool, email: &str, disabled: bool) -> Result<(), AdminError> {
+    let parsed = Email::parse(email).map_err(|_| AdminError::NoUser(email.to_owned()))?;
+    if db::users::set_disabled(pool, &parsed, disabled).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NoUser(email.to_owned()))
     }
 }
 

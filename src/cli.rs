@@ -1,4 +1,4 @@
-//! The command line: `videoproject serve | migrate | user add EMAIL | jobs | version`.
+//! The command line: `videoproject serve | migrate | user add|disable|enable EMAIL | jobs | version`.
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +54,10 @@ pub enum JobsCommand {
 pub enum UserCommand {
     /// Create a user. The password is read from VP_USER_PASSWORD, else from standard input.
     Add { email: String },
+    /// Disable a user: no sign-in, and its tokens are refused on every node.
+    Disable { email: String },
+    /// Enable a disabled user again.
+    Enable { email: String },
 }
 
 #[cfg(test)]

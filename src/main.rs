@@ -71,6 +71,22 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User {
+            command: UserCommand::Disable { email },
+        } => {
+            let pool = app::prepare_database(&settings, 2).await?;
+            admin::set_disabled(&pool, &email, true).await?;
+            println!("{email} is disabled: no sign-in, its tokens are refused");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Enable { email },
+        } => {
+            let pool = app::prepare_database(&settings, 2).await?;
+            admin::set_disabled(&pool, &email, false).await?;
+            println!("{email} is enabled");
+            Ok(())
+        }
         Command::Jobs {
             command,
             state,

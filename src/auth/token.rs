@@ -249,7 +249,7 @@ impl Authenticator for SessionTokens {
             };
             let (user_id, biscuit) = self.verify(token, &usage)?;
             let revocation_ids = biscuit.revocation_identifiers();
-            if db::keys::any_revoked(&self.pool, &revocation_ids).await? {
+            if db::keys::refused(&self.pool, &revocation_ids, user_id).await? {
                 return Err(AuthError::Revoked);
             }
             Ok(Principal {

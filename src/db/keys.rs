@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use super::DbResult;
+use crate::domain::UserId;
 
 /// Returns the stored root key, storing `candidate` first if there is none.
 /// Concurrent first starts agree on one key: the first insert wins.
@@ -35,12 +36,15 @@ pub async fn insert_revocations(
     Ok(())
 }
 
-pub async fn any_revoked(pool: &Pool, ids: &[Vec<u8>]) -> DbResult<bool> {
+/// Whether a token is no longer good: one of its revocation ids was revoked,
+/// or its user was disabled. One query, on every authenticated request.
+pub async fn refused(pool: &Pool, ids: &[Vec<u8>], user: UserId) -> DbResult<bool> {
     let conn = pool.get().await?;
     let row = conn
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE revocation_id = ANY($1))",
-            &[&ids],
+            "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE revocation_id = ANY($1))
+                 OR EXISTS (SELECT 1 FROM users WHERE id = $2 AND disabled_at IS NOT NULL)",
+            &[&ids, &user.0],
         )
         .await?;
     Ok(row.get(0))

@@ -46,7 +46,8 @@ pub async fn find_credentials(pool: &Pool, email: &Email) -> DbResult<Option<(Us
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
-            "SELECT id, email, notify_on_success, webhook_url, webhook_secret, password_hash FROM users WHERE email = $1",
+            "SELECT id, email, notify_on_success, webhook_url, webhook_secret, password_hash FROM users
+             WHERE email = $1 AND disabled_at IS NULL",
             &[&email.as_str()],
         )
         .await?;
@@ -105,4 +106,17 @@ pub async fn update_preferences(
         )
         .await?;
     Ok(row.as_ref().map(User::from_row))
+}
+
+/// Disables (or enables again) the account with `email`; false when there is none.
+pub async fn set_disabled(pool: &Pool, email: &Email, disabled: bool) -> DbResult<bool> {
+    let conn = pool.get().await?;
+    let changed = conn
+        .execute(
+            "UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END
+             WHERE email = $1",
+            &[&email.as_str(), &disabled],
+        )
+        .await?;
+    Ok(changed == 1)
 }

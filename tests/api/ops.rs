@@ -163,3 +163,37 @@ async fn the_operator_lists_and_inspects_jobs_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("no job"), "{err}");
 }
+
+#[tokio::test]
+async fn an_operator_can_disable_an_account_and_enable_it_again() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("ann@example.com").await;
+    let bob = app.user("bob@example.com").await;
+    let me = |token: &str| app.get(token, "/api/v1/me").send();
+    let credentials =
+        serde_json::json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD});
+    let sign_in = || app.post_json("/api/v1/sessions", &credentials);
+
+    let (ok, said, _) = operator(&app, &["user", "disable", "ann@example.com"]);
+    assert!(ok, "{said}");
+    let r = me(&ann).await.unwrap();
+    assert_eq!(r.status(), 401, "a disabled account's token is refused");
+    assert_eq!(error_code(r).await, "unauthorized");
+    let r = sign_in().await;
+    assert_eq!(r.status(), 401, "and it cannot sign in");
+    assert_eq!(error_code(r).await, "invalid_credentials");
+    assert_eq!(
+        me(&bob).await.unwrap().status(),
+        200,
+        "others are not affected"
+    );
+
+    let (ok, _, _) = operator(&app, &["user", "enable", "ann@example.com"]);
+    assert!(ok);
+    assert_eq!(sign_in().await.status(), 200);
+    assert_eq!(me(&ann).await.unwrap().status(), 200);
+
+    let (ok, _, err) = operator(&app, &["user", "disable", "nobody@example.com"]);
+    assert!(!ok);
+    assert!(err.contains("no account"), "{err}");
+}

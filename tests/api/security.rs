@@ -753,6 +753,11 @@ async fn json_bodies_and_queries_are_bounded_and_checked() {
             .unwrap();
         expect(r, status, code, what).await;
     }
+    // a body refused unread closes its connection, and says so first
+    let huge = json!({"email": "x@example.com", "password": "p".repeat(100_000)});
+    let r = app.post_json("/api/v1/users", &huge).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["connection"], "close");
     assert_nothing_left(&app, "JSON").await;
     assert_eq!(app.count_rows("users").await, 1);
 }
