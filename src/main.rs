@@ -73,20 +73,10 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::User {
             command: UserCommand::Disable { email },
-        } => {
-            let pool = app::prepare_database(&settings, 2).await?;
-            admin::set_disabled(&pool, &email, true).await?;
-            println!("{email} is disabled: no sign-in, its tokens are refused");
-            Ok(())
-        }
+        } => set_disabled(&settings, &email, true).await,
         Command::User {
             command: UserCommand::Enable { email },
-        } => {
-            let pool = app::prepare_database(&settings, 2).await?;
-            admin::set_disabled(&pool, &email, false).await?;
-            println!("{email} is enabled");
-            Ok(())
-        }
+        } => set_disabled(&settings, &email, false).await,
         Command::Jobs {
             command,
             state,
@@ -112,4 +102,16 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Version => unreachable!("handled before settings load"),
     }
+}
+
+/// `user disable` and `user enable`.
+async fn set_disabled(settings: &Settings, email: &str, disabled: bool) -> anyhow::Result<()> {
+    let pool = app::prepare_database(settings, 2).await?;
+    admin::set_disabled(&pool, email, disabled).await?;
+    if disabled {
+        println!("{email} is disabled: no sign-in, its tokens are refused");
+    } else {
+        println!("{email} is enabled");
+    }
+    Ok(())
 }
