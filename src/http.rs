@@ -10,6 +10,7 @@ mod download;
 pub mod error;
 mod events;
 mod hygiene;
+mod observe;
 pub use hygiene::ClientAddr;
 mod ops;
 mod server;

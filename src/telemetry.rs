@@ -39,6 +39,18 @@ pub fn metrics() -> PrometheusHandle {
                     ],
                 )
                 .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("vp_http_request_seconds".into()),
+                    &[
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+                    ],
+                )
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("vp_frames_per_second".into()),
+                    &[0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0],
+                )
+                .expect("static buckets are valid")
                 .install_recorder()
                 .expect("metrics recorder installed once");
             let upkeep = handle.clone();

@@ -715,6 +715,19 @@ pub async fn count_pending_for_owner(pool: &Pool, user: UserId) -> DbResult<i64>
     Ok(row.get(0))
 }
 
+/// How long the oldest queued job has waited, in seconds (0 with none).
+pub async fn oldest_queued_age(pool: &Pool) -> DbResult<f64> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT coalesce(extract(epoch FROM now() - min(updated_at)), 0)::float8
+             FROM jobs WHERE state = 'queued'",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Job counts by state, for metrics.
 pub async fn count_by_state(pool: &Pool) -> DbResult<Vec<(JobState, i64)>> {
     let conn = pool.get().await?;

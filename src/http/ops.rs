@@ -54,6 +54,9 @@ async fn metrics(state: State) -> warp::reply::Response {
             metrics::gauge!("vp_jobs", "state" => s.as_str()).set(n as f64);
         }
     }
+    if let Ok(age) = db::jobs::oldest_queued_age(&state.pool).await {
+        metrics::gauge!("vp_queue_oldest_seconds").set(age);
+    }
     let text = state.metrics.render();
     warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
 }

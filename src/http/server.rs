@@ -18,6 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::hygiene::{ClientAddr, Cors, secure};
+use super::observe::Timing;
 use super::{State, routes};
 
 /// Largest read buffer per connection: enough for any request head we take
@@ -85,7 +86,8 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 }
 
 /// The routes with what every request and answer gets around them: the
-/// client's address in, security and CORS headers out (see `hygiene`).
+/// client's address in, security and CORS headers out (see `hygiene`), and
+/// the request's time to its answer (see `observe`).
 #[derive(Clone)]
 struct Guarded<S> {
     inner: S,
@@ -112,6 +114,7 @@ where
             return Box::pin(std::future::ready(Ok(answer)));
         }
         let origin = self.cors.origin_of(&request);
+        let timing = Timing::start(request.method(), request.uri().path());
         request.extensions_mut().insert(self.client);
         let answer = self.inner.call(request);
         let cors = self.cors.clone();
@@ -119,6 +122,7 @@ where
             let mut answer = answer.await?;
             secure(answer.headers_mut());
             cors.decorate(origin, answer.headers_mut());
+            timing.answered(answer.status());
             Ok(answer)
         })
     }

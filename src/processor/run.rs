@@ -250,6 +250,10 @@ async fn record_outcome(
                         tracing::warn!(error = %e, "could not remove other attempts' files");
                     }
                     metrics::histogram!("vp_processing_seconds").record(elapsed.as_secs_f64());
+                    if elapsed > Duration::ZERO {
+                        metrics::histogram!("vp_frames_per_second")
+                            .record(f64::from(done.frames) / elapsed.as_secs_f64());
+                    }
                     tracing::info!(
                         frames = done.frames,
                         zip_bytes = done.zip_bytes,

@@ -36,6 +36,10 @@ async fn health_readiness_metrics_and_unknown_routes() {
         "vp_jobs{state=\"done\"} 1",
         "vp_jobs{state=\"queued\"} 0",
         "vp_processing_seconds_count 1",
+        "vp_frames_per_second_count 1",
+        "vp_queue_oldest_seconds 0",
+        "vp_http_request_seconds_count{route=\"/api/v1/videos\",method=\"POST\",status=\"202\"} 1",
+        "vp_http_request_seconds_bucket{route=\"/api/v1/sessions\",method=\"POST\",status=\"200\",le=\"+Inf\"} 1",
     ] {
         assert!(
             metrics.contains(needle),
