@@ -46,8 +46,8 @@ pub struct Principal {
 
 #[derive(Clone)]
 pub struct Session {
-    pub revocation_ids: Vec<Vec<u8>>,
-    /// The verified token, from which download links are derived.
+    /// The verified token: its revocation ids end the session, and download
+    /// links are derived from it.
     pub token: Arc<biscuit_auth::Biscuit>,
 }
 

@@ -4,8 +4,8 @@
 
 mod accounts;
 pub use accounts::register as register_user;
+mod body_end;
 mod client;
-pub use client::parse_net;
 mod download;
 pub mod error;
 mod events;

@@ -233,7 +233,8 @@ impl SessionTokens {
     pub async fn revoke(&self, session: &Session) -> Result<(), DbError> {
         let until =
             Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(1));
-        db::keys::insert_revocations(&self.pool, &session.revocation_ids, until).await
+        let ids = session.token.revocation_identifiers();
+        db::keys::insert_revocations(&self.pool, &ids, until).await
     }
 }
 
@@ -248,14 +249,12 @@ impl Authenticator for SessionTokens {
                 Credentials::DownloadLink { token, video } => (token, Use::Download(*video)),
             };
             let (user_id, biscuit) = self.verify(token, &usage)?;
-            let revocation_ids = biscuit.revocation_identifiers();
-            if db::keys::refused(&self.pool, &revocation_ids, user_id).await? {
+            if db::keys::refused(&self.pool, &biscuit.revocation_identifiers(), user_id).await? {
                 return Err(AuthError::Revoked);
             }
             Ok(Principal {
                 user_id,
                 session: Some(Session {
-                    revocation_ids,
                     token: Arc::new(biscuit),
                 }),
             })
@@ -284,7 +283,6 @@ mod tests {
     fn session(t: &SessionTokens, token: &str) -> Session {
         let (_, biscuit) = t.verify(token, &Use::Api).unwrap();
         Session {
-            revocation_ids: biscuit.revocation_identifiers(),
             token: Arc::new(biscuit),
         }
     }

@@ -221,11 +221,6 @@ pub fn error_reply(e: &ApiError) -> warp::reply::Response {
     {
         headers.insert("content-range", v);
     }
-    // the body was refused unread: the connection cannot carry another
-    // request, and the client must know before it tries
-    if let ApiError::BodyTooLarge { .. } = e {
-        headers.insert("connection", HeaderValue::from_static("close"));
-    }
     if let ApiError::Unauthorized(_) = e {
         headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }

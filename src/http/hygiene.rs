@@ -50,7 +50,7 @@ impl Cors {
     }
 
     /// The request's `Origin` when it is allowed.
-    fn allowed<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+    pub fn origin_of<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
         let origin = req.headers().get(header::ORIGIN)?;
         let text = origin.to_str().ok()?.to_ascii_lowercase();
         self.origins.contains(&text).then(|| origin.clone())
@@ -66,7 +66,7 @@ impl Cors {
         {
             return None;
         }
-        let origin = self.allowed(req)?;
+        let origin = self.origin_of(req)?;
         let mut response = warp::reply::Response::default();
         *response.status_mut() = StatusCode::NO_CONTENT;
         let h = response.headers_mut();
@@ -88,7 +88,7 @@ impl Cors {
     }
 
     /// CORS headers for the answer to `origin` (when it was allowed).
-    pub fn decorate(&self, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
+    pub fn decorate(origin: Option<HeaderValue>, headers: &mut HeaderMap) {
         if let Some(origin) = origin {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             headers.insert(
@@ -97,10 +97,6 @@ impl Cors {
             );
             headers.append(header::VARY, HeaderValue::from_static("origin"));
         }
-    }
-
-    pub fn origin_of<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
-        self.allowed(req)
     }
 }
 
@@ -155,7 +151,7 @@ mod tests {
         let get = request(Method::GET, Some("https://app.example"), false);
         assert!(cors.preflight(&get).is_none(), "not a preflight");
         let mut headers = HeaderMap::new();
-        cors.decorate(cors.origin_of(&get), &mut headers);
+        Cors::decorate(cors.origin_of(&get), &mut headers);
         assert_eq!(
             headers["access-control-allow-origin"],
             "https://app.example"

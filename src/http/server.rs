@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use super::body_end::{Tracked, track};
 use super::hygiene::{ClientAddr, Cors, secure};
 use super::observe::Timing;
 use super::{State, routes};
@@ -86,7 +87,8 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 }
 
 /// The routes with what every request and answer gets around them: the
-/// client's address in, security and CORS headers out (see `hygiene`), and
+/// client's address in, security and CORS headers out (see `hygiene`),
+/// `Connection: close` when the body was left unread (see `body_end`), and
 /// the request's time to its answer (see `observe`).
 #[derive(Clone)]
 struct Guarded<S> {
@@ -97,7 +99,12 @@ struct Guarded<S> {
 
 impl<S, B> tower_service::Service<Request<B>> for Guarded<S>
 where
-    S: tower_service::Service<Request<B>, Response = warp::reply::Response, Error = Infallible>,
+    B: http_body::Body + Unpin,
+    S: tower_service::Service<
+            Request<Tracked<B>>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+        >,
     S::Future: Send + 'static,
 {
     type Response = warp::reply::Response;
@@ -116,12 +123,14 @@ where
         let origin = self.cors.origin_of(&request);
         let timing = Timing::start(request.method(), request.uri().path());
         request.extensions_mut().insert(self.client);
-        let answer = self.inner.call(request);
-        let cors = self.cors.clone();
+        let (parts, body) = request.into_parts();
+        let (body, body_end) = track(body);
+        let answer = self.inner.call(Request::from_parts(parts, body));
         Box::pin(async move {
             let mut answer = answer.await?;
             secure(answer.headers_mut());
-            cors.decorate(origin, answer.headers_mut());
+            Cors::decorate(origin, answer.headers_mut());
+            body_end.close_if_unread(answer.headers_mut());
             timing.answered(answer.status());
             Ok(answer)
         })

@@ -165,26 +165,23 @@ async fn check_admission(
     })
 }
 
-/// Reads and discards the rest of the body, up to `budget` bytes; true when
-/// the body was read to its end.
-/// A client that stops sending is not waited for longer than `idle`.
-async fn drain(form: &mut FormData, mut budget: usize, idle: Duration) -> bool {
+/// Reads and discards the rest of the body, up to `budget` bytes. A client
+/// that stops sending is not waited for longer than `idle`.
+async fn drain(form: &mut FormData, mut budget: usize, idle: Duration) {
     loop {
-        let mut part = match tokio::time::timeout(idle, form.try_next()).await {
-            Ok(Ok(Some(part))) => part,
-            Ok(Ok(None)) => return true,
-            Ok(Err(_)) | Err(_) => return false,
+        let Ok(Ok(Some(mut part))) = tokio::time::timeout(idle, form.try_next()).await else {
+            return;
         };
         loop {
             match tokio::time::timeout(idle, part.data()).await {
                 Ok(Some(Ok(chunk))) => {
                     budget = budget.saturating_sub(chunk.remaining());
                     if budget == 0 {
-                        return false;
+                        return;
                     }
                 }
                 Ok(None) => break,
-                Ok(Some(Err(_))) | Err(_) => return false,
+                Ok(Some(Err(_))) | Err(_) => return,
             }
         }
     }
@@ -250,18 +247,12 @@ async fn upload(
     };
     // Whatever was not read of the body is read now, within a budget, so the
     // client gets its answer on a clean connection; past the budget the
-    // connection is closed rather than reused.
-    let complete = drain(&mut form, budget, idle).await;
-    let mut response = match result {
+    // connection is closed rather than reused (the server layer says so).
+    drain(&mut form, budget, idle).await;
+    Ok(match result {
         Ok(response) => response,
         Err(e) => error::error_reply(&e),
-    };
-    if !complete {
-        response
-            .headers_mut()
-            .insert("connection", warp::http::HeaderValue::from_static("close"));
-    }
-    Ok(response)
+    })
 }
 
 /// Streams the file into the store and queues the job.

@@ -621,19 +621,24 @@ async fn hostile_file_names_are_kept_only_for_display() {
         ("sneaky\u{202E}4pm.exe", "sneaky4pm.exe"),
         ("..", "video"),
     ];
-    for (sent, shown) in cases {
+    // the video under the file name `name`: the answer's status and body
+    let upload_as = |name: String| {
         let form = reqwest::multipart::Form::new().text("count", "1").part(
             "video",
-            reqwest::multipart::Part::bytes(video.clone()).file_name(sent),
+            reqwest::multipart::Part::bytes(video.clone()).file_name(name),
         );
-        let r = app
-            .post(&ann, "/api/v1/videos")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
+        async {
+            let r = app
+                .post(&ann, "/api/v1/videos")
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    for (sent, shown) in cases {
+        let (status, body) = upload_as(sent.to_owned()).await;
         assert_eq!(status, 202, "{sent:?}: {body}");
         assert_eq!(body["video"]["filename"], shown, "{sent:?}");
     }
@@ -643,18 +648,7 @@ async fn hostile_file_names_are_kept_only_for_display() {
         let name = file.to_string_lossy();
         assert!(!name.contains("evil") && !name.contains("sneaky"), "{name}");
     }
-    let long = "é".repeat(1000);
-    let form = reqwest::multipart::Form::new().part(
-        "video",
-        reqwest::multipart::Part::bytes(video).file_name(long),
-    );
-    let r = app
-        .post(&ann, "/api/v1/videos")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
+    let (_, body) = upload_as("é".repeat(1000)).await;
     assert_eq!(
         body["video"]["filename"].as_str().unwrap().chars().count(),
         255
