@@ -13,6 +13,7 @@ mod hygiene;
 mod observe;
 pub use hygiene::ClientAddr;
 mod ops;
+mod page;
 mod server;
 pub use server::serve;
 mod upload;
@@ -62,6 +63,7 @@ pub fn routes(
             .or(videos::routes(state.clone())),
     );
     api.or(ops::routes(state))
+        .or(page::routes())
         .recover(error::recover)
         .with(warp::trace::request())
 }

@@ -637,6 +637,32 @@ pub async fn list_for_owner(
     Ok(rows.iter().map(JobRow::from_row).collect())
 }
 
+/// The owner's jobs changed after `after` (a change time and id, in that
+/// order; None: the last `recent` seconds by the database's clock), oldest
+/// change first.
+pub async fn changed_for_owner(
+    pool: &Pool,
+    user: UserId,
+    after: Option<(DateTime<Utc>, JobId)>,
+    recent: Duration,
+    limit: i64,
+) -> DbResult<Vec<JobRow>> {
+    let conn = pool.get().await?;
+    let (at, id) = after.map_or((None, uuid::Uuid::nil()), |(a, i)| (Some(a), i.0));
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM jobs
+                 WHERE user_id = $1
+                   AND (updated_at, id) > (coalesce($2, now() - make_interval(secs => $4)), $3)
+                 ORDER BY updated_at, id LIMIT $5"
+            ),
+            &[&user.0, &at, &id, &recent.as_secs_f64(), &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(JobRow::from_row).collect())
+}
+
 /// Cancels the caller's job if it is still queued or running; returns the
 /// state it was in, or None when there is no such job.
 pub async fn cancel_for_owner(

@@ -784,6 +784,8 @@ pub fn fixture(name: &str) -> PathBuf {
         "v20" => ("v20.mp4", 20, "160x120"),
         "v60_big" => ("v60_big.mp4", 60, "320x240"),
         "corrupt" => ("corrupt.mp4", 20, "640x480"),
+        // lossless 720p: few seconds, many bytes (an upload that takes a while)
+        "bulky" => ("bulky.mp4", 8, "1280x720"),
         "text" => {
             let p = dir.join("notes.mp4");
             if !p.exists() {
@@ -822,6 +824,11 @@ pub fn fixture(name: &str) -> PathBuf {
             "-pix_fmt",
             "yuv420p",
         ])
+        .args(if name == "bulky" {
+            &["-qp", "0"][..]
+        } else {
+            &[]
+        })
         .args(["-c:a", "aac", "-shortest"])
         .arg(&path)
         .status()

@@ -2,10 +2,12 @@
 //! a real SMTP server, spoken to over HTTP the way a client would.
 
 mod accounts;
+mod browser;
 mod cluster;
 mod helpers;
 mod isolation;
 mod ops;
+mod page;
 mod peaks;
 mod processing;
 mod security;

@@ -1,0 +1,158 @@
+//! The web page at `/`: a few static files under `web/`, built into the
+//! binary so a node needs nothing beside it. The page talks to the same API
+//! as any client (see web/app.js).
+
+use std::sync::LazyLock;
+
+use sha2::{Digest, Sha256};
+use warp::http::{Method, StatusCode};
+
+use super::ApiError;
+use warp::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HeaderValue};
+use warp::path::FullPath;
+use warp::{Filter, Rejection, Reply};
+
+/// The page's own policy: its scripts, styles and images come from this
+/// node only, it talks to this node only, and nothing inline runs.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
+
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+    etag: String,
+}
+
+impl Asset {
+    fn new(path: &'static str, content_type: &'static str, body: &'static [u8]) -> Self {
+        let digest = Sha256::digest(body);
+        Self {
+            path,
+            content_type,
+            body,
+            etag: format!("\"{}\"", hex::encode(&digest[..12])),
+        }
+    }
+}
+
+static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
+    [
+        Asset::new(
+            "/",
+            "text/html; charset=utf-8",
+            include_bytes!("../../web/index.html"),
+        ),
+        Asset::new(
+            "/assets/app.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../web/app.js"),
+        ),
+        Asset::new(
+            "/assets/app.css",
+            "text/css; charset=utf-8",
+            include_bytes!("../../web/app.css"),
+        ),
+        Asset::new(
+            "/assets/icon.svg",
+            "image/svg+xml",
+            include_bytes!("../../web/icon.svg"),
+        ),
+    ]
+});
+
+pub fn routes() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    // the path first: other paths must keep the API's own rejection (a
+    // method check here would turn every API 413 or 401 into a 405)
+    warp::path::full()
+        .and(warp::method())
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and_then(
+            |path: FullPath, method: Method, seen: Option<String>| async move {
+                let asset = ASSETS
+                    .iter()
+                    .find(|a| a.path == path.as_str())
+                    .ok_or_else(warp::reject::not_found)?;
+                if method != Method::GET {
+                    return Err(Rejection::from(ApiError::MethodNotAllowed));
+                }
+                Ok(answer(asset, seen.as_deref()))
+            },
+        )
+}
+
+/// The asset, or 304 when the browser has this version: browsers ask again
+/// each time (no-cache), so a new binary's page is seen at once.
+fn answer(asset: &Asset, seen: Option<&str>) -> warp::reply::Response {
+    let unchanged = seen.is_some_and(|tags| tags.split(',').any(|t| t.trim() == asset.etag));
+    let mut response = if unchanged {
+        warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()
+    } else {
+        let mut full = asset.body.into_response();
+        full.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        full
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&asset.etag) {
+        headers.insert(ETAG, etag);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_POLICY),
+    );
+    response
+}
+
+/// Whether `html` has an inline event handler attribute (` onclick=`…).
+#[cfg(test)]
+fn has_inline_handler(html: &str) -> bool {
+    html.match_indices(" on").any(|(at, _)| {
+        let rest = &html[at + 3..];
+        let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+        name_len > 0 && rest[name_len..].starts_with('=')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_is_found_and_versioned() {
+        for asset in ASSETS.iter() {
+            assert!(!asset.body.is_empty(), "{}", asset.path);
+            assert_eq!(asset.etag.len(), 26, "{}", asset.path);
+        }
+        let page = String::from_utf8_lossy(ASSETS[0].body);
+        for asset in &ASSETS[1..] {
+            assert!(
+                page.contains(asset.path),
+                "the page links {} (or it is not needed)",
+                asset.path
+            );
+        }
+    }
+
+    #[test]
+    fn the_page_has_no_inline_script_or_style() {
+        let page = String::from_utf8_lossy(ASSETS[0].body);
+        assert!(!page.contains("<script>"), "scripts come from files");
+        assert!(!page.contains("style=\""), "styles come from the sheet");
+        assert!(!has_inline_handler(&page), "no inline event handlers");
+        assert!(has_inline_handler("<a onclick=\"x()\">"));
+        assert!(!has_inline_handler("<p>only one</p>"));
+    }
+
+    #[test]
+    fn unchanged_assets_are_not_sent_again() {
+        let asset = &ASSETS[1];
+        let fresh = answer(asset, None);
+        assert_eq!(fresh.status(), 200);
+        let again = answer(asset, Some(&format!("\"other\", {}", asset.etag)));
+        assert_eq!(again.status(), 304);
+        assert_eq!(answer(asset, Some("\"other\"")).status(), 200);
+    }
+}
