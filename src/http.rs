@@ -11,6 +11,7 @@ pub mod error;
 mod events;
 mod hygiene;
 mod observe;
+mod openapi;
 pub use hygiene::ClientAddr;
 mod ops;
 mod page;
@@ -60,6 +61,7 @@ pub fn routes(
             .or(upload::routes(state.clone()))
             .or(download::routes(state.clone()))
             .or(events::routes(state.clone()))
+            .or(openapi::routes())
             .or(videos::routes(state.clone())),
     );
     api.or(ops::routes(state))

@@ -86,9 +86,11 @@ pub struct Pending {
 }
 
 /// Where a job's notification stands, for the video's API answer.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Delivery {
+    /// `job_failed` or `job_done`.
     pub kind: &'static str,
+    /// `email` or `webhook`.
     pub channel: &'static str,
     /// `pending`, `sent` or `gave_up`.
     pub status: &'static str,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use super::error::ErrorBody;
 use super::{ApiError, ClientAddr, State, authenticated, json_body, with_state};
 use crate::auth::{self, Principal};
 use crate::db::{self, users::User};
@@ -43,20 +44,31 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
     users.or(sign_in).or(sign_out).or(get_me).or(patch_me)
 }
 
-#[derive(Deserialize)]
-struct CredentialsBody {
+/// An email and a password (sign-up takes 8 characters or more).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct CredentialsBody {
+    #[schema(value_type = String, format = Email, example = "ann@example.com")]
     email: Option<String>,
+    #[schema(value_type = String, format = Password, min_length = 8)]
     password: Option<String>,
 }
 
-#[derive(Serialize)]
-struct UserView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UserView<'a> {
     id: String,
     email: &'a str,
 }
 
-#[derive(Serialize)]
-struct ProfileView<'a> {
+/// A session: the bearer token for `Authorization`, and when it expires.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct SessionView {
+    token: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ProfileView<'a> {
     id: String,
     email: &'a str,
     notify_on_success: bool,
@@ -93,6 +105,14 @@ pub async fn register(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "accounts",
+    request_body = CredentialsBody,
+    responses(
+        (status = 201, description = "The account", body = UserView),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 422, description = "Bad email or short password", body = ErrorBody),
+        (status = 429, description = "Too many sign-ups from this client", body = ErrorBody),
+    ))]
 async fn create_user(
     state: State,
     address: Option<String>,
@@ -136,6 +156,14 @@ fn client_address(
         )
 }
 
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "accounts",
+    request_body = CredentialsBody,
+    responses(
+        (status = 200, description = "A session token", body = SessionView),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 422, description = "Email or password missing", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts", body = ErrorBody),
+    ))]
 async fn sign_in(
     state: State,
     address: Option<String>,
@@ -178,12 +206,15 @@ async fn sign_in(
     state.limiter.succeeded(account, address);
     metrics::counter!("vp_sign_ins_total", "result" => "ok").increment(1);
     let (token, expires_at) = state.sessions.mint(user.id);
-    Ok(warp::reply::json(&serde_json::json!({
-        "token": token,
-        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    })))
+    Ok(warp::reply::json(&SessionView {
+        token,
+        expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }))
 }
 
+#[utoipa::path(delete, path = "/api/v1/sessions", tag = "accounts",
+    security(("bearer" = [])),
+    responses((status = 204, description = "The token is refused from now on, on every node")))]
 async fn sign_out(state: State, principal: Principal) -> Result<impl Reply, Rejection> {
     if let Some(session) = &principal.session {
         state
@@ -195,6 +226,9 @@ async fn sign_out(state: State, principal: Principal) -> Result<impl Reply, Reje
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's profile", body = ProfileView)))]
 async fn get_me(state: State, principal: Principal) -> Result<impl Reply, Rejection> {
     let user = db::users::get_user(&state.pool, principal.user_id)
         .await
@@ -203,12 +237,14 @@ async fn get_me(state: State, principal: Principal) -> Result<impl Reply, Reject
     Ok(warp::reply::json(&ProfileView::from(&user)))
 }
 
-#[derive(Deserialize)]
+/// The preferences to change; absent fields stay as they are.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchMe {
+pub(super) struct PatchMe {
     notify_on_success: Option<bool>,
     /// Absent: unchanged; `null`: cleared.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
     webhook_url: Option<Option<String>>,
     /// Replace the webhook signing key.
     #[serde(default)]
@@ -224,6 +260,13 @@ mod double_option {
     }
 }
 
+#[utoipa::path(patch, path = "/api/v1/me", tag = "accounts",
+    security(("bearer" = [])),
+    request_body = PatchMe,
+    responses(
+        (status = 200, description = "The profile as changed", body = ProfileView),
+        (status = 422, description = "Unknown field or a webhook URL that is not https", body = ErrorBody),
+    ))]
 async fn patch_me(
     state: State,
     principal: Principal,

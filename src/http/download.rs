@@ -7,6 +7,7 @@ use futures::StreamExt;
 use warp::http::{HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
+use super::error::ErrorBody;
 use super::videos::find_own;
 use super::{ApiError, State, authenticate, with_state};
 use crate::auth::Credentials;
@@ -51,6 +52,21 @@ fn vanished(state: &State, job: &JobRow) -> ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/videos/{id}/frames.zip", tag = "videos",
+    security(("bearer" = []), ("download_link" = [])),
+    params(
+        ("id" = String, Path, description = "The video's id"),
+        ("token" = Option<String>, Query, description = "From the video's download_url; replaces the header"),
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=START-END`"),
+    ),
+    responses(
+        (status = 200, description = "The zip: frames in time order and manifest.json", content_type = "application/zip", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "application/zip", body = Vec<u8>),
+        (status = 404, description = "No such video of the caller's", body = ErrorBody),
+        (status = 409, description = "`not_ready`: not done (yet)", body = ErrorBody),
+        (status = 410, description = "`expired`: removed after the retention time", body = ErrorBody),
+        (status = 416, description = "The range is outside the zip", body = ErrorBody),
+    ))]
 async fn download(
     id: String,
     state: State,

@@ -182,15 +182,19 @@ impl From<OptionsError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error answer: `{"error": {"code", "message", "field"?}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorDetail<'a> {
+    /// Stable, snake_case: what a program branches on.
     code: &'a str,
+    /// For people.
     message: String,
+    /// The request field at fault, for invalid input of one field.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::Sender;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
+use super::error::ErrorBody;
 use super::videos::{Links, find_own, video_json};
 use super::{State, authenticated, with_state};
 use crate::auth::Principal;
@@ -48,12 +49,26 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(authenticated(state))
-        .map(|state: State, principal: Principal| {
-            stream(move |tx| watch_user(state, principal, tx))
-        });
+        .map(user_events);
     one.or(all)
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "videos",
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "`event: video` with `{\"video\": {...}}` for each change to any of the caller's videos; stays open")))]
+fn user_events(state: State, principal: Principal) -> impl Reply {
+    stream(move |tx| watch_user(state, principal, tx))
+}
+
+#[utoipa::path(get, path = "/api/v1/videos/{id}/events", tag = "videos",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The video's id")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "`event: video` with `{\"video\": {...}}` at each change of status or progress; ends after a final state"),
+        (status = 404, description = "No such video of the caller's", body = ErrorBody),
+    ))]
 async fn video_events(
     id: String,
     state: State,

@@ -15,6 +15,12 @@ pub fn route(path: &str) -> &'static str {
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
+        // the page's few files: a bounded set, named by their own paths
+        ["assets", "app.js"] => "/assets/app.js",
+        ["assets", "app.css"] => "/assets/app.css",
+        ["assets", "icon.svg"] => "/assets/icon.svg",
+        ["api", "v1", "events"] => "/api/v1/events",
+        ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "v1", "users"] => "/api/v1/users",
         ["api", "v1", "sessions"] => "/api/v1/sessions",
         ["api", "v1", "me"] => "/api/v1/me",
@@ -86,6 +92,9 @@ mod tests {
             route("/api/v1/videos/x/events/"),
             "/api/v1/videos/{id}/events"
         );
+        assert_eq!(route("/api/v1/events"), "/api/v1/events");
+        assert_eq!(route("/assets/app.js"), "/assets/app.js");
+        assert_eq!(route("/assets/other.js"), "other");
         assert_eq!(route("/wp-admin/setup.php"), "other");
         assert_eq!(route("/api/v1/videos/a/b/c"), "other");
     }

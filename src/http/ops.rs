@@ -7,9 +7,7 @@ use super::{State, with_state};
 use crate::db;
 
 pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
+    let health = warp::path!("healthz").and(warp::get()).map(health);
     let ready = warp::path!("readyz")
         .and(warp::get())
         .and(with_state(state.clone()))
@@ -21,6 +19,17 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
     health.or(ready).or(metrics)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Object)))]
+fn health() -> impl Reply {
+    warp::reply::json(&serde_json::json!({ "status": "ok" }))
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: database reachable, actors running; with the cluster as this node sees it", body = Object),
+        (status = 503, description = "Not ready, and why", body = Object),
+    ))]
 async fn ready(state: State) -> warp::reply::Response {
     let database = db::ping(&state.pool).await;
     let actors = crate::supervisor::upload().is_some();
@@ -46,6 +55,8 @@ async fn ready(state: State) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(state: State) -> warp::reply::Response {
     // job counts come from the database: the truth across all nodes
     if let Ok(counts) = db::jobs::count_by_state(&state.pool).await {

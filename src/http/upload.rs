@@ -15,7 +15,8 @@ use warp::filters::multipart::{FormData, Part};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::videos::{Links, video_json};
+use super::error::ErrorBody;
+use super::videos::{Links, VideoEnvelope, video_json};
 use super::{ApiError, State, authentication, error, with_state};
 use crate::auth::Principal;
 use crate::db::{self, jobs::NewJob};
@@ -234,6 +235,47 @@ impl Drop for Cleanup {
     }
 }
 
+/// The upload form, for the API's description: the file and the frame
+/// options (which may also come as query parameters).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // never built: it describes what `receive` reads
+pub(super) struct UploadForm {
+    /// The video file.
+    #[schema(value_type = String, format = Binary)]
+    video: Vec<u8>,
+    /// Seconds between frames, from 0.04 (default 1).
+    interval: Option<String>,
+    /// Instead of interval: that many frames, evenly spaced.
+    count: Option<String>,
+    /// The most frames to take (default and cap from the configuration).
+    max_frames: Option<String>,
+    /// `jpg` (default) or `png`.
+    format: Option<String>,
+    /// Scale to this width in pixels (16 to 8192), keeping the aspect ratio.
+    width: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/videos", tag = "videos",
+    security(("bearer" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gives the same video"),
+        ("interval" = Option<String>, Query), ("count" = Option<String>, Query),
+        ("max_frames" = Option<String>, Query), ("format" = Option<String>, Query),
+        ("width" = Option<String>, Query),
+    ),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored and queued", body = VideoEnvelope,
+            headers(("location" = String, description = "The video's URL"))),
+        (status = 400, description = "Not a multipart form, or no `video` part", body = ErrorBody),
+        (status = 408, description = "The client stopped sending", body = ErrorBody),
+        (status = 409, description = "`upload_in_progress`: the first attempt with this key still streams", body = ErrorBody),
+        (status = 413, description = "`too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media`: not a video; nothing kept", body = ErrorBody),
+        (status = 422, description = "Bad frame options", body = ErrorBody),
+        (status = 429, description = "`too_many_queued`", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`", body = ErrorBody),
+    ))]
 async fn upload(
     admitted: Result<Admitted, Refused>,
     mut form: FormData,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use super::error::ErrorBody;
 use super::{ApiError, State, authenticated, with_state};
 use crate::auth::Principal;
 use crate::db::{self, jobs::JobRow, outbox::Delivery};
@@ -39,19 +40,28 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
 }
 
 /// A video as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct VideoView {
     id: String,
     filename: String,
     status: JobState,
+    /// 0 to 1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     progress: f32,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     size_bytes: Option<i64>,
+    /// The frame options in force (interval or count, max_frames, format, width).
+    #[schema(value_type = Object)]
     options: serde_json::Value,
+    /// How many frames the zip holds, once done.
     frames: Option<i32>,
     zip_bytes: Option<i64>,
+    /// Why it failed.
     error: Option<String>,
+    /// A link to the zip for 15 minutes that needs no header, once done.
     download_url: Option<String>,
     /// Emails about this video and their delivery state (detail and list).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,8 +144,24 @@ async fn with_deliveries(
         .collect())
 }
 
-pub fn video_json(job: &JobRow, links: &Links<'_>) -> serde_json::Value {
-    serde_json::json!({ "video": VideoView::new(job, links) })
+/// One video: `{"video": {...}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VideoEnvelope {
+    video: VideoView,
+}
+
+/// A page of videos, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct VideoList {
+    videos: Vec<VideoView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+pub fn video_json(job: &JobRow, links: &Links<'_>) -> VideoEnvelope {
+    VideoEnvelope {
+        video: VideoView::new(job, links),
+    }
 }
 
 /// The caller's video `id`; anything else (bad id, another user's) is a 404.
@@ -166,6 +192,16 @@ fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, JobId), ApiError> {
     Ok((at, JobId::parse(id).ok_or_else(bad)?))
 }
 
+#[utoipa::path(get, path = "/api/v1/videos", tag = "videos",
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "The caller's videos, newest first", body = VideoList),
+        (status = 422, description = "Bad limit or cursor, or an unknown parameter", body = ErrorBody),
+    ))]
 async fn list(
     state: State,
     principal: Principal,
@@ -194,9 +230,10 @@ async fn list(
         None
     };
     let videos = with_deliveries(&state, &principal, &rows).await?;
-    Ok(warp::reply::json(
-        &serde_json::json!({ "videos": videos, "next_cursor": next_cursor }),
-    ))
+    Ok(warp::reply::json(&VideoList {
+        videos,
+        next_cursor,
+    }))
 }
 
 fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
@@ -208,14 +245,29 @@ fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T
         .map_err(|e| ApiError::InvalidInput(format!("bad query: {e}")))
 }
 
+#[utoipa::path(get, path = "/api/v1/videos/{id}", tag = "videos",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The video's id")),
+    responses(
+        (status = 200, description = "The video, with its notifications", body = VideoEnvelope),
+        (status = 404, description = "No such video of the caller's", body = ErrorBody),
+    ))]
 async fn show(id: String, state: State, principal: Principal) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
-    let video = with_deliveries(&state, &principal, std::slice::from_ref(&job)).await?;
-    Ok(warp::reply::json(&serde_json::json!({ "video": video[0] })))
+    let mut videos = with_deliveries(&state, &principal, std::slice::from_ref(&job)).await?;
+    let video = videos.pop().ok_or(ApiError::NotFound)?;
+    Ok(warp::reply::json(&VideoEnvelope { video }))
 }
 
 /// Cancels a running job, deletes its media, then its rows. If the media
 /// cannot be deleted the row stays (cancelled) so the call can be repeated.
+#[utoipa::path(delete, path = "/api/v1/videos/{id}", tag = "videos",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The video's id")),
+    responses(
+        (status = 204, description = "Cancelled if running; media and rows deleted"),
+        (status = 404, description = "No such video of the caller's", body = ErrorBody),
+    ))]
 async fn delete(id: String, state: State, principal: Principal) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
     let before = db::jobs::cancel_for_owner(&state.pool, principal.user_id, job.id, &state.node)

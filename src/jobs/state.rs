@@ -13,7 +13,19 @@
 use postgres_types::{FromSql, ToSql};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSql, FromSql)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSql,
+    FromSql,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[postgres(name = "job_state")]
 pub enum JobState {

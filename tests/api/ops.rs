@@ -47,6 +47,19 @@ async fn health_readiness_metrics_and_unknown_routes() {
         );
     }
 
+    // the API's description, for integrators and the contract check in CI
+    let r = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    assert!(doc["paths"]["/api/v1/videos"]["post"].is_object());
+
     let r = app
         .http
         .get(app.url("/api/v1/nothing-here"))
