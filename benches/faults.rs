@@ -318,11 +318,8 @@ impl Report {
             .node
             .log_lines()
             .into_iter()
-            // our own errors and panics; warp's request trace logs every 5xx
-            .filter(|l| {
-                (l.contains("\"level\":\"ERROR\"") && !l.contains("warp::filters::trace"))
-                    || l.contains("panicked")
-            })
+            // errors and panics (a 5xx answer is logged as a warning)
+            .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("panicked"))
             .take(10)
             .collect();
         for e in errors {

@@ -67,7 +67,6 @@ pub fn routes(
     api.or(ops::routes(state))
         .or(page::routes())
         .recover(error::recover)
-        .with(warp::trace::request())
 }
 
 fn with_state(

@@ -93,6 +93,32 @@ impl MediaError {
         !self.is_permanent() && !matches!(self, MediaError::Cancelled)
     }
 
+    /// What went wrong, as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MediaError::ToolMissing(_) => "tool_missing",
+            MediaError::TimedOut(_) => "timed_out",
+            MediaError::Stalled(_) => "stalled",
+            MediaError::NotAVideo(_) => "not_a_video",
+            MediaError::Corrupt(_) => "corrupt",
+            MediaError::NoFrames => "no_frames",
+            MediaError::Exited { .. } => "exited",
+            MediaError::BadOutput(_) => "bad_output",
+            MediaError::Cancelled => "cancelled",
+            MediaError::Sink(_) => "sink",
+            MediaError::Io(_) => "io",
+        }
+    }
+
+    /// Counts this failure of ffprobe (`stage` "probe") or ffmpeg
+    /// ("extract") in `vp_media_failures_total`; a cancellation is no failure.
+    pub fn record(&self, stage: &'static str) {
+        if !matches!(self, MediaError::Cancelled) {
+            metrics::counter!("vp_media_failures_total", "stage" => stage, "kind" => self.kind())
+                .increment(1);
+        }
+    }
+
     /// A short sentence for the end user (no paths, no internals).
     pub fn reason(&self) -> String {
         match self {

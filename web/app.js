@@ -39,7 +39,11 @@ const session = {
 
 let current = null; // {token, expires_at, email}
 
-async function api(method, path, body) {
+// a busy node answers 503 with Retry-After: reads and deletes (which are
+// safe to repeat) wait and try again a few times before giving up
+const BUSY_RETRIES = 3;
+
+async function api(method, path, body, attempt = 0) {
   const headers = { Accept: "application/json" };
   if (current) headers.Authorization = "Bearer " + current.token;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -56,6 +60,12 @@ async function api(method, path, body) {
   const text = await response.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { /* not JSON */ }
+  const wait = Number(response.headers.get("Retry-After"));
+  if (response.status === 503 && (method === "GET" || method === "DELETE") &&
+      attempt < BUSY_RETRIES && wait > 0 && wait <= 10) {
+    await new Promise((r) => setTimeout(r, wait * 1000));
+    return api(method, path, body, attempt + 1);
+  }
   if (!response.ok) {
     const error = new ApiError(response.status, json);
     if (response.status === 401 && current) endSession("Your session has ended. Please sign in again.");
@@ -244,6 +254,8 @@ function submitUpload(event) {
       return;
     }
     finish();
+    // a refused upload may have shown up in the list while it streamed
+    videos.reload();
     const retry = xhr.getResponseHeader("Retry-After");
     uploadError(error.message + (retry ? ` Try again in ${retry} s.` : ""), error.field);
   });

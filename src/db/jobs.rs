@@ -639,7 +639,8 @@ pub async fn list_for_owner(
 
 /// The owner's jobs changed after `after` (a change time and id, in that
 /// order; None: the last `recent` seconds by the database's clock), oldest
-/// change first.
+/// change first. Uploads still streaming are left out: they are no video
+/// until stored and probed, and one refused then vanishes without a trace.
 pub async fn changed_for_owner(
     pool: &Pool,
     user: UserId,
@@ -653,7 +654,7 @@ pub async fn changed_for_owner(
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM jobs
-                 WHERE user_id = $1
+                 WHERE user_id = $1 AND state <> 'uploading'
                    AND (updated_at, id) > (coalesce($2, now() - make_interval(secs => $4)), $3)
                  ORDER BY updated_at, id LIMIT $5"
             ),

@@ -98,6 +98,20 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+/// Notifications not yet delivered nor given up, and the age in seconds of
+/// the oldest of them (0 when there is none).
+pub async fn pending_summary(pool: &Pool) -> DbResult<(i64, f64)> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+             FROM notifications WHERE sent_at IS NULL AND gave_up_at IS NULL",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
 /// The notifications of `jobs`, oldest first, by job.
 pub async fn deliveries_for_jobs(pool: &Pool, jobs: &[JobId]) -> DbResult<Vec<(JobId, Delivery)>> {
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();

@@ -2,7 +2,8 @@
 //! - `GET /api/v1/videos/{id}/events`: one video each time its status or
 //!   progress changes, ending after a final state;
 //! - `GET /api/v1/events`: every change to any of the caller's videos, for
-//!   as long as the client stays (one connection for a whole page).
+//!   as long as the client stays (one connection for a whole page); not
+//!   uploads still streaming, nor deletions (a client that deletes knows).
 //!
 //! Each event is `event: video` with `{"video": {...}}` as its data.
 

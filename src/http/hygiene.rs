@@ -28,7 +28,8 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PATCH, DELETE";
 const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, range";
-const EXPOSED_HEADERS: &str = "location, retry-after, content-disposition, content-range";
+const EXPOSED_HEADERS: &str =
+    "location, retry-after, content-disposition, content-range, x-request-id";
 
 /// The origins allowed to call the API from a browser.
 #[derive(Debug, Clone, Default)]

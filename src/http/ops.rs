@@ -68,6 +68,12 @@ async fn metrics(state: State) -> warp::reply::Response {
     if let Ok(age) = db::jobs::oldest_queued_age(&state.pool).await {
         metrics::gauge!("vp_queue_oldest_seconds").set(age);
     }
+    // delivered and abandoned ones are counted as they happen
+    // (vp_notifications_total); the waiting ones are the database's to say
+    if let Ok((pending, age)) = db::outbox::pending_summary(&state.pool).await {
+        metrics::gauge!("vp_notifications_pending").set(pending as f64);
+        metrics::gauge!("vp_notifications_oldest_pending_seconds").set(age);
+    }
     let text = state.metrics.render();
     warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
 }

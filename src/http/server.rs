@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tracing::Instrument;
 use warp::http::Request;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -121,18 +122,23 @@ where
             return Box::pin(std::future::ready(Ok(answer)));
         }
         let origin = self.cors.origin_of(&request);
-        let timing = Timing::start(request.method(), request.uri().path());
+        let timing = Timing::start(request.method(), request.uri().path(), request.headers());
+        let span = timing.span().clone();
         request.extensions_mut().insert(self.client);
         let (parts, body) = request.into_parts();
         let (body, body_end) = track(body);
         let answer = self.inner.call(Request::from_parts(parts, body));
-        Box::pin(async move {
-            let mut answer = answer.await?;
-            secure(answer.headers_mut());
-            Cors::decorate(origin, answer.headers_mut());
-            body_end.close_if_unread(answer.headers_mut());
-            timing.answered(answer.status());
-            Ok(answer)
-        })
+        Box::pin(
+            async move {
+                let mut answer = answer.await?;
+                secure(answer.headers_mut());
+                Cors::decorate(origin, answer.headers_mut());
+                body_end.close_if_unread(answer.headers_mut());
+                let status = answer.status();
+                timing.answered(status, answer.headers_mut());
+                Ok(answer)
+            }
+            .instrument(span),
+        )
     }
 }

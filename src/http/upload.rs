@@ -390,19 +390,9 @@ async fn receive(
     .await
     {
         Ok(info) => info,
-        Err(e @ MediaError::NotAVideo(_)) => {
-            metrics::counter!("vp_uploads_total", "result" => "not_a_video").increment(1);
-            tracing::info!(job_id = %id, reason = %e.reason(), "upload refused: not a video");
-            return Err(ApiError::UnsupportedMedia(e.reason()));
-        }
-        // ffprobe could not run or finish here (overload, environment): the
-        // file may be fine, so the client is asked to come back
         Err(e) => {
-            metrics::counter!("vp_uploads_total", "result" => "probe_unavailable").increment(1);
-            tracing::warn!(job_id = %id, error = %e, "upload refused: probing failed");
-            return Err(ApiError::Unavailable {
-                retry_after_secs: 10,
-            });
+            e.record("probe");
+            return Err(probe_refusal(id, e));
         }
     };
     let info_json = serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -455,6 +445,26 @@ fn accepted(state: &State, principal: &Principal, job: &db::jobs::JobRow) -> war
     let json = video_json(job, &Links::new(state, principal));
     let reply = warp::reply::with_status(warp::reply::json(&json), StatusCode::ACCEPTED);
     warp::reply::with_header(reply, "location", location).into_response()
+}
+
+/// The answer to an upload ffprobe could not read.
+fn probe_refusal(id: JobId, e: MediaError) -> ApiError {
+    match e {
+        MediaError::NotAVideo(_) => {
+            metrics::counter!("vp_uploads_total", "result" => "not_a_video").increment(1);
+            tracing::info!(job_id = %id, reason = %e.reason(), "upload refused: not a video");
+            ApiError::UnsupportedMedia(e.reason())
+        }
+        // ffprobe could not run or finish here (overload, environment): the
+        // file may be fine, so the client is asked to come back
+        e => {
+            metrics::counter!("vp_uploads_total", "result" => "probe_unavailable").increment(1);
+            tracing::warn!(job_id = %id, error = %e, "upload refused: probing failed");
+            ApiError::Unavailable {
+                retry_after_secs: 10,
+            }
+        }
+    }
 }
 
 /// Streams the file part into the store, refusing it past the size limit.

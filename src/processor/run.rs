@@ -219,6 +219,9 @@ async fn record_outcome(
 ) {
     let id = claim.job.id;
     let elapsed = started.elapsed();
+    if let Err(RunError::Media(e)) = &result {
+        e.record("extract");
+    }
     let outcome = match result {
         Ok(done) => {
             let zip_object = MediaStore::zip_key(id, claim.lease_token);

@@ -1,6 +1,8 @@
 use serde_json::Value;
 
-use crate::helpers::{TestApp, error_code, fixture};
+use std::time::Duration;
+
+use crate::helpers::{TestApp, error_code, eventually, fixture};
 
 #[tokio::test]
 async fn health_readiness_metrics_and_unknown_routes() {
@@ -18,8 +20,7 @@ async fn health_readiness_metrics_and_unknown_routes() {
         .upload_ok(&token, &fixture("v20"), &[("count", "2")])
         .await;
     assert_eq!(
-        app.wait_final(&token, &id, std::time::Duration::from_secs(120))
-            .await["status"],
+        app.wait_final(&token, &id, Duration::from_secs(120)).await["status"],
         "done"
     );
     let metrics = app
@@ -46,6 +47,42 @@ async fn health_readiness_metrics_and_unknown_routes() {
             "metrics lack `{needle}`:\n{metrics}"
         );
     }
+
+    // every request: an id on the answer, one JSON log line, and a span
+    // around what it logs; routes, never raw paths (they carry tokens)
+    let r = app
+        .get(&token, "/api/v1/videos")
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-1");
+    let line = eventually("the request's log line", Duration::from_secs(5), || async {
+        app.node.log_lines().into_iter().find_map(|l| {
+            let v: Value = serde_json::from_str(&l).ok()?;
+            (v["span"]["id"] == "trace-me-1" && v["fields"]["message"] == "answered").then_some(v)
+        })
+    })
+    .await;
+    assert_eq!(line["fields"]["status"], 200, "{line}");
+    assert_eq!(line["span"]["route"], "/api/v1/videos", "{line}");
+    assert!(line["fields"]["ms"].is_number(), "{line}");
+    let own = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        own.headers()["x-request-id"].len(),
+        16,
+        "one is made when none came"
+    );
+    let upload_lines: Vec<String> = app
+        .node
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("\"route\":\"/api/v1/videos\"") && l.contains("\"method\":\"POST\""))
+        .collect();
+    assert!(
+        upload_lines.iter().any(|l| l.contains(&id)),
+        "what the upload logged is in its request's span: {upload_lines:?}"
+    );
 
     // the API's description, for integrators and the contract check in CI
     let r = app

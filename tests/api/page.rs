@@ -106,6 +106,25 @@ async fn a_newcomer_signs_up_uploads_watches_it_finish_and_downloads_the_frames(
     assert_eq!(b.text("#who").await, email);
     b.text_where("#live", UI, |t| t.starts_with("Live")).await;
 
+    // a file dropped on the zone is the chosen one
+    let dropped = b
+        .eval(
+            r#"
+            const dt = new DataTransfer();
+            dt.items.add(new File(['not really a video'], 'dropped.mp4', { type: 'video/mp4' }));
+            const zone = document.getElementById('drop');
+            const event = (type) => new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true });
+            zone.dispatchEvent(event('dragover'));
+            const highlighted = zone.classList.contains('over');
+            zone.dispatchEvent(event('drop'));
+            return [highlighted, zone.classList.contains('over'), document.getElementById('file').files[0].name];
+            "#,
+        )
+        .await;
+    assert_eq!(dropped, serde_json::json!([true, false, "dropped.mp4"]));
+    b.text_where("#file-info", UI, |t| t.starts_with("dropped.mp4, 18 bytes"))
+        .await;
+
     b.eval(WATCH).await;
     // a home connection's upload speed, so the bar has time to move
     b.throttle_uploads(4_000_000).await;

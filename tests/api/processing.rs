@@ -43,6 +43,12 @@ async fn undecodable_video_fails_with_a_reason_and_an_email() {
     })
     .await;
     assert_eq!(smtp.messages().len(), 1);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("vp_media_failures_total{stage=\"extract\",kind=\""),
+        "ffmpeg's failure is counted by kind: {metrics}"
+    );
+    assert!(metrics.contains("vp_notifications_pending 0"), "{metrics}");
     // the history has every transition
     let events = client
         .query("SELECT from_state::text, to_state::text FROM job_events WHERE job_id = $1::text::uuid ORDER BY id", &[&id])

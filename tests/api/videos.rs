@@ -182,6 +182,11 @@ async fn refused_uploads_leave_nothing_behind() {
         assert_eq!(r.status(), status, "{file} {fields:?}");
         assert_eq!(error_code(r).await, code, "{file} {fields:?}");
     }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("vp_media_failures_total{stage=\"probe\",kind=\"not_a_video\"} 1"),
+        "{metrics}"
+    );
     // options in the query are checked too
     let r = app
         .post(&token, "/api/v1/videos?width=3")
