@@ -1,0 +1,39 @@
+output "cluster_name" {
+  description = "The EKS cluster; `aws eks update-kubeconfig --name <this>` points kubectl at it."
+  value       = module.eks.cluster_name
+}
+
+output "cluster_endpoint" {
+  description = "The EKS API server."
+  value       = module.eks.cluster_endpoint
+}
+
+output "database_address" {
+  description = "The PostgreSQL host (private)."
+  value       = module.database.db_instance_address
+}
+
+output "media_bucket" {
+  description = "The media bucket (VP_MEDIA_URL=s3://<this>/media)."
+  value       = module.media.s3_bucket_id
+}
+
+output "node_secret_arn" {
+  description = "The Secrets Manager secret holding the nodes' secret settings."
+  value       = aws_secretsmanager_secret.node.arn
+}
+
+output "node_role_arn" {
+  description = "The IAM role the videoproject service account gets through EKS Pod Identity."
+  value       = aws_iam_role.node.arn
+}
+
+output "image_repository" {
+  description = "The ECR repository to push the image to."
+  value       = aws_ecr_repository.image.repository_url
+}
+
+output "mail_dns_records" {
+  description = "DKIM CNAME records to publish so SES may send from the domain."
+  value       = aws_sesv2_email_identity.mail.dkim_signing_attributes[0].tokens
+}
