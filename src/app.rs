@@ -171,7 +171,8 @@ async fn clean_up_after_crash(
 ) -> anyhow::Result<()> {
     let files = store
         .sweep_staging_files()
-        .context("sweeping staging files")?;
+        .context("sweeping staging files")?
+        + store.sweep_spool().context("sweeping the spool")?;
     let uploads = crate::upload::remove_abandoned(pool, store, Some(node)).await?;
     if files + uploads > 0 {
         tracing::info!(staging_files = files, uploads, "removed unfinished uploads");

@@ -1,8 +1,14 @@
 //! The media store: uploaded videos and finished zips, in a place every node
-//! can read. `file:///path` (the default `file://./var/media` is relative to
-//! the working directory) is a local or shared directory; writes go to a
-//! staging file that is renamed into place, so readers never see half an
-//! object.
+//! can read.
+//! - `file:///path` (the default `file://./var/media` is relative to the
+//!   working directory): a local or shared directory; writes go to a staging
+//!   file that is renamed into place, so readers never see half an object;
+//!   ffmpeg reads the files where they lie.
+//! - `s3://bucket/prefix`: an S3 bucket (endpoint, region and credentials
+//!   from the usual `AWS_*` variables: keys, a web identity, EKS Pod
+//!   Identity); an object appears whole when its upload completes; ffmpeg
+//!   reads a local copy, spooled in the temporary directory for the job's
+//!   duration.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -11,10 +17,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
 
 use uuid::Uuid;
 
@@ -22,7 +31,7 @@ use crate::domain::JobId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("unsupported media URL `{0}`: use file:///path")]
+    #[error("unsupported media URL `{0}`: use file:///path or s3://bucket/prefix")]
     UnsupportedUrl(String),
     #[error("cannot prepare media directory {0}: {1}")]
     Directory(String, std::io::Error),
@@ -36,8 +45,40 @@ pub enum StorageError {
 
 #[derive(Clone)]
 pub struct MediaStore {
-    store: Arc<LocalFileSystem>,
-    root: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    place: Place,
+}
+
+/// Where the objects are, for what only a directory can do.
+#[derive(Clone)]
+enum Place {
+    Directory {
+        files: Arc<LocalFileSystem>,
+        root: PathBuf,
+    },
+    /// A bucket; local copies for ffmpeg go to `spool`.
+    Bucket { spool: PathBuf },
+}
+
+/// An object as a local file ffmpeg can read; a spooled copy is removed
+/// when this is dropped.
+pub struct LocalInput {
+    path: PathBuf,
+    spooled: bool,
+}
+
+impl LocalInput {
+    pub fn path(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for LocalInput {
+    fn drop(&mut self) {
+        if self.spooled {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// An object being written; `finish` makes it visible, dropping it discards it.
@@ -45,6 +86,9 @@ pub type ObjectWriter = BufWriter;
 
 impl MediaStore {
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Self::bucket(url, rest);
+        }
         let path = url
             .strip_prefix("file://")
             .filter(|p| !p.is_empty())
@@ -55,12 +99,40 @@ impl MediaStore {
             .canonicalize()
             .map_err(|e| StorageError::Directory(path.to_owned(), e))?;
         // fsync: a 202 promises the upload survives a crash
-        let store = LocalFileSystem::new_with_prefix(&root)?
-            .with_automatic_cleanup(true)
-            .with_fsync(true);
+        let files = Arc::new(
+            LocalFileSystem::new_with_prefix(&root)?
+                .with_automatic_cleanup(true)
+                .with_fsync(true),
+        );
         Ok(Self {
-            store: Arc::new(store),
-            root,
+            store: files.clone(),
+            place: Place::Directory { files, root },
+        })
+    }
+
+    /// `bucket/prefix` of an `s3://` URL.
+    fn bucket(url: &str, rest: &str) -> Result<Self, StorageError> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StorageError::UnsupportedUrl(url.to_owned()));
+        }
+        let s3 = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        // one spool per process: nodes sharing a machine never touch
+        // each other's copies
+        let spool = std::env::temp_dir().join(format!("{SPOOL}{}", std::process::id()));
+        std::fs::create_dir_all(&spool)
+            .map_err(|e| StorageError::Directory(spool.display().to_string(), e))?;
+        Ok(Self {
+            store,
+            place: Place::Bucket { spool },
         })
     }
 
@@ -87,15 +159,37 @@ impl MediaStore {
     /// buffers per writer (one filling, two parts in flight), so hundreds of
     /// concurrent uploads stay within a few hundred MiB.
     pub fn writer(&self, key: &Key) -> ObjectWriter {
-        // a local file takes parts of any size; small parts keep memory low
-        const BUFFER: usize = 256 * 1024;
-        BufWriter::with_capacity(self.store.clone(), key.clone(), BUFFER).with_max_concurrency(2)
+        // a local file takes parts of any size, and small parts keep memory
+        // low; S3 takes no part under 5 MiB but the last
+        let buffer = match self.place {
+            Place::Directory { .. } => 256 * 1024,
+            Place::Bucket { .. } => 5 * 1024 * 1024,
+        };
+        BufWriter::with_capacity(self.store.clone(), key.clone(), buffer).with_max_concurrency(2)
     }
 
-    /// Where ffmpeg reads the object from.
-    pub fn input_location(&self, key: &Key) -> Result<String, StorageError> {
-        let path = self.store.path_to_filesystem(key)?;
-        Ok(path.to_string_lossy().into_owned())
+    /// The object as a file ffmpeg can read: the file itself in a
+    /// directory, a local copy of a bucket's object (gone when dropped).
+    pub async fn local_input(&self, key: &Key) -> Result<LocalInput, StorageError> {
+        match &self.place {
+            Place::Directory { files, .. } => Ok(LocalInput {
+                path: files.path_to_filesystem(key)?,
+                spooled: false,
+            }),
+            Place::Bucket { spool } => {
+                let input = LocalInput {
+                    path: spool.join(Uuid::new_v4().simple().to_string()),
+                    spooled: true,
+                };
+                let mut file = tokio::fs::File::create(&input.path).await?;
+                let mut body = self.read(key, None).await?;
+                while let Some(chunk) = body.next().await {
+                    file.write_all(&chunk?).await?;
+                }
+                file.flush().await?;
+                Ok(input)
+            }
+        }
     }
 
     pub async fn size(&self, key: &Key) -> Result<u64, StorageError> {
@@ -137,7 +231,10 @@ impl MediaStore {
         for key in keys {
             self.delete(&key).await?;
         }
-        let dir = self.store.path_to_filesystem(&prefix)?;
+        let Place::Directory { files, .. } = &self.place else {
+            return Ok(());
+        };
+        let dir = files.path_to_filesystem(&prefix)?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -155,9 +252,35 @@ impl MediaStore {
     /// Removes what other attempts of a job left: half-written staging
     /// files and zips that are not `keep`'s. Only for the attempt whose
     /// completion was recorded: its zip is the result, the rest is debris.
-    pub fn remove_other_attempts(&self, id: JobId, keep: &Key) -> Result<usize, StorageError> {
-        let dir = self.store.path_to_filesystem(&Self::job_prefix(id))?;
+    pub async fn remove_other_attempts(
+        &self,
+        id: JobId,
+        keep: &Key,
+    ) -> Result<usize, StorageError> {
         let ours = keep.filename().unwrap_or_default().to_owned();
+        let files = match &self.place {
+            Place::Directory { files, .. } => files,
+            // a bucket has no staging files (an unfinished multipart upload
+            // is not an object; the bucket's lifecycle aborts it): only the
+            // other attempts' zips
+            Place::Bucket { .. } => {
+                let others: Vec<Key> = self
+                    .store
+                    .list(Some(&Self::job_prefix(id)))
+                    .map_ok(|meta| meta.location)
+                    .try_filter(|key| {
+                        let name = key.filename().unwrap_or_default();
+                        std::future::ready(is_zip(name) && name != ours)
+                    })
+                    .try_collect()
+                    .await?;
+                for key in &others {
+                    self.delete(key).await?;
+                }
+                return Ok(others.len());
+            }
+        };
+        let dir = files.path_to_filesystem(&Self::job_prefix(id))?;
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(0);
         };
@@ -166,7 +289,7 @@ impl MediaStore {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let debris = name.contains('#') && !name.starts_with(&format!("{ours}#"))
-                || (name.starts_with("frames-") && name.ends_with(".zip") && name != ours);
+                || (is_zip(name) && name != ours);
             if debris {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => removed += 1,
@@ -208,10 +331,47 @@ impl MediaStore {
             }
             Ok(())
         }
+        let Place::Directory { root, .. } = &self.place else {
+            return Ok(0);
+        };
         let mut removed = 0;
-        walk(&self.root, &mut removed)?;
+        walk(root, &mut removed)?;
         Ok(removed)
     }
+
+    /// Removes the spools of earlier processes, left by a crash: those
+    /// untouched for a day (a live node's copies are in use for hours at
+    /// most).
+    pub fn sweep_spool(&self) -> std::io::Result<usize> {
+        const IDLE: std::time::Duration = std::time::Duration::from_secs(86_400);
+        let Place::Bucket { spool } = &self.place else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
+            let path = entry.path();
+            let stale = entry.file_name().to_string_lossy().starts_with(SPOOL)
+                && &path != spool
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= IDLE);
+            if stale && std::fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The spool directories' names, before the process id.
+const SPOOL: &str = "videoproject-spool-";
+
+/// A zip of some attempt (see [`MediaStore::zip_key`]).
+fn is_zip(name: &str) -> bool {
+    name.starts_with("frames-") && name.ends_with(".zip")
 }
 
 #[cfg(test)]
@@ -265,7 +425,7 @@ mod tests {
         for file in [name(&winner), name(&loser), format!("{}#3", name(&loser))] {
             std::fs::write(job_dir.join(file), "zip").unwrap();
         }
-        assert_eq!(store.remove_other_attempts(id, &winner).unwrap(), 2);
+        assert_eq!(store.remove_other_attempts(id, &winner).await.unwrap(), 2);
         assert!(job_dir.join(name(&winner)).exists());
         assert!(job_dir.join("source").exists());
 
@@ -275,6 +435,8 @@ mod tests {
             Err(StorageError::NotFound)
         ));
         assert!(!job_dir.exists(), "staging files go too");
-        assert!(MediaStore::from_url("s3://bucket").is_err());
+        for unsupported in ["s3://", "s3:///prefix", "ftp://host/dir", "file://"] {
+            assert!(MediaStore::from_url(unsupported).is_err(), "{unsupported}");
+        }
     }
 }

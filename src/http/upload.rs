@@ -377,14 +377,15 @@ async fn receive(
         return Err(ApiError::UnsupportedMedia("the file is empty".into()));
     }
 
-    let location = state
+    let local = state
         .store
-        .input_location(&MediaStore::source_key(id))
+        .local_input(&MediaStore::source_key(id))
+        .await
         .map_err(ApiError::from)?;
     let probe_timeout = Duration::from_secs(state.settings.tuning.probe_timeout_secs);
     let info = match media::probe(
         &state.settings.tuning.ffprobe_path,
-        &location,
+        &local.path(),
         probe_timeout,
     )
     .await

@@ -140,8 +140,10 @@ async fn produce(
     let id = claim.job.id;
     let options: FrameOptions = serde_json::from_value(claim.job.options.clone())
         .map_err(|e| RunError::Options(e.to_string()))?;
-    let source = ctx.store.input_location(&MediaStore::source_key(id))?;
     ctx.store.size(&MediaStore::source_key(id)).await?;
+    // held to the end of the run: a spooled copy goes when it is dropped
+    let local = ctx.store.local_input(&MediaStore::source_key(id)).await?;
+    let source = local.path();
     let info = media::probe(&ctx.ffprobe, &source, ctx.probe_timeout).await?;
     let plan = media::plan(info.duration_secs, options.spacing(), options.max_frames);
     if plan.timestamps.is_empty() {
@@ -249,6 +251,7 @@ async fn record_outcome(
                     if let Err(e) = ctx
                         .store
                         .remove_other_attempts(id, &MediaStore::zip_key(id, claim.lease_token))
+                        .await
                     {
                         tracing::warn!(error = %e, "could not remove other attempts' files");
                     }

@@ -193,6 +193,15 @@ impl WebhookReceiver {
     }
 }
 
+/// Waits until a server we started accepts connections on `port`.
+pub fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        std::thread::yield_now();
+    }
+}
+
 /// A real SMTP server (aiosmtpd) writing each message into a maildir.
 pub struct SmtpServer {
     child: Child,
@@ -234,14 +243,7 @@ impl SmtpServer {
                     python.display()
                 )
             });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not start listening"
-            );
-            std::thread::yield_now();
-        }
+        wait_listening(port, "aiosmtpd");
         Self {
             child,
             port,

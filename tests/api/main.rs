@@ -10,6 +10,7 @@ mod ops;
 mod page;
 mod peaks;
 mod processing;
+mod s3;
 mod security;
 mod videos;
 mod webhooks;
