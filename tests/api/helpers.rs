@@ -704,6 +704,15 @@ impl TestApp {
         .await
     }
 
+    /// Deletes (or cancels) a video; the answer's status.
+    pub async fn delete_video(&self, token: &str, id: &str) -> reqwest::StatusCode {
+        self.delete(token, &format!("/api/v1/videos/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub async fn download(&self, token: &str, id: &str) -> Vec<u8> {
         let r = self
             .get(token, &format!("/api/v1/videos/{id}/frames.zip"))

@@ -144,12 +144,7 @@ async fn videos_live_in_an_s3_bucket_from_upload_to_download_and_deletion() {
     assert_eq!(r.bytes().await.unwrap(), zip[10..20]);
 
     // deleting the video deletes its objects
-    let r = app
-        .delete(&token, &format!("/api/v1/videos/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.delete_video(&token, &id).await, 204);
     eventually("the objects to go", Duration::from_secs(10), || async {
         let keys = s3.keys();
         keys.iter()

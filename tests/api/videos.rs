@@ -525,12 +525,7 @@ async fn deleting_a_running_video_stops_it_and_leaves_nothing() {
         (v["status"] == "processing" && v["progress"].as_f64().unwrap() > 0.0).then_some(())
     })
     .await;
-    let r = app
-        .delete(&token, &format!("/api/v1/videos/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.delete_video(&token, &id).await, 204);
     assert_eq!(
         app.get(&token, &format!("/api/v1/videos/{id}"))
             .send()
