@@ -107,56 +107,51 @@ fn video_event(job: &JobRow, links: &Links<'_>) -> Event {
 }
 
 async fn watch_video(state: State, principal: Principal, id: JobId, tx: Events) {
-    {
-        let links = Links::new(&state, &principal);
-        let mut last: Option<(JobState, f32)> = None;
-        loop {
-            let job = match db::jobs::get(&state.pool, id).await {
-                Ok(Some(job)) => job,
-                // deleted: the stream ends
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(job_id = %id, error = %e, "event stream lookup failed");
-                    tokio::time::sleep(POLL * 4).await;
-                    continue;
-                }
-            };
-            let now = (job.state, job.progress);
-            if last != Some(now) {
-                last = Some(now);
-                if tx.send(Ok(video_event(&job, &links))).await.is_err() || job.state.is_terminal()
-                {
-                    return;
-                }
+    let links = Links::new(&state, &principal);
+    let mut last: Option<(JobState, f32)> = None;
+    loop {
+        let job = match db::jobs::get(&state.pool, id).await {
+            Ok(Some(job)) => job,
+            // deleted: the stream ends
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(job_id = %id, error = %e, "event stream lookup failed");
+                tokio::time::sleep(POLL * 4).await;
+                continue;
             }
-            tokio::time::sleep(POLL).await;
+        };
+        let now = (job.state, job.progress);
+        if last != Some(now) {
+            last = Some(now);
+            if tx.send(Ok(video_event(&job, &links))).await.is_err() || job.state.is_terminal() {
+                return;
+            }
         }
+        tokio::time::sleep(POLL).await;
     }
 }
 
 async fn watch_user(state: State, principal: Principal, tx: Events) {
-    {
-        let links = Links::new(&state, &principal);
-        let mut changes = Changes::default();
-        loop {
-            match changes.next_batch(&state, &principal).await {
-                Ok(batch) => {
-                    for job in &batch.fresh {
-                        if tx.send(Ok(video_event(job, &links))).await.is_err() {
-                            return;
-                        }
-                    }
-                    if batch.more {
-                        continue;
+    let links = Links::new(&state, &principal);
+    let mut changes = Changes::default();
+    loop {
+        match changes.next_batch(&state, &principal).await {
+            Ok(batch) => {
+                for job in &batch.fresh {
+                    if tx.send(Ok(video_event(job, &links))).await.is_err() {
+                        return;
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(user_id = %principal.user_id, error = %e, "event stream lookup failed");
-                    tokio::time::sleep(USER_POLL * 4).await;
+                if batch.more {
+                    continue;
                 }
             }
-            tokio::time::sleep(USER_POLL).await;
+            Err(e) => {
+                tracing::warn!(user_id = %principal.user_id, error = %e, "event stream lookup failed");
+                tokio::time::sleep(USER_POLL * 4).await;
+            }
         }
+        tokio::time::sleep(USER_POLL).await;
     }
 }
 

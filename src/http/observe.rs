@@ -11,16 +11,16 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 /// The route pattern `path` belongs to; anything else is `other`.
 pub fn route(path: &str) -> &'static str {
+    // the page's few files: a bounded set, named by their own paths
+    if let Some(asset) = super::page::asset_path(path) {
+        return asset;
+    }
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match segments.as_slice() {
         [] | [""] => "/",
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
-        // the page's few files: a bounded set, named by their own paths
-        ["assets", "app.js"] => "/assets/app.js",
-        ["assets", "app.css"] => "/assets/app.css",
-        ["assets", "icon.svg"] => "/assets/icon.svg",
         ["api", "v1", "events"] => "/api/v1/events",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "v1", "users"] => "/api/v1/users",

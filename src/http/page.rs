@@ -62,6 +62,11 @@ static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
     ]
 });
 
+/// The page's own path for `path`, when it is one of its files.
+pub fn asset_path(path: &str) -> Option<&'static str> {
+    ASSETS.iter().map(|a| a.path).find(|p| *p == path)
+}
+
 pub fn routes() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     // the path first: other paths must keep the API's own rejection (a
     // method check here would turn every API 413 or 401 into a 405)

@@ -563,6 +563,11 @@ impl TestApp {
         format!("http://{}{path}", self.node.addr)
     }
 
+    /// A GET without credentials.
+    pub async fn get_anonymous(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url(path))

@@ -7,9 +7,9 @@ use crate::helpers::{TestApp, error_code, eventually, fixture};
 #[tokio::test]
 async fn health_readiness_metrics_and_unknown_routes() {
     let app = TestApp::spawn().await;
-    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get_anonymous("/healthz").await;
     assert_eq!(r.status(), 200);
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.get_anonymous("/readyz").await;
     assert_eq!(r.status(), 200);
     let ready: Value = r.json().await.unwrap();
     assert_eq!(ready["database"], true);
@@ -23,15 +23,7 @@ async fn health_readiness_metrics_and_unknown_routes() {
         app.wait_final(&token, &id, Duration::from_secs(120)).await["status"],
         "done"
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_anonymous("/metrics").await.text().await.unwrap();
     for needle in [
         "vp_uploads_total{result=\"accepted\"} 1",
         "vp_jobs{state=\"done\"} 1",
@@ -67,7 +59,7 @@ async fn health_readiness_metrics_and_unknown_routes() {
     assert_eq!(line["fields"]["status"], 200, "{line}");
     assert_eq!(line["span"]["route"], "/api/v1/videos", "{line}");
     assert!(line["fields"]["ms"].is_number(), "{line}");
-    let own = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let own = app.get_anonymous("/healthz").await;
     assert_eq!(
         own.headers()["x-request-id"].len(),
         16,
@@ -85,24 +77,14 @@ async fn health_readiness_metrics_and_unknown_routes() {
     );
 
     // the API's description, for integrators and the contract check in CI
-    let r = app
-        .http
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_anonymous("/api/v1/openapi.json").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     let doc: Value = r.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
     assert!(doc["paths"]["/api/v1/videos"]["post"].is_object());
 
-    let r = app
-        .http
-        .get(app.url("/api/v1/nothing-here"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_anonymous("/api/v1/nothing-here").await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "not_found");
     let r = app.http.put(app.url("/api/v1/users")).send().await.unwrap();

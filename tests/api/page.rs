@@ -16,7 +16,7 @@ const PROCESSING: Duration = Duration::from_secs(120);
 #[tokio::test]
 async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_policy() {
     let app = TestApp::spawn().await;
-    let page = app.http.get(app.url("/")).send().await.unwrap();
+    let page = app.get_anonymous("/").await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     let policy = page.headers()["content-security-policy"]
@@ -39,7 +39,7 @@ async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_policy() {
         ("/assets/app.css", "text/css; charset=utf-8"),
         ("/assets/icon.svg", "image/svg+xml"),
     ] {
-        let r = app.http.get(app.url(path)).send().await.unwrap();
+        let r = app.get_anonymous(path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], kind, "{path}");
         assert!(!r.bytes().await.unwrap().is_empty(), "{path}");
@@ -56,12 +56,7 @@ async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_policy() {
     let posted = app.http.post(app.url("/")).send().await.unwrap();
     assert_eq!(posted.status(), 405);
     // anything else is the API's JSON 404
-    let missing = app
-        .http
-        .get(app.url("/assets/nope.js"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get_anonymous("/assets/nope.js").await;
     assert_eq!(missing.status(), 404);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
@@ -391,11 +386,6 @@ async fn one_stream_carries_every_change_to_the_callers_videos_and_no_one_elses(
     assert_eq!(frames, [&Value::from(3)]);
 
     // no token, no stream
-    let anonymous = app
-        .http
-        .get(app.url("/api/v1/events"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = app.get_anonymous("/api/v1/events").await;
     assert_eq!(anonymous.status(), 401);
 }

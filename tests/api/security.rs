@@ -58,7 +58,7 @@ async fn assert_nothing_left(app: &TestApp, what: &str) {
         },
     )
     .await;
-    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get_anonymous("/healthz").await;
     assert_eq!(r.status(), 200, "{what}: the node is down");
     assert!(
         !app.node.log_lines().iter().any(|l| l.contains("panicked")),
@@ -176,7 +176,7 @@ async fn a_download_link_reads_its_zip_without_a_header_and_nothing_else() {
     let token = link.split_once("?token=").unwrap().1;
 
     // a browser or curl: no Authorization header
-    let r = app.http.get(app.url(&link)).send().await.unwrap();
+    let r = app.get_anonymous(&link).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/zip");
     assert!(
@@ -190,7 +190,7 @@ async fn a_download_link_reads_its_zip_without_a_header_and_nothing_else() {
 
     // the same token for the other video, or for anything else, is refused
     let other = format!("/api/v1/videos/{second}/frames.zip?token={token}");
-    let r = app.http.get(app.url(&other)).send().await.unwrap();
+    let r = app.get_anonymous(&other).await;
     expect(r, 401, "unauthorized", "another video's zip").await;
     let r = app.get(token, "/api/v1/me").send().await.unwrap();
     expect(r, 401, "unauthorized", "the link token as a session").await;
@@ -204,7 +204,7 @@ async fn a_download_link_reads_its_zip_without_a_header_and_nothing_else() {
     // signing out ends the session's links too
     let r = app.delete(&ann, "/api/v1/sessions").send().await.unwrap();
     assert_eq!(r.status(), 204);
-    let r = app.http.get(app.url(&link)).send().await.unwrap();
+    let r = app.get_anonymous(&link).await;
     expect(r, 401, "unauthorized", "a link of a revoked session").await;
 }
 
@@ -214,10 +214,7 @@ async fn tokens_and_passwords_never_reach_the_log() {
     let ann = app.user("ann@example.com").await;
     let (_, done) = done_video(&app, &ann, "2").await;
     let link = done["download_url"].as_str().unwrap();
-    assert_eq!(
-        app.http.get(app.url(link)).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(app.get_anonymous(link).await.status(), 200);
     // a refused token is not logged either
     let r = app
         .get("refused-token-xyz", "/api/v1/me")
@@ -246,9 +243,9 @@ async fn every_answer_carries_security_headers() {
     let answers = [
         app.get(&ann, "/api/v1/me").send().await.unwrap(),
         app.get(&ann, "/api/v1/videos/nope").send().await.unwrap(),
-        app.http.get(app.url("/api/v1/me")).send().await.unwrap(),
-        app.http.get(app.url("/no/such/page")).send().await.unwrap(),
-        app.http.get(app.url("/healthz")).send().await.unwrap(),
+        app.get_anonymous("/api/v1/me").await,
+        app.get_anonymous("/no/such/page").await,
+        app.get_anonymous("/healthz").await,
     ];
     for r in answers {
         let h = r.headers();
