@@ -107,6 +107,7 @@ pub async fn run(
             shutdown_grace: Duration::from_secs(tuning.shutdown_grace_secs),
             per_user_cap: i64::from(tuning.max_processing_per_user),
             retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),
+            cores: crate::media::CoreShare::of_this_machine(),
         }),
         notifier: NotifierArgs {
             pool: pool.clone(),

@@ -3,6 +3,7 @@
 //!
 //! * [`plan`] — pure timestamp planning and strategy choice (seek per frame vs. one pass).
 //! * [`probe`] — `ffprobe` JSON parsing and validation (is this a video at all?).
+//! * [`cores`] — the node's cores, shared by the jobs running on it.
 //! * [`extract`] — blocking frame extraction via `ffmpeg-sidecar`, with stall watchdog and
 //!   cancellation; run it in `spawn_blocking`.
 //! * [`split`] — splits ffmpeg's `image2pipe` byte stream into whole images.
@@ -10,6 +11,7 @@
 //! * [`process`] — the async subprocess wrapper used for ffprobe.
 
 pub mod archive;
+pub mod cores;
 pub mod extract;
 mod limits;
 pub mod plan;
@@ -22,6 +24,7 @@ mod testutil;
 use std::time::Duration;
 
 pub use archive::FrameZip;
+pub use cores::CoreShare;
 pub use extract::{CancelFlag, ExtractRequest, ExtractStats, Frame, extract_frames};
 pub use limits::cpu_budget;
 pub use plan::{FramePlan, ImageFormat, Spacing, Strategy, fps_filter, plan};

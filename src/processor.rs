@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::db::{self, jobs::Abandoned};
 use crate::domain::JobId;
-use crate::media::CancelFlag;
+use crate::media::{CancelFlag, CoreShare};
 use crate::notify::message;
 use crate::storage::MediaStore;
 use crate::supervisor;
@@ -50,6 +50,8 @@ pub struct ProcessorContext {
     /// On shutdown, running jobs get this long to finish before they are handed back.
     pub shutdown_grace: Duration,
     pub retention: Duration,
+    /// This machine's cores, shared by the jobs running on it.
+    pub cores: CoreShare,
 }
 
 pub struct ProcessorPool;

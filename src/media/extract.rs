@@ -5,10 +5,12 @@
 //! channel that the calling thread polls, so it can enforce the stall watchdog and react to
 //! cancellation while ffmpeg runs, kill the child, and always reap it.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Read;
 use std::process::ExitStatus;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use ffmpeg_sidecar::command::FfmpegCommand;
 use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 
 use super::MediaError;
+use super::cores::CoreShare;
 use super::plan::{FramePlan, ImageFormat, Strategy, fps_filter};
 use super::split::ImageSplitter;
 
@@ -27,6 +30,14 @@ const POLL: Duration = Duration::from_millis(50);
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// At most this many error lines are kept per ffmpeg run.
 const MAX_ERROR_LINES: usize = 32;
+/// At most this many seeks share one ffmpeg run: enough to spread its
+/// start-up (~70 ms, mostly loading libraries) over several frames.
+const MAX_SEEKS_PER_RUN: usize = 8;
+/// A run opens a decoder per seek, all at once; their pictures may take
+/// about this many bytes per pixel (reference frames, threads' copies).
+const DECODER_BYTES_PER_PIXEL: u64 = 24;
+/// What the decoders of one batched run may take together.
+const SEEK_RUN_MEMORY: u64 = 256 << 20;
 
 /// One extracted image. `index` counts produced frames (dense, from 0); `timestamp` is the
 /// planned position in seconds.
@@ -55,6 +66,7 @@ impl CancelFlag {
     }
 }
 
+#[derive(Clone, Copy)]
 pub struct ExtractRequest<'a> {
     pub ffmpeg: &'a std::path::Path,
     /// Path or URL of the input.
@@ -69,6 +81,10 @@ pub struct ExtractRequest<'a> {
     pub stall_timeout: Duration,
     /// CPU time each ffmpeg process may use before the kernel ends it.
     pub cpu_limit: Duration,
+    /// The node's cores: parallel seeks and decoder threads take this job's share.
+    pub cores: &'a CoreShare,
+    /// The source's picture size, to bound the memory of batched seeks.
+    pub picture: Option<(u32, u32)>,
     pub cancel: &'a CancelFlag,
 }
 
@@ -96,50 +112,30 @@ pub fn extract_frames(
     }
     let started = Instant::now();
     let mut produced: u32 = 0;
+    let mut emit = |timestamp: f64, data: Vec<u8>| -> Result<(), MediaError> {
+        on_frame(Frame {
+            index: produced,
+            timestamp,
+            data,
+        })
+        .map_err(MediaError::Sink)?;
+        produced += 1;
+        Ok(())
+    };
     match req.plan.strategy {
         Strategy::SinglePass => {
             let args = single_pass_args(req);
-            let mut on_image = |data: Vec<u8>| -> Result<(), MediaError> {
-                let Some(&timestamp) = req.plan.timestamps.get(produced as usize) else {
+            let mut slot = 0usize;
+            run_ffmpeg(req, &args, &mut |data| {
+                let Some(&timestamp) = req.plan.timestamps.get(slot) else {
                     tracing::debug!("ignoring an image beyond the plan");
                     return Ok(());
                 };
-                on_frame(Frame {
-                    index: produced,
-                    timestamp,
-                    data,
-                })
-                .map_err(MediaError::Sink)?;
-                produced += 1;
-                Ok(())
-            };
-            run_ffmpeg(req, &args, &mut on_image)?;
+                slot += 1;
+                emit(timestamp, data)
+            })?;
         }
-        Strategy::SeekEach => {
-            for &timestamp in &req.plan.timestamps {
-                if req.cancel.is_cancelled() {
-                    return Err(MediaError::Cancelled);
-                }
-                let args = seek_args(req, timestamp);
-                let mut image = None;
-                run_ffmpeg(req, &args, &mut |data| {
-                    image.get_or_insert(data);
-                    Ok(())
-                })?;
-                match image {
-                    Some(data) => {
-                        on_frame(Frame {
-                            index: produced,
-                            timestamp,
-                            data,
-                        })
-                        .map_err(MediaError::Sink)?;
-                        produced += 1;
-                    }
-                    None => tracing::debug!(timestamp, "seek produced no frame; skipped"),
-                }
-            }
-        }
+        Strategy::SeekEach => seek_each(req, &mut emit)?,
     }
     tracing::debug!(
         frames = produced,
@@ -157,19 +153,15 @@ pub fn extract_frames(
     })
 }
 
-fn video_filters(req: &ExtractRequest, fps: Option<String>) -> Option<String> {
-    let scale = req
-        .width
+fn scale_filter(req: &ExtractRequest) -> Option<String> {
+    req.width
         .filter(|w| *w > 0)
-        .map(|w| format!("scale={w}:-2"));
-    let filters: Vec<String> = fps.into_iter().chain(scale).collect();
-    (!filters.is_empty()).then(|| filters.join(","))
+        .map(|w| format!("scale={w}:-2"))
 }
 
-fn output_args(req: &ExtractRequest, vf: Option<String>, frames: usize) -> Vec<String> {
-    let mut args: Vec<String> = ["-map", "0:v:0", "-an", "-sn", "-dn"]
-        .map(String::from)
-        .to_vec();
+fn output_args(req: &ExtractRequest, map: &str, vf: Option<String>, frames: usize) -> Vec<String> {
+    let mut args: Vec<String> = vec!["-map".into(), map.into()];
+    args.extend(["-an", "-sn", "-dn"].map(String::from));
     if let Some(vf) = vf {
         args.extend(["-vf".into(), vf]);
     }
@@ -183,26 +175,175 @@ fn output_args(req: &ExtractRequest, vf: Option<String>, frames: usize) -> Vec<S
     args
 }
 
+const COMMON_ARGS: [&str; 3] = ["-hide_banner", "-nostdin", "-xerror"];
+
 fn single_pass_args(req: &ExtractRequest) -> Vec<String> {
-    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-xerror"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = COMMON_ARGS.map(String::from).to_vec();
+    // alone on the node the decoder takes every core (ffmpeg's default);
+    // beside other jobs only this job's share
+    let share = req.cores.share();
+    if share < req.cores.cores() {
+        args.extend(["-threads".into(), share.to_string()]);
+    }
     args.extend(super::input_args(req.input));
     // round=up: slot k takes the last frame with pts <= t_k (see `fps_filter`).
     let fps = format!("{}:round=up", fps_filter(req.plan, req.duration_secs));
-    let vf = video_filters(req, Some(fps));
-    args.extend(output_args(req, vf, req.plan.timestamps.len()));
+    let vf = [Some(fps), scale_filter(req)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(",");
+    args.extend(output_args(
+        req,
+        "0:v:0",
+        Some(vf),
+        req.plan.timestamps.len(),
+    ));
     args
 }
 
-fn seek_args(req: &ExtractRequest, timestamp: f64) -> Vec<String> {
-    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-xerror", "-ss"]
-        .map(String::from)
-        .to_vec();
-    args.push(format!("{timestamp:.3}"));
-    args.extend(super::input_args(req.input));
-    args.extend(output_args(req, video_filters(req, None), 1));
+/// One ffmpeg run for several seeks: the input is opened once per timestamp
+/// with an input seek (`-ss T -i`, exact: decoded from the keyframe before
+/// T), each takes its first frame, and `concat` joins them in order into one
+/// image stream. Each decoder gets one thread: a batch runs on one core.
+fn seek_batch_args(req: &ExtractRequest, timestamps: &[f64]) -> Vec<String> {
+    let mut args: Vec<String> = COMMON_ARGS.map(String::from).to_vec();
+    let mut graph = String::new();
+    let mut joined = String::new();
+    for (k, t) in timestamps.iter().enumerate() {
+        args.extend([
+            "-threads".into(),
+            "1".into(),
+            "-ss".into(),
+            format!("{t:.3}"),
+        ]);
+        args.extend(super::input_args(req.input));
+        let _ = write!(graph, "[{k}:v:0]trim=end_frame=1[f{k}];");
+        let _ = write!(joined, "[f{k}]");
+    }
+    // every run's frame starts at time 0: renumbered, none is taken for a duplicate
+    let _ = write!(
+        graph,
+        "{joined}concat=n={}:v=1:a=0,setpts=N/TB",
+        timestamps.len()
+    );
+    if let Some(scale) = scale_filter(req) {
+        let _ = write!(graph, ",{scale}");
+    }
+    graph.push_str("[out]");
+    args.extend(["-filter_complex".into(), graph]);
+    args.extend(["-fps_mode".into(), "passthrough".into()]);
+    args.extend(output_args(req, "[out]", None, timestamps.len()));
     args
+}
+
+/// Seeks per run for `timestamps` seeks spread over `workers` cores.
+fn seeks_per_run(timestamps: usize, workers: usize, picture: Option<(u32, u32)>) -> usize {
+    let pixels = picture.map_or(1920 * 1080, |(w, h)| u64::from(w) * u64::from(h));
+    let by_memory = SEEK_RUN_MEMORY / (pixels * DECODER_BYTES_PER_PIXEL).max(1);
+    timestamps
+        .div_ceil(workers.max(1))
+        .min(MAX_SEEKS_PER_RUN)
+        .min(by_memory as usize)
+        .max(1)
+}
+
+/// The frames of one batch of seeks, with their timestamps. A seek past the
+/// end yields nothing, and then the batch cannot tell which frame is whose:
+/// its seeks are run again one by one.
+fn seek_batch(req: &ExtractRequest, timestamps: &[f64]) -> Result<Vec<(f64, Vec<u8>)>, MediaError> {
+    let mut images = Vec::with_capacity(timestamps.len());
+    run_ffmpeg(req, &seek_batch_args(req, timestamps), &mut |data| {
+        images.push(data);
+        Ok(())
+    })?;
+    if images.len() == timestamps.len() {
+        return Ok(timestamps.iter().copied().zip(images).collect());
+    }
+    if timestamps.len() == 1 {
+        tracing::debug!(timestamp = timestamps[0], "seek produced no frame; skipped");
+        return Ok(Vec::new());
+    }
+    let mut frames = Vec::new();
+    for t in timestamps {
+        frames.extend(seek_batch(req, std::slice::from_ref(t))?);
+    }
+    Ok(frames)
+}
+
+/// Runs the seeks in batches on as many cores as the job's share allows and
+/// emits the frames in time order. A worker beyond the share (other jobs
+/// started meanwhile) stops after its batch: it gives its core back.
+fn seek_each(
+    req: &ExtractRequest,
+    emit: &mut dyn FnMut(f64, Vec<u8>) -> Result<(), MediaError>,
+) -> Result<(), MediaError> {
+    let workers = req.cores.share();
+    let size = seeks_per_run(req.plan.timestamps.len(), workers, req.picture);
+    let batches: Vec<&[f64]> = req.plan.timestamps.chunks(size).collect();
+    let workers = workers.min(batches.len());
+    // stops the other workers' runs when one fails or the job is cancelled
+    let stop = CancelFlag::new();
+    let inner = ExtractRequest {
+        cancel: &stop,
+        ..*req
+    };
+    let next = AtomicUsize::new(0);
+    type Done = (usize, Result<Vec<(f64, Vec<u8>)>, MediaError>);
+    let (tx, rx) = sync_channel::<Done>(workers);
+    std::thread::scope(|scope| {
+        for worker in 0..workers {
+            let (tx, inner, next, batches) = (tx.clone(), &inner, &next, &batches);
+            scope.spawn(move || {
+                while !inner.cancel.is_cancelled() && (worker == 0 || worker < inner.cores.share())
+                {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(batch) = batches.get(i) else { break };
+                    let result = seek_batch(inner, batch);
+                    let failed = result.is_err();
+                    if tx.send((i, result)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut outcome = Ok(());
+        let fail = |outcome: &mut Result<(), MediaError>, e: MediaError| {
+            stop.cancel();
+            if outcome.is_ok() {
+                *outcome = Err(e);
+            }
+        };
+        let mut waiting: BTreeMap<usize, Vec<(f64, Vec<u8>)>> = BTreeMap::new();
+        let mut emitted = 0;
+        loop {
+            if req.cancel.is_cancelled() {
+                fail(&mut outcome, MediaError::Cancelled);
+            }
+            match rx.recv_timeout(POLL) {
+                Ok((i, Ok(frames))) => {
+                    waiting.insert(i, frames);
+                    while let Some(frames) = waiting.remove(&emitted) {
+                        emitted += 1;
+                        for (t, data) in frames {
+                            if outcome.is_err() {
+                                break;
+                            }
+                            if let Err(e) = emit(t, data) {
+                                fail(&mut outcome, e);
+                            } else if req.cancel.is_cancelled() {
+                                fail(&mut outcome, MediaError::Cancelled);
+                            }
+                        }
+                    }
+                }
+                Ok((_, Err(e))) => fail(&mut outcome, e),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return outcome,
+            }
+        }
+    })
 }
 
 enum Msg {
@@ -501,9 +642,15 @@ mod tests {
             width,
             stall_timeout: Duration::from_secs(20),
             cpu_limit: Duration::from_secs(600),
+            cores: &TWO_CORES,
+            picture: None,
             cancel,
         }
     }
+
+    /// Two cores whatever the machine has, so seeks run in parallel batches.
+    static TWO_CORES: std::sync::LazyLock<CoreShare> =
+        std::sync::LazyLock::new(|| CoreShare::new(2));
 
     fn run(req: &ExtractRequest) -> Run {
         let mut frames = Vec::new();
@@ -542,6 +689,30 @@ mod tests {
     }
 
     #[test]
+    fn seeks_are_batched_by_cores_and_memory() {
+        type Picture = Option<(u32, u32)>;
+        // (timestamps, workers, picture, seeks per run)
+        let cases: &[(usize, usize, Picture, usize)] = &[
+            (30, 2, Some((640, 360)), MAX_SEEKS_PER_RUN),
+            (6, 2, Some((640, 360)), 3),
+            (1, 4, None, 1),
+            // 1080p decoders are big: fewer at once
+            (30, 2, Some((1920, 1080)), 5),
+            (30, 2, None, 5),
+            // 8K: one at a time, never none
+            (30, 2, Some((7680, 4320)), 1),
+            (3, 0, Some((320, 240)), 3),
+        ];
+        for &(n, workers, picture, expected) in cases {
+            assert_eq!(
+                seeks_per_run(n, workers, picture),
+                expected,
+                "{n} {workers} {picture:?}"
+            );
+        }
+    }
+
+    #[test]
     fn exact_counts_both_strategies() {
         let (_dir, input) = video(10);
         let cancel = CancelFlag::new();
@@ -552,7 +723,7 @@ mod tests {
         ];
         for (spacing, expected) in spacings {
             for strategy in [Strategy::SinglePass, Strategy::SeekEach] {
-                let p = with_strategy(plan(10.0, spacing, 1000), strategy);
+                let p = with_strategy(plan(10.0, spacing, 1000, None), strategy);
                 assert_eq!(p.timestamps.len(), expected);
                 let req = request(&input, &p, 10.0, ImageFormat::Jpg, None, &cancel);
                 let r = run(&req);
@@ -570,8 +741,8 @@ mod tests {
         let cancel = CancelFlag::new();
         // 1200 ms is a whole number of 25 fps frames, so both methods target the same frame.
         let spacing = Spacing::Interval { millis: 1200 };
-        let single = with_strategy(plan(6.0, spacing, 100), Strategy::SinglePass);
-        let seek = with_strategy(plan(6.0, spacing, 100), Strategy::SeekEach);
+        let single = with_strategy(plan(6.0, spacing, 100, None), Strategy::SinglePass);
+        let seek = with_strategy(plan(6.0, spacing, 100, None), Strategy::SeekEach);
         let a = run(&request(
             &input,
             &single,
@@ -605,7 +776,7 @@ mod tests {
                 (ImageFormat::Png, Some(160), (160, 120)),
                 (ImageFormat::Jpg, Some(100), (100, 76)),
             ] {
-                let p = with_strategy(plan(4.0, Spacing::Count(3), 100), strategy);
+                let p = with_strategy(plan(4.0, Spacing::Count(3), 100, None), strategy);
                 let r = run(&request(&input, &p, 4.0, format, width, &cancel));
                 assert_frames(&r, &p, format, size);
             }
@@ -652,7 +823,10 @@ mod tests {
         testutil::corrupt_middle(&input);
         let cancel = CancelFlag::new();
         for strategy in [Strategy::SinglePass, Strategy::SeekEach] {
-            let p = with_strategy(plan(10.0, Spacing::Interval { millis: 500 }, 100), strategy);
+            let p = with_strategy(
+                plan(10.0, Spacing::Interval { millis: 500 }, 100, None),
+                strategy,
+            );
             let r = run(&request(&input, &p, 10.0, ImageFormat::Jpg, None, &cancel));
             let err = r.result.unwrap_err();
             assert!(
@@ -670,7 +844,7 @@ mod tests {
         let rnd = testutil::random_file(dir.path(), "x.bin", 100_000);
         let audio = testutil::make_audio(dir.path(), "a.m4a");
         let cancel = CancelFlag::new();
-        let p = plan(2.0, Spacing::Count(2), 10);
+        let p = plan(2.0, Spacing::Count(2), 10, None);
         let r = run(&request(&rnd, &p, 2.0, ImageFormat::Jpg, None, &cancel));
         let err = r.result.unwrap_err();
         assert!(
@@ -690,7 +864,10 @@ mod tests {
         for strategy in [Strategy::SinglePass, Strategy::SeekEach] {
             // A slow decode: lavfi input running in real time would be ideal, but any input
             // works because we cancel from inside the first frame callback.
-            let p = with_strategy(plan(4.0, Spacing::Interval { millis: 40 }, 1000), strategy);
+            let p = with_strategy(
+                plan(4.0, Spacing::Interval { millis: 40 }, 1000, None),
+                strategy,
+            );
             let req = request(&input, &p, 4.0, ImageFormat::Jpg, None, &cancel);
             let flag = cancel.clone();
             let mut seen = 0;
@@ -732,7 +909,7 @@ mod tests {
         let flag = cancel.clone();
         let fifo2 = fifo.clone();
         let worker = std::thread::spawn(move || {
-            let p = plan(4.0, Spacing::Count(4), 10);
+            let p = plan(4.0, Spacing::Count(4), 10, None);
             let req = request(&fifo2, &p, 4.0, ImageFormat::Jpg, None, &flag);
             let r = run(&req);
             (r.result, Instant::now())
@@ -758,7 +935,7 @@ mod tests {
         let cancel = CancelFlag::new();
         let fifo2 = fifo.clone();
         let worker = std::thread::spawn(move || {
-            let p = plan(4.0, Spacing::Count(4), 10);
+            let p = plan(4.0, Spacing::Count(4), 10, None);
             let mut req = request(&fifo2, &p, 4.0, ImageFormat::Jpg, None, &cancel);
             req.stall_timeout = Duration::from_millis(300);
             let start = Instant::now();
@@ -778,7 +955,7 @@ mod tests {
         let (_dir, input) = video(4);
         let cancel = CancelFlag::new();
         for strategy in [Strategy::SinglePass, Strategy::SeekEach] {
-            let p = with_strategy(plan(4.0, Spacing::Count(4), 10), strategy);
+            let p = with_strategy(plan(4.0, Spacing::Count(4), 10, None), strategy);
             let req = request(&input, &p, 4.0, ImageFormat::Jpg, None, &cancel);
             let mut calls = 0;
             let result = extract_frames(&req, &mut |_| {
@@ -799,7 +976,7 @@ mod tests {
     #[test]
     fn missing_ffmpeg() {
         let cancel = CancelFlag::new();
-        let p = plan(4.0, Spacing::Count(4), 10);
+        let p = plan(4.0, Spacing::Count(4), 10, None);
         let mut req = request(Path::new("x.mp4"), &p, 4.0, ImageFormat::Jpg, None, &cancel);
         req.ffmpeg = Path::new("/nonexistent/ffmpeg");
         let r = run(&req);
@@ -813,10 +990,10 @@ mod tests {
     #[test]
     fn empty_plan_and_precancelled() {
         let cancel = CancelFlag::new();
-        let p = plan(0.0, Spacing::Count(4), 10);
+        let p = plan(0.0, Spacing::Count(4), 10, None);
         let req = request(Path::new("x.mp4"), &p, 0.0, ImageFormat::Jpg, None, &cancel);
         assert!(matches!(run(&req).result, Err(MediaError::NoFrames)));
-        let p = plan(4.0, Spacing::Count(4), 10);
+        let p = plan(4.0, Spacing::Count(4), 10, None);
         cancel.cancel();
         let req = request(Path::new("x.mp4"), &p, 4.0, ImageFormat::Jpg, None, &cancel);
         assert!(matches!(run(&req).result, Err(MediaError::Cancelled)));

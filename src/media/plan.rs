@@ -2,10 +2,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Estimated cost of one input-seek ffmpeg run (`-ss T -i … -frames:v 1`), in seconds.
-pub const SEEK_COST_SECS: f64 = 0.1;
-/// Estimated cost of decoding one second of video in a single pass, in seconds.
-pub const DECODE_COST_PER_SEC: f64 = 0.04;
+// The strategy's cost model, in CPU seconds; measured on the benchmark
+// machine (docs/BENCHMARKS.md), H.264 in software.
+
+/// Decoding one pixel on one core (1080p at about 230 frames a second).
+pub const DECODE_SECS_PER_PIXEL: f64 = 2.1e-9;
+/// One seek beyond its decoding: its part of a batched ffmpeg run
+/// (start-up, opening the input, seeking) and encoding the image.
+pub const SEEK_OVERHEAD_SECS: f64 = 0.03;
+/// Keyframe distance assumed (the probe does not tell it): a seek decodes
+/// from the keyframe before its timestamp, half of that on average.
+pub const ASSUMED_KEYFRAME_SECS: f64 = 10.0;
+/// Pixels a second assumed when the probe gives no frame rate (720p30).
+pub const DEFAULT_PIXEL_RATE: f64 = 1280.0 * 720.0 * 30.0;
 
 /// Output image format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,8 +95,15 @@ fn duration_millis(duration_secs: f64) -> Option<u64> {
 /// * `Count(n)`: `t_k = k·duration/n` for `k in 0..n`.
 ///
 /// At most `max_frames` timestamps. A non-finite or non-positive duration, a zero
-/// interval, `Count(0)` or `max_frames == 0` give an empty plan.
-pub fn plan(duration_secs: f64, spacing: Spacing, max_frames: u32) -> FramePlan {
+/// interval, `Count(0)` or `max_frames == 0` give an empty plan. The strategy
+/// is the cheaper one for a source of `pixel_rate` pixels a second (width ×
+/// height × frame rate; `None`: unknown).
+pub fn plan(
+    duration_secs: f64,
+    spacing: Spacing,
+    max_frames: u32,
+    pixel_rate: Option<f64>,
+) -> FramePlan {
     let empty = |spacing| FramePlan {
         timestamps: Vec::new(),
         strategy: Strategy::SinglePass,
@@ -111,7 +127,7 @@ pub fn plan(duration_secs: f64, spacing: Spacing, max_frames: u32) -> FramePlan 
         }
         _ => return empty(spacing),
     };
-    let strategy = choose_strategy(timestamps.len(), duration_secs);
+    let strategy = choose_strategy(timestamps.len(), duration_secs, pixel_rate);
     FramePlan {
         timestamps,
         strategy,
@@ -119,8 +135,15 @@ pub fn plan(duration_secs: f64, spacing: Spacing, max_frames: u32) -> FramePlan 
     }
 }
 
-fn choose_strategy(frames: usize, duration_secs: f64) -> Strategy {
-    if (frames as f64) * SEEK_COST_SECS < duration_secs * DECODE_COST_PER_SEC {
+/// Seeks decode about half a keyframe distance each; one pass decodes it all.
+fn choose_strategy(frames: usize, duration_secs: f64, pixel_rate: Option<f64>) -> Strategy {
+    let rate = pixel_rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .unwrap_or(DEFAULT_PIXEL_RATE);
+    let decode_per_sec = rate * DECODE_SECS_PER_PIXEL;
+    let one_pass = duration_secs * decode_per_sec;
+    let seeks = frames as f64 * (SEEK_OVERHEAD_SECS + ASSUMED_KEYFRAME_SECS / 2.0 * decode_per_sec);
+    if seeks < one_pass {
         Strategy::SeekEach
     } else {
         Strategy::SinglePass
@@ -168,7 +191,7 @@ mod tests {
             (10.0, 1000, 0, 0, None),
         ];
         for &(dur, millis, max, count, last) in cases {
-            let p = plan(dur, Spacing::Interval { millis }, max);
+            let p = plan(dur, Spacing::Interval { millis }, max, None);
             assert_eq!(
                 p.timestamps.len(),
                 count,
@@ -188,7 +211,7 @@ mod tests {
 
     #[test]
     fn interval_has_no_float_drift() {
-        let p = plan(3.0, Spacing::Interval { millis: 100 }, 1000);
+        let p = plan(3.0, Spacing::Interval { millis: 100 }, 1000, None);
         for (k, t) in p.timestamps.iter().enumerate() {
             assert_eq!(*t, (k as f64 * 100.0) / 1000.0);
         }
@@ -207,7 +230,7 @@ mod tests {
             (0.0, 5, 1000, 0),
         ];
         for &(dur, n, max, count) in cases {
-            let p = plan(dur, Spacing::Count(n), max);
+            let p = plan(dur, Spacing::Count(n), max, None);
             assert_eq!(p.timestamps.len(), count, "dur={dur} n={n} max={max}");
             for (k, t) in p.timestamps.iter().enumerate() {
                 let expected = k as f64 * dur / f64::from(n);
@@ -222,42 +245,38 @@ mod tests {
 
     #[test]
     fn strategy_choice() {
-        // (duration, spacing, expected)
-        let cases: &[(f64, Spacing, Strategy)] = &[
-            // 10 frames: 1.0 s of seeks vs 0.4 s decode
+        const P1080: f64 = 1920.0 * 1080.0 * 25.0;
+        const P720: f64 = 1280.0 * 720.0 * 25.0;
+        const TINY: f64 = 160.0 * 120.0 * 25.0;
+        let every = |secs: u32| Spacing::Interval {
+            millis: secs * 1000,
+        };
+        // (duration, spacing, pixel rate, expected)
+        let cases: &[(f64, Spacing, Option<f64>, Strategy)] = &[
+            // the benchmark's dense case: 60 s 720p, a frame a second
+            (60.0, every(1), Some(P720), Strategy::SinglePass),
+            // its sparse cases: 5 and 10 min 1080p, a frame every 20 s
+            (300.0, every(20), Some(P1080), Strategy::SeekEach),
+            (600.0, every(20), Some(P1080), Strategy::SeekEach),
+            // a seek decodes ~5 s: frames 3 s apart are cheaper in one pass
             (
-                10.0,
-                Spacing::Interval { millis: 1000 },
+                600.0,
+                Spacing::Count(200),
+                Some(P1080),
                 Strategy::SinglePass,
             ),
-            // 4 frames: 0.4 vs 0.4 -> not strictly cheaper
-            (
-                10.0,
-                Spacing::Interval { millis: 2500 },
-                Strategy::SinglePass,
-            ),
-            // 3600 s, 1 frame/min: 6 s of seeks vs 144 s decode
-            (
-                3600.0,
-                Spacing::Interval { millis: 60_000 },
-                Strategy::SeekEach,
-            ),
-            (3600.0, Spacing::Count(10), Strategy::SeekEach),
-            (
-                60.0,
-                Spacing::Interval { millis: 1000 },
-                Strategy::SinglePass,
-            ),
-            // 7 frames: 0.7 s of seeks vs 2.4 s decode
-            (60.0, Spacing::Count(7), Strategy::SeekEach),
-            (600.0, Spacing::Count(200), Strategy::SeekEach),
-            (600.0, Spacing::Count(240), Strategy::SinglePass),
+            (3600.0, every(60), None, Strategy::SeekEach),
+            // tiny pictures decode so fast that a seek's overhead dominates
+            (60.0, Spacing::Count(7), Some(TINY), Strategy::SinglePass),
+            (60.0, Spacing::Count(7), Some(P1080), Strategy::SeekEach),
+            // an unusable rate counts as unknown
+            (60.0, Spacing::Count(7), Some(f64::NAN), Strategy::SeekEach),
         ];
-        for &(dur, spacing, expected) in cases {
+        for &(dur, spacing, rate, expected) in cases {
             assert_eq!(
-                plan(dur, spacing, 10_000).strategy,
+                plan(dur, spacing, 10_000, rate).strategy,
                 expected,
-                "{dur} {spacing:?}"
+                "{dur} {spacing:?} {rate:?}"
             );
         }
     }
@@ -272,7 +291,7 @@ mod tests {
             (12.3456, Spacing::Count(3), "fps=3000/12346"),
         ];
         for &(dur, spacing, expected) in cases {
-            let p = plan(dur, spacing, 1000);
+            let p = plan(dur, spacing, 1000, None);
             assert_eq!(fps_filter(&p, dur), expected);
         }
     }

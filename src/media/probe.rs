@@ -22,6 +22,16 @@ pub struct MediaInfo {
     pub has_audio: bool,
 }
 
+impl MediaInfo {
+    /// Pixels decoded per second of video (width × height × frame rate), when known.
+    pub fn pixel_rate(&self) -> Option<f64> {
+        let v = &self.video;
+        v.frame_rate
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(|r| f64::from(v.width) * f64::from(v.height) * r)
+    }
+}
+
 /// The first (non cover-art) video stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VideoStream {

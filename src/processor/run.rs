@@ -144,8 +144,16 @@ async fn produce(
     // held to the end of the run: a spooled copy goes when it is dropped
     let local = ctx.store.local_input(&MediaStore::source_key(id)).await?;
     let source = local.path();
-    let info = media::probe(&ctx.ffprobe, &source, ctx.probe_timeout).await?;
-    let plan = media::plan(info.duration_secs, options.spacing(), options.max_frames);
+    let info = match stored_probe(claim) {
+        Some(info) => info,
+        None => media::probe(&ctx.ffprobe, &source, ctx.probe_timeout).await?,
+    };
+    let plan = media::plan(
+        info.duration_secs,
+        options.spacing(),
+        options.max_frames,
+        info.pixel_rate(),
+    );
     if plan.timestamps.is_empty() {
         return Err(MediaError::NoFrames.into());
     }
@@ -168,7 +176,10 @@ async fn produce(
     let cpu_limit = media::cpu_budget(time_limit(ctx, claim));
     let cancel = cancel.clone();
     let options_json = claim.job.options.clone();
+    let cores = ctx.cores.clone();
+    let picture = Some((info.video.width, info.video.height));
     let extract = tokio::task::spawn_blocking(move || -> Result<u32, MediaError> {
+        let _seat = cores.seat();
         let planned = plan.timestamps.len();
         let mut zip = FrameZip::new(ChannelWriter::new(tx), options.format, planned);
         let request = ExtractRequest {
@@ -180,6 +191,8 @@ async fn produce(
             width: options.width,
             stall_timeout: stall,
             cpu_limit,
+            cores: &cores,
+            picture,
             cancel: &cancel,
         };
         let stats = media::extract_frames(&request, &mut |frame| {
@@ -211,6 +224,15 @@ async fn produce(
         (Err(e), _) => Err(e.into()),
         (Ok(_), Err(e)) => Err(StorageError::Io(e).into()),
     }
+}
+
+/// The probe made when the upload was accepted: probing again would only
+/// cost time (the file is the same, stored under the same key).
+fn stored_probe(claim: &Claim) -> Option<media::MediaInfo> {
+    let stored = claim.job.media_info.clone()?;
+    serde_json::from_value(stored)
+        .inspect_err(|e| tracing::warn!(error = %e, "stored probe unreadable; probing again"))
+        .ok()
 }
 
 async fn record_outcome(

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Node, NodeConfig, PASSWORD, TestDb, error_code, eventually, fixture, free_port, start_node,
-    zip_contents,
+    Node, NodeConfig, PASSWORD, TestDb, cluster_configs, error_code, eventually, fixture,
+    free_port, start_node, zip_contents,
 };
 
 const PROCESSING: Duration = Duration::from_secs(180);
@@ -26,26 +26,7 @@ impl TestCluster {
     async fn start(n: usize, base: NodeConfig) -> Self {
         let db = TestDb::create().await;
         let media = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let seeds = ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let configs: Vec<NodeConfig> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let mut c = base.clone();
-                c.node_name = format!("node-{i}");
-                c.env.extend([
-                    ("VP_CLUSTER_ADDR".to_owned(), format!("127.0.0.1:{port}")),
-                    ("VP_CLUSTER_SEEDS".to_owned(), seeds.clone()),
-                    ("VP_CLUSTER_COOKIE".to_owned(), COOKIE.to_owned()),
-                ]);
-                c
-            })
-            .collect();
+        let configs = cluster_configs(n, base, COOKIE);
         let nodes = configs
             .iter()
             .map(|c| start_node(&db.url, media.path(), c))

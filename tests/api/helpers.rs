@@ -351,6 +351,31 @@ impl NodeConfig {
     }
 }
 
+/// `n` configurations from `base` named node-0, node-1, …, each on its own
+/// cluster port and seeded with every node's, sharing `cookie`.
+pub fn cluster_configs(n: usize, base: NodeConfig, cookie: &str) -> Vec<NodeConfig> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let seeds = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut c = base.clone();
+            c.node_name = format!("node-{i}");
+            c.env.extend([
+                ("VP_CLUSTER_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+                ("VP_CLUSTER_SEEDS".to_owned(), seeds.clone()),
+                ("VP_CLUSTER_COOKIE".to_owned(), cookie.to_owned()),
+            ]);
+            c
+        })
+        .collect()
+}
+
 /// An executable shell script in the fixture directory.
 pub fn script(name: &str, body: &str) -> PathBuf {
     let path = fixture_dir().join(name);
