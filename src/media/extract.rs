@@ -159,9 +159,19 @@ fn scale_filter(req: &ExtractRequest) -> Option<String> {
         .map(|w| format!("scale={w}:-2"))
 }
 
-fn output_args(req: &ExtractRequest, map: &str, vf: Option<String>, frames: usize) -> Vec<String> {
+/// `threads`: the encoder's threads (`None`: ffmpeg's choice, every core).
+fn output_args(
+    req: &ExtractRequest,
+    map: &str,
+    vf: Option<String>,
+    frames: usize,
+    threads: Option<usize>,
+) -> Vec<String> {
     let mut args: Vec<String> = vec!["-map".into(), map.into()];
     args.extend(["-an", "-sn", "-dn"].map(String::from));
+    if let Some(n) = threads {
+        args.extend(["-threads".into(), n.to_string()]);
+    }
     if let Some(vf) = vf {
         args.extend(["-vf".into(), vf]);
     }
@@ -179,11 +189,13 @@ const COMMON_ARGS: [&str; 3] = ["-hide_banner", "-nostdin", "-xerror"];
 
 fn single_pass_args(req: &ExtractRequest) -> Vec<String> {
     let mut args: Vec<String> = COMMON_ARGS.map(String::from).to_vec();
-    // alone on the node the decoder takes every core (ffmpeg's default);
-    // beside other jobs only this job's share
+    // alone on the node ffmpeg takes every core (its default); beside other
+    // jobs only this job's share, for decoder, filters and encoder alike
     let share = req.cores.share();
-    if share < req.cores.cores() {
-        args.extend(["-threads".into(), share.to_string()]);
+    let threads = (share < req.cores.cores()).then_some(share);
+    if let Some(n) = threads {
+        let n = n.to_string();
+        args.extend(["-filter_threads".into(), n.clone(), "-threads".into(), n]);
     }
     args.extend(super::input_args(req.input));
     // round=up: slot k takes the last frame with pts <= t_k (see `fps_filter`).
@@ -198,6 +210,7 @@ fn single_pass_args(req: &ExtractRequest) -> Vec<String> {
         "0:v:0",
         Some(vf),
         req.plan.timestamps.len(),
+        threads,
     ));
     args
 }
@@ -208,6 +221,7 @@ fn single_pass_args(req: &ExtractRequest) -> Vec<String> {
 /// image stream. Each decoder gets one thread: a batch runs on one core.
 fn seek_batch_args(req: &ExtractRequest, timestamps: &[f64]) -> Vec<String> {
     let mut args: Vec<String> = COMMON_ARGS.map(String::from).to_vec();
+    args.extend(["-filter_threads".into(), "1".into()]);
     let mut graph = String::new();
     let mut joined = String::new();
     for (k, t) in timestamps.iter().enumerate() {
@@ -233,7 +247,7 @@ fn seek_batch_args(req: &ExtractRequest, timestamps: &[f64]) -> Vec<String> {
     graph.push_str("[out]");
     args.extend(["-filter_complex".into(), graph]);
     args.extend(["-fps_mode".into(), "passthrough".into()]);
-    args.extend(output_args(req, "[out]", None, timestamps.len()));
+    args.extend(output_args(req, "[out]", None, timestamps.len(), Some(1)));
     args
 }
 
