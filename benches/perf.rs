@@ -109,6 +109,17 @@ struct Row {
 }
 
 impl Row {
+    /// A time against a baseline time, whose ratio must be at most `max`.
+    fn seconds(scenario: &'static str, ours: f64, baseline: f64, max: f64) -> Self {
+        Self {
+            scenario,
+            ours,
+            baseline: Some(baseline),
+            unit: "s",
+            target: Target::AtMost(max),
+        }
+    }
+
     fn header() -> String {
         format!(
             "| {:<44} | {:>10} | {:>10} | {:>6} | {:>8} | {:<4} |\n|{}|{}|{}|{}|{}|{}|",
@@ -575,13 +586,12 @@ impl Suite {
             same_frames("extraction", &frames, &bare_frames);
             app.delete_video(&token, &id).await;
         }
-        vec![Row {
-            scenario: e.scenario,
-            ours: median(ours),
-            baseline: Some(median(theirs)),
-            unit: "s",
-            target: Target::AtMost(e.target),
-        }]
+        vec![Row::seconds(
+            e.scenario,
+            median(ours),
+            median(theirs),
+            e.target,
+        )]
     }
 
     /// Scenario 1: a frame a second of a 60 s 720p video, against
@@ -717,17 +727,12 @@ impl Suite {
             }
         }
         let (ours, ideal) = (median(ours), median(ideal));
-        vec![Row {
-            scenario: if nodes == 1 {
-                "3 many: 16 × 20 s 720p at once, one node"
-            } else {
-                "3 many: 16 × 20 s 720p at once, three nodes"
-            },
-            ours,
-            baseline: Some(ideal),
-            unit: "s",
-            target: Target::AtMost(1.1),
-        }]
+        let scenario = if nodes == 1 {
+            "3 many: 16 × 20 s 720p at once, one node"
+        } else {
+            "3 many: 16 × 20 s 720p at once, three nodes"
+        };
+        vec![Row::seconds(scenario, ours, ideal, 1.1)]
     }
 
     /// Scenario 4: A 1 GiB upload over loopback (send → 202), against `dd conv=fsync`
@@ -737,6 +742,7 @@ impl Suite {
         let input = raw_video(mib);
         let (app, token) = node().await;
         let base = app.url("");
+        let db = app.db.client().await;
         let rss_before = app.node.peak_rss_kib();
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..self.reps {
@@ -744,7 +750,7 @@ impl Suite {
             let start = Instant::now();
             let id = upload(&app.http, &base, &token, &input, &[("count", "1".into())]).await;
             ours.push(start.elapsed().as_secs_f64());
-            settled(&app.db.client().await).await;
+            settled(&db).await;
             app.delete_video(&token, &id).await;
         }
         let growth_mib = app.node.peak_rss_kib().saturating_sub(rss_before) / 1024;
@@ -757,13 +763,12 @@ impl Suite {
             size / ours,
             size / bare
         );
-        vec![Row {
-            scenario: "4 upload: 1 GiB over loopback (time, dd = 1)",
+        vec![Row::seconds(
+            "4 upload: 1 GiB over loopback (time, dd = 1)",
             ours,
-            baseline: Some(bare),
-            unit: "s",
-            target: Target::AtMost(2.0),
-        }]
+            bare,
+            2.0,
+        )]
     }
 
     /// Scenario 5: Listing 50 of a user's 10 000 videos against `/healthz`, each under
