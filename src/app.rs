@@ -53,6 +53,7 @@ pub async fn run(
     let node = settings.node_name();
     let workers = settings.workers();
     let pool = prepare_database(&settings, 32 + workers * 2).await?;
+    let changes = db::changes::listen(settings.database_url.expose())?;
 
     crate::auth::prepare_passwords();
     let keys = TokenKey::load(
@@ -67,6 +68,7 @@ pub async fn run(
         Duration::from_secs(settings.tuning.token_ttl_secs),
         Duration::from_secs(settings.tuning.download_link_secs),
         pool.clone(),
+        changes.clone(),
     ));
 
     let store = MediaStore::from_url(&settings.media_url)?;
@@ -108,6 +110,7 @@ pub async fn run(
             per_user_cap: i64::from(tuning.max_processing_per_user),
             retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),
             cores: crate::media::CoreShare::of_this_machine(),
+            changes: changes.clone(),
         }),
         notifier: NotifierArgs {
             pool: pool.clone(),
@@ -121,6 +124,7 @@ pub async fn run(
         .await
         .context("starting actors")?;
 
+    let rendered = http::Rendered::new(sessions.link_reuse());
     let state = Arc::new(AppState {
         pool,
         store,
@@ -130,6 +134,9 @@ pub async fn run(
         settings: settings.clone(),
         node: node.clone(),
         metrics,
+        pages: db::pages::Pages::new(changes.clone()),
+        rendered,
+        changes,
         cluster: cluster_view,
     });
     let addr = listener.local_addr()?;

@@ -49,6 +49,19 @@ pub struct Session {
     /// The verified token: its revocation ids end the session, and download
     /// links are derived from it.
     pub token: Arc<biscuit_auth::Biscuit>,
+    /// Its revocation ids, joined: names the session (download links made
+    /// for it are kept under this name).
+    pub id: Arc<[u8]>,
+}
+
+impl Session {
+    pub fn new(token: biscuit_auth::Biscuit) -> Self {
+        let id = token.revocation_identifiers().concat().into();
+        Self {
+            token: Arc::new(token),
+            id,
+        }
+    }
 }
 
 /// Never prints the token.

@@ -1,9 +1,11 @@
 //! PostgreSQL, the source of truth. Only this module speaks SQL; each query
 //! sits next to the function that runs it, named verb-first with its guard.
 
+pub mod changes;
 pub mod jobs;
 pub mod keys;
 pub mod outbox;
+pub mod pages;
 pub mod users;
 
 use std::str::FromStr;
@@ -69,16 +71,21 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-/// A connection pool for `url`.
-pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
-    let config =
+/// The connection settings of `url`; connecting gives up after 2 s unless
+/// the url says otherwise.
+fn config(url: &str) -> DbResult<tokio_postgres::Config> {
+    let mut config =
         tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
-    let mut config = config;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(2));
     }
+    Ok(config)
+}
+
+/// A connection pool for `url`.
+pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
     let manager = Manager::from_config(
-        config,
+        config(url)?,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,

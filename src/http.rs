@@ -15,7 +15,9 @@ mod openapi;
 pub use hygiene::ClientAddr;
 mod ops;
 mod page;
+mod rendered;
 mod server;
+pub use rendered::Rendered;
 pub use server::serve;
 mod upload;
 mod videos;
@@ -43,6 +45,13 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub node: String,
     pub metrics: PrometheusHandle,
+    /// Changes heard from the database: this node's own writes are recorded
+    /// here too, so its next read sees them.
+    pub changes: Arc<crate::db::changes::Changes>,
+    /// The users' pages of videos, kept while unchanged.
+    pub pages: crate::db::pages::Pages,
+    /// List answers, kept while their page is unchanged and their links young.
+    pub rendered: Rendered,
     /// The cluster as this node sees it; None when running alone.
     pub cluster: Option<crate::cluster::ClusterView>,
 }

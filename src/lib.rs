@@ -19,11 +19,14 @@
 //! joins the node to its peers (wake-ups, cancels, taking over the jobs of a
 //! node that died), [`auth`] says who is calling, [`domain`] parses what
 //! clients send, [`settings`] and [`cli`] are the operating contract,
-//! [`app`] wires a node together.
+//! [`app`] wires a node together. Reads a node repeats are kept in memory
+//! ([`budgeted`]) until `db::changes`, PostgreSQL's notifications, says
+//! they changed.
 
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod budgeted;
 pub mod cli;
 pub mod cluster;
 pub mod db;

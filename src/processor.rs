@@ -52,6 +52,8 @@ pub struct ProcessorContext {
     pub retention: Duration,
     /// This machine's cores, shared by the jobs running on it.
     pub cores: CoreShare,
+    /// Where the node records its own writes, so its next read sees them.
+    pub changes: std::sync::Arc<crate::db::changes::Changes>,
 }
 
 pub struct ProcessorPool;

@@ -23,6 +23,8 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use super::{AuthError, Authenticator, Credentials, Principal, Session};
+use crate::budgeted::Budgeted;
+use crate::db::changes::{Changes, Stamp, Topic};
 use crate::db::{self, DbError};
 use crate::domain::{JobId, UserId};
 
@@ -110,17 +112,23 @@ pub struct SessionTokens {
     link_ttl: Duration,
     pool: Pool,
     links: LinkCache,
+    verified: VerifiedCache,
 }
 
 /// Download links made lately, by session and video. Minting one signs a
 /// block (~0.1 ms); a list of 50 done videos would spend 5 ms on links
 /// alone, at every refresh. A link is handed out again while it is young:
 /// it still has nearly its whole lifetime, and it ends with its session.
-#[derive(Default)]
-struct LinkCache(Mutex<HashMap<LinkKey, (String, Instant)>>);
+struct LinkCache(Mutex<Budgeted<LinkKey, (String, Instant)>>);
+
+impl Default for LinkCache {
+    fn default() -> Self {
+        Self(Mutex::new(Budgeted::new(LINK_CACHE_ENTRIES)))
+    }
+}
 
 /// A session (its revocation ids) and a video.
-type LinkKey = (Vec<u8>, JobId);
+type LinkKey = (Arc<[u8]>, JobId);
 
 /// How many links the cache holds before it forgets the old ones.
 const LINK_CACHE_ENTRIES: usize = 8192;
@@ -144,15 +152,67 @@ impl LinkCache {
             return Some(link.clone());
         }
         let link = mint()?;
-        let mut links = self.0.lock().unwrap();
-        if links.len() >= LINK_CACHE_ENTRIES {
-            links.retain(|_, (_, at)| fresh(at));
-            if links.len() >= LINK_CACHE_ENTRIES {
-                links.clear();
-            }
-        }
-        links.insert(key, (link.clone(), Instant::now()));
+        self.0
+            .lock()
+            .unwrap()
+            .insert(key, (link.clone(), Instant::now()), 1, |_, (_, at)| {
+                fresh(at)
+            });
         Some(link)
+    }
+}
+
+/// Session tokens lately verified and found not revoked. Checking one costs
+/// an Ed25519 verification, the authorizer and a database query; a client
+/// sends the same token with every request.
+struct VerifiedCache {
+    changes: Arc<Changes>,
+    kept: Mutex<Budgeted<String, Verified>>,
+}
+
+struct Verified {
+    principal: Principal,
+    read: Stamp,
+    at: Instant,
+}
+
+/// How long a verified token is kept: at most while no revocation or
+/// disabled user was heard of, and only if it is still good this much later.
+const VERIFIED_FOR: Duration = Duration::from_secs(30);
+/// How long a revocation waits to hear itself from the change feed.
+const REVOCATION_HEARD_WITHIN: Duration = Duration::from_secs(1);
+/// How many verified tokens are kept.
+const VERIFIED_ENTRIES: usize = 8192;
+
+impl VerifiedCache {
+    fn new(changes: Arc<Changes>) -> Self {
+        Self {
+            changes,
+            kept: Mutex::new(Budgeted::new(VERIFIED_ENTRIES)),
+        }
+    }
+
+    fn fresh(&self, v: &Verified) -> bool {
+        v.at.elapsed() < VERIFIED_FOR && self.changes.unchanged(Topic::Auth, v.read)
+    }
+
+    fn get(&self, token: &str) -> Option<Principal> {
+        let kept = self.kept.lock().unwrap();
+        let v = kept.get(token)?;
+        self.fresh(v).then(|| v.principal.clone())
+    }
+
+    fn keep(&self, token: &str, principal: &Principal, read: Stamp) {
+        let verified = Verified {
+            principal: principal.clone(),
+            read,
+            at: Instant::now(),
+        };
+        let mut kept = self.kept.lock().unwrap();
+        // checked under the lock: a revocation heard since the read spoils it
+        if self.fresh(&verified) {
+            kept.insert(token.to_owned(), verified, 1, |_, v| self.fresh(v));
+        }
     }
 }
 
@@ -167,10 +227,48 @@ fn refusal(e: biscuit_auth::error::Token) -> AuthError {
     }
 }
 
+/// Runs the token's checks for `usage` as if it were `now`; returns the user.
+fn authorize(biscuit: &Biscuit, usage: &Use, now: SystemTime) -> Result<UserId, AuthError> {
+    let builder = match usage {
+        Use::Api => authorizer!(
+            r#"time({now}); operation("api"); allow if user($u);"#,
+            now = now
+        ),
+        Use::Download(video) => authorizer!(
+            r#"time({now}); operation("download"); video({video}); allow if user($u);"#,
+            now = now,
+            video = video.to_string()
+        ),
+    };
+    let mut authorizer = builder
+        .set_limits(AuthorizerLimits {
+            max_time: Duration::from_millis(20),
+            ..Default::default()
+        })
+        .build(biscuit)
+        .map_err(refusal)?;
+    authorizer.authorize().map_err(refusal)?;
+    let users: Vec<(String,)> = authorizer
+        .query("data($u) <- user($u)")
+        .map_err(|_| AuthError::Invalid)?;
+    match users.as_slice() {
+        [(id,)] => UserId::parse(id).ok_or(AuthError::Invalid),
+        _ => Err(AuthError::Invalid),
+    }
+}
+
 impl SessionTokens {
     /// `keys[0]` signs; every key verifies. `ttl` is a session's lifetime,
     /// `link_ttl` a download link's.
-    pub fn new(keys: &[TokenKey], ttl: Duration, link_ttl: Duration, pool: Pool) -> Self {
+    /// Tokens checked are kept for a while, as long as `changes` heard of no
+    /// revocation (`Changes::default()`: never).
+    pub fn new(
+        keys: &[TokenKey],
+        ttl: Duration,
+        link_ttl: Duration,
+        pool: Pool,
+        changes: Arc<Changes>,
+    ) -> Self {
         let signing_key = keys.first().expect("at least one token key");
         let verifying = keys
             .iter()
@@ -184,6 +282,7 @@ impl SessionTokens {
             link_ttl,
             pool,
             links: LinkCache::default(),
+            verified: VerifiedCache::new(changes),
         }
     }
 
@@ -202,10 +301,15 @@ impl SessionTokens {
         (token, DateTime::<Utc>::from(expires))
     }
 
+    /// How long a download link is handed out again after it was made.
+    pub fn link_reuse(&self) -> Duration {
+        LinkCache::reuse_for(self.link_ttl)
+    }
+
     /// A link that downloads `video`'s zip for the link lifetime (or until
     /// the session ends, if sooner), without any other header.
     pub fn download_link(&self, session: &Session, video: JobId) -> Option<String> {
-        let key = (session.token.revocation_identifiers().concat(), video);
+        let key = (session.id.clone(), video);
         self.links
             .get_or_mint(key, self.link_ttl, || self.mint_link(session, video))
     }
@@ -233,13 +337,21 @@ impl SessionTokens {
 
     /// Verifies signature, expiry and the checks for `usage`; returns the
     /// user and the token.
+    #[cfg(test)]
     fn verify(&self, token: &str, usage: &Use) -> Result<(UserId, Biscuit), AuthError> {
+        let biscuit = self.parse(token)?;
+        let user = authorize(&biscuit, usage, SystemTime::now())?;
+        Ok((user, biscuit))
+    }
+
+    /// The token, if one of our keys signed it.
+    fn parse(&self, token: &str) -> Result<Biscuit, AuthError> {
         let by_id = |id: Option<u32>| {
             id.and_then(|id| self.verifying.get(&id).copied())
                 .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
         };
         // tokens minted before key ids were used carry none: any of the keys
-        let biscuit = Biscuit::from_base64(token, by_id)
+        Biscuit::from_base64(token, by_id)
             .or_else(|_| {
                 self.verifying
                     .values()
@@ -250,35 +362,7 @@ impl SessionTokens {
                     })
                     .ok_or(AuthError::Invalid)
             })
-            .map_err(|_| AuthError::Invalid)?;
-        let now = SystemTime::now();
-        let builder = match usage {
-            Use::Api => authorizer!(
-                r#"time({now}); operation("api"); allow if user($u);"#,
-                now = now
-            ),
-            Use::Download(video) => authorizer!(
-                r#"time({now}); operation("download"); video({video}); allow if user($u);"#,
-                now = now,
-                video = video.to_string()
-            ),
-        };
-        let mut authorizer = builder
-            .set_limits(AuthorizerLimits {
-                max_time: Duration::from_millis(20),
-                ..Default::default()
-            })
-            .build(&biscuit)
-            .map_err(refusal)?;
-        authorizer.authorize().map_err(refusal)?;
-        let users: Vec<(String,)> = authorizer
-            .query("data($u) <- user($u)")
-            .map_err(|_| AuthError::Invalid)?;
-        let user = match users.as_slice() {
-            [(id,)] => UserId::parse(id).ok_or(AuthError::Invalid)?,
-            _ => return Err(AuthError::Invalid),
-        };
-        Ok((user, biscuit))
+            .map_err(|_| AuthError::Invalid)
     }
 
     /// Revokes a session for good; kept until any token of it would have expired.
@@ -286,7 +370,17 @@ impl SessionTokens {
         let until =
             Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(1));
         let ids = session.token.revocation_identifiers();
-        db::keys::insert_revocations(&self.pool, &ids, until).await
+        let changes = &self.verified.changes;
+        let mark = changes.auth_mark();
+        db::keys::insert_revocations(&self.pool, &ids, until).await?;
+        changes.touch(Topic::Auth);
+        // answered once the nodes keeping verified tokens have been told
+        if let Some(mark) = mark
+            && !changes.hear_auth_after(mark, REVOCATION_HEARD_WITHIN).await
+        {
+            tracing::warn!("the revocation was not heard back within a second");
+        }
+        Ok(())
     }
 }
 
@@ -300,16 +394,31 @@ impl Authenticator for SessionTokens {
                 Credentials::Bearer(token) => (token, Use::Api),
                 Credentials::DownloadLink { token, video } => (token, Use::Download(*video)),
             };
-            let (user_id, biscuit) = self.verify(token, &usage)?;
+            let api = matches!(usage, Use::Api);
+            if api && let Some(principal) = self.verified.get(token) {
+                return Ok(principal);
+            }
+            // stamped before the revocation check: a revocation heard later spoils it
+            let read = self.verified.changes.stamp();
+            let biscuit = self.parse(token)?;
+            let now = SystemTime::now();
+            let user_id = authorize(&biscuit, &usage, now)?;
             if db::keys::refused(&self.pool, &biscuit.revocation_identifiers(), user_id).await? {
                 return Err(AuthError::Revoked);
             }
-            Ok(Principal {
+            // kept only if it will still be good when the copy is last used
+            let lasts = || authorize(&biscuit, &usage, now + VERIFIED_FOR).is_ok();
+            let principal = Principal {
                 user_id,
-                session: Some(Session {
-                    token: Arc::new(biscuit),
-                }),
-            })
+                session: Some(Session::new(biscuit.clone())),
+            };
+            if let Some(read) = read
+                && api
+                && lasts()
+            {
+                self.verified.keep(token, &principal, read);
+            }
+            Ok(principal)
         })
     }
 }
@@ -325,7 +434,7 @@ mod tests {
     fn tokens_with(keys: &[TokenKey], ttl: Duration) -> SessionTokens {
         // a pool that is never used by `mint`/`verify`
         let pool = crate::db::connect("postgres://nobody@127.0.0.1:1/none", 1).unwrap();
-        SessionTokens::new(keys, ttl, Duration::from_secs(900), pool)
+        SessionTokens::new(keys, ttl, Duration::from_secs(900), pool, Arc::default())
     }
 
     fn tokens(ttl: Duration) -> SessionTokens {
@@ -334,9 +443,7 @@ mod tests {
 
     fn session(t: &SessionTokens, token: &str) -> Session {
         let (_, biscuit) = t.verify(token, &Use::Api).unwrap();
-        Session {
-            token: Arc::new(biscuit),
-        }
+        Session::new(biscuit)
     }
 
     /// The `token` query parameter of a download link.
@@ -456,7 +563,13 @@ mod tests {
     #[test]
     fn a_download_link_expires_on_its_own() {
         let pool = crate::db::connect("postgres://nobody@127.0.0.1:1/none", 1).unwrap();
-        let t = SessionTokens::new(&[key()], Duration::from_secs(3600), Duration::ZERO, pool);
+        let t = SessionTokens::new(
+            &[key()],
+            Duration::from_secs(3600),
+            Duration::ZERO,
+            pool,
+            Arc::default(),
+        );
         let (token, _) = t.mint(UserId::new());
         let video = JobId::new();
         let link = t.download_link(&session(&t, &token), video).unwrap();

@@ -19,6 +19,11 @@ use crate::jobs::{JobEvent, JobState, next};
 const COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, media_info, frames, \
      zip_bytes, zip_object, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
 
+/// The same for lists, which never show the probe: it is most of a row's bytes.
+const LIST_COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, \
+     NULL::jsonb AS media_info, frames, zip_bytes, zip_object, error, attempts, max_attempts, \
+     created_at, updated_at, finished_at, expired_at";
+
 /// A job as stored.
 #[derive(Debug, Clone)]
 pub struct JobRow {
@@ -613,7 +618,8 @@ pub async fn get(pool: &Pool, id: JobId) -> DbResult<Option<JobRow>> {
     Ok(row.as_ref().map(JobRow::from_row))
 }
 
-/// The caller's jobs, newest first, strictly after `cursor` (created_at, id).
+/// The caller's jobs, newest first, strictly after `cursor` (created_at, id),
+/// without their probe (`media_info` is None).
 pub async fn list_for_owner(
     pool: &Pool,
     user: UserId,
@@ -627,7 +633,7 @@ pub async fn list_for_owner(
     let rows = conn
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM jobs
+                "SELECT {LIST_COLUMNS} FROM jobs
                  WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
                  ORDER BY created_at DESC, id DESC LIMIT $4"
             ),

@@ -2,6 +2,7 @@
 //! them, one per channel (email, webhook), and delivered by the notifier; a
 //! claim lock keeps two nodes from sending the same row.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::{Pool, Transaction};
@@ -113,7 +114,10 @@ pub async fn pending_summary(pool: &Pool) -> DbResult<(i64, f64)> {
 }
 
 /// The notifications of `jobs`, oldest first, by job.
-pub async fn deliveries_for_jobs(pool: &Pool, jobs: &[JobId]) -> DbResult<Vec<(JobId, Delivery)>> {
+pub async fn deliveries_by_job(
+    pool: &Pool,
+    jobs: &[JobId],
+) -> DbResult<HashMap<JobId, Vec<Delivery>>> {
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
     let conn = pool.get().await?;
     let rows = conn
@@ -145,7 +149,10 @@ pub async fn deliveries_for_jobs(pool: &Pool, jobs: &[JobId]) -> DbResult<Vec<(J
             };
             (JobId(r.get(0)), delivery)
         })
-        .collect())
+        .fold(HashMap::new(), |mut by_job, (job, delivery)| {
+            by_job.entry(job).or_insert_with(Vec::new).push(delivery);
+            by_job
+        }))
 }
 
 /// Queues `mail` for `user`: the email (with `only_if_opted_in`, only when

@@ -19,7 +19,7 @@ use super::error::ErrorBody;
 use super::videos::{Links, VideoEnvelope, video_json};
 use super::{ApiError, State, authentication, error, with_state};
 use crate::auth::Principal;
-use crate::db::{self, jobs::NewJob};
+use crate::db::{self, changes::Topic, jobs::NewJob};
 use crate::domain::{Filename, FrameOptions, IdempotencyKey, JobId, RawOptions};
 use crate::media::{self, MediaError};
 use crate::storage::MediaStore;
@@ -442,6 +442,7 @@ fn existing_upload(
 }
 
 fn accepted(state: &State, principal: &Principal, job: &db::jobs::JobRow) -> warp::reply::Response {
+    state.changes.touch(Topic::Owner(principal.user_id));
     let location = format!("/api/v1/videos/{}", job.id);
     let json = video_json(job, &Links::new(state, principal));
     let reply = warp::reply::with_status(warp::reply::json(&json), StatusCode::ACCEPTED);

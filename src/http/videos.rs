@@ -1,7 +1,6 @@
 //! Listing, showing and deleting the caller's videos.
 
-use std::collections::HashMap;
-
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
@@ -10,6 +9,8 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ErrorBody;
 use super::{ApiError, State, authenticated, with_state};
 use crate::auth::Principal;
+use crate::db::changes::Topic;
+use crate::db::pages::{Page, PageKey};
 use crate::db::{self, jobs::JobRow, outbox::Delivery};
 use crate::domain::JobId;
 use crate::jobs::JobState;
@@ -122,26 +123,15 @@ impl VideoView {
     }
 }
 
-/// Views of `jobs` with the delivery state of their notifications.
-async fn with_deliveries(
-    state: &State,
-    principal: &Principal,
-    jobs: &[JobRow],
-) -> Result<Vec<VideoView>, ApiError> {
-    let links = Links::new(state, principal);
-    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-    let mut by_job: HashMap<JobId, Vec<Delivery>> = HashMap::new();
-    for (id, delivery) in db::outbox::deliveries_for_jobs(&state.pool, &ids).await? {
-        by_job.entry(id).or_default().push(delivery);
-    }
-    Ok(jobs
-        .iter()
+/// Views of `jobs` (rows of `page`) with the delivery state of their notifications.
+fn views(jobs: &[JobRow], page: &Page, links: &Links<'_>) -> Vec<VideoView> {
+    jobs.iter()
         .map(|job| {
-            let mut view = VideoView::new(job, &links);
-            view.notifications = Some(by_job.remove(&job.id).unwrap_or_default());
+            let mut view = VideoView::new(job, links);
+            view.notifications = Some(page.deliveries.get(&job.id).cloned().unwrap_or_default());
             view
         })
-        .collect())
+        .collect()
 }
 
 /// One video: `{"video": {...}}`.
@@ -220,20 +210,39 @@ async fn list(
         },
     };
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut rows = db::jobs::list_for_owner(&state.pool, principal.user_id, cursor, limit + 1)
+    // one more than asked tells whether there is a next page
+    let which = PageKey {
+        cursor,
+        limit: limit + 1,
+    };
+    let page = state
+        .pages
+        .get(&state.pool, principal.user_id, which)
         .await
         .map_err(ApiError::from)?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(encode_cursor)
-    } else {
-        None
+    let caller = match &principal.session {
+        Some(session) => session.id.clone(),
+        None => principal.user_id.0.as_bytes().as_slice().into(),
     };
-    let videos = with_deliveries(&state, &principal, &rows).await?;
-    Ok(warp::reply::json(&VideoList {
-        videos,
-        next_cursor,
-    }))
+    let body = state.rendered.get_or_render(caller, which, &page, || {
+        let shown = &page.rows[..page.rows.len().min(limit as usize)];
+        let next_cursor = if page.rows.len() > shown.len() {
+            shown.last().map(encode_cursor)
+        } else {
+            None
+        };
+        let list = VideoList {
+            videos: views(shown, &page, &Links::new(&state, &principal)),
+            next_cursor,
+        };
+        serde_json::to_vec(&list)
+            .map(Bytes::from)
+            .unwrap_or_default()
+    });
+    Ok(warp::http::Response::builder()
+        .header(warp::http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
 }
 
 fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
@@ -254,8 +263,12 @@ fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T
     ))]
 async fn show(id: String, state: State, principal: Principal) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
-    let mut videos = with_deliveries(&state, &principal, std::slice::from_ref(&job)).await?;
-    let video = videos.pop().ok_or(ApiError::NotFound)?;
+    let page = db::pages::with_deliveries(&state.pool, vec![job])
+        .await
+        .map_err(ApiError::from)?;
+    let video = views(&page.rows, &page, &Links::new(&state, &principal))
+        .pop()
+        .ok_or(ApiError::NotFound)?;
     Ok(warp::reply::json(&VideoEnvelope { video }))
 }
 
@@ -287,6 +300,7 @@ async fn delete(id: String, state: State, principal: Principal) -> Result<impl R
     db::jobs::delete_for_owner(&state.pool, principal.user_id, job.id)
         .await
         .map_err(ApiError::from)?;
+    state.changes.touch(Topic::Owner(principal.user_id));
     tracing::info!(job_id = %job.id, was = ?before, "video deleted");
     Ok(StatusCode::NO_CONTENT)
 }

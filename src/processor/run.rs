@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::ProcessorContext;
 use super::sink::ChannelWriter;
-use crate::db::{self, jobs::Claim};
+use crate::db::{self, changes::Topic, jobs::Claim};
 use crate::domain::FrameOptions;
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError};
 use crate::notify::message;
@@ -354,6 +354,7 @@ async fn record_outcome(
             "retry"
         }
     };
+    ctx.changes.touch(Topic::Owner(claim.job.user_id));
     metrics::counter!("vp_jobs_finished_total", "outcome" => outcome).increment(1);
 }
 

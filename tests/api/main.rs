@@ -3,6 +3,7 @@
 
 mod accounts;
 mod browser;
+mod caches;
 mod cluster;
 mod helpers;
 mod isolation;
