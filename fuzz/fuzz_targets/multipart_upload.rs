@@ -40,6 +40,7 @@ fn world() -> &'static World {
                 Duration::from_secs(60),
                 Duration::from_secs(60),
                 pool.clone(),
+                Arc::default(),
             ));
             Arc::new(AppState {
                 pool,
@@ -50,6 +51,9 @@ fn world() -> &'static World {
                 settings: Arc::new(settings),
                 node: "fuzz".into(),
                 metrics: videoproject::telemetry::metrics(),
+                changes: Arc::default(),
+                pages: videoproject::db::pages::Pages::new(Arc::default()),
+                rendered: videoproject::http::Rendered::new(Duration::from_secs(60)),
                 cluster: None,
             })
         });
