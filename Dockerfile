@@ -28,7 +28,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg ca-certificates curl tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/videoproject --shell /usr/sbin/nologin videoproject \
-    && mkdir -p /var/lib/videoproject/media \
+    && mkdir -p /var/lib/videoproject/media /var/lib/videoproject/cores \
     && chown -R videoproject:videoproject /var/lib/videoproject
 COPY --from=builder /build/target/release/videoproject /usr/local/bin/videoproject
 # the defaults are built into the binary; the file documents them, and an

@@ -855,13 +855,19 @@ impl Suite {
     }
 }
 
-/// `n` deployed nodes forming one cluster (one node: no cluster).
+/// `n` deployed nodes forming one cluster (one node: no cluster). Several
+/// nodes on this one machine share its cores, as a compose file would set them.
 fn cluster(n: usize) -> Vec<NodeConfig> {
     if n == 1 {
-        vec![deployed()]
-    } else {
-        helpers::cluster_configs(n, deployed(), "bench-cluster")
+        return vec![deployed()];
     }
+    let cores = std::env::temp_dir().join(format!("vp-bench-cores-{}", std::process::id()));
+    let on_one_machine = NodeConfig::tuned(&format!("shared_cores_dir = \"{}\"", cores.display()));
+    let base = NodeConfig {
+        config_toml: on_one_machine.config_toml,
+        ..deployed()
+    };
+    helpers::cluster_configs(n, base, "bench-cluster")
 }
 
 /// Median latency of GETs (seconds) while 8 clients request back to back

@@ -109,7 +109,8 @@ pub async fn run(
             shutdown_grace: Duration::from_secs(tuning.shutdown_grace_secs),
             per_user_cap: i64::from(tuning.max_processing_per_user),
             retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),
-            cores: crate::media::CoreShare::of_this_machine(),
+            cores: crate::media::CoreShare::of_this_machine(tuning.shared_cores_dir())
+                .context("opening shared_cores_dir")?,
             changes: changes.clone(),
         }),
         notifier: NotifierArgs {

@@ -209,6 +209,10 @@ impl Actor for ProcessorPool {
 
 async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
     while !state.draining && state.running.len() < state.ctx.workers {
+        // room on the machine first: a job claimed is a job no other node runs
+        let Some(reservation) = state.ctx.cores.reserve() else {
+            return;
+        };
         let claim = match db::jobs::claim_next(
             &state.ctx.pool,
             &state.ctx.node,
@@ -236,6 +240,11 @@ async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
         let task = tokio::spawn(async move {
             if let Err(e) = inner.await {
                 tracing::error!(job_id = %id, error = %e, "job task panicked");
+            }
+            if reservation.is_shared() {
+                // the other nodes of this machine may be waiting for the core
+                drop(reservation);
+                crate::cluster::broadcast_to_pools(|| PoolMsg::Wake);
             }
             let _ = pool_ref.cast(PoolMsg::Finished(id, lease_token));
         });

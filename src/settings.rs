@@ -136,6 +136,16 @@ pub struct Tuning {
     pub webhook_private_networks: bool,
     pub ffmpeg_path: PathBuf,
     pub ffprobe_path: PathBuf,
+    /// A directory the nodes on one machine share to share its cores
+    /// (`media::cores`); empty: this node counts only its own jobs.
+    #[serde(default)]
+    pub shared_cores_dir: PathBuf,
+}
+
+impl Tuning {
+    pub fn shared_cores_dir(&self) -> Option<&std::path::Path> {
+        (!self.shared_cores_dir.as_os_str().is_empty()).then_some(self.shared_cores_dir.as_path())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -448,6 +458,16 @@ mod tests {
         assert_eq!(s.mail_from, "env@b.c");
         // untouched keys keep their defaults
         assert_eq!(s.tuning.max_frames, 10_000);
+        assert_eq!(s.tuning.shared_cores_dir(), None, "a node alone by default");
+    }
+
+    #[test]
+    fn the_compose_nodes_share_their_machine_s_cores() {
+        let s = load(&[("VP_CONFIG", "config/compose.toml")]).unwrap();
+        assert_eq!(
+            s.tuning.shared_cores_dir(),
+            Some(std::path::Path::new("/var/lib/videoproject/cores"))
+        );
     }
 
     #[test]

@@ -413,3 +413,57 @@ async fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
         "{history:?}"
     );
 }
+
+/// Nodes on one machine that name one `shared_cores_dir` run at most one job
+/// per core between them, each with all its workers free.
+#[tokio::test]
+async fn nodes_sharing_a_machine_run_at_most_a_job_per_core() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let shared = tempfile::tempdir().unwrap();
+    let config = NodeConfig {
+        workers: cores,
+        ..NodeConfig::paced_with(&format!(
+            "shared_cores_dir = \"{}\"",
+            shared.path().display()
+        ))
+    };
+    let app = TestApp::spawn_with(config.clone(), false).await;
+    let _other = crate::helpers::start_node(
+        &app.db.url,
+        app.media.path(),
+        &NodeConfig {
+            node_name: "node-b".into(),
+            ..config
+        },
+    );
+    let token = app.user("ann@example.com").await;
+    let videos = 2 * cores;
+    for _ in 0..videos {
+        app.upload_ok(&token, &fixture("v20"), &[("count", "2")])
+            .await;
+    }
+    // two nodes with a worker per core each: without the shared seats,
+    // twice as many jobs as cores would run
+    let sql = app.db.client().await;
+    let most = std::sync::atomic::AtomicI64::new(0);
+    eventually("every video done", PROCESSING, || async {
+        let row = sql
+            .query_one(
+                "SELECT count(*) FILTER (WHERE state = 'processing'),
+                        count(*) FILTER (WHERE state = 'done')
+                 FROM jobs",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (running, done): (i64, i64) = (row.get(0), row.get(1));
+        most.fetch_max(running, std::sync::atomic::Ordering::SeqCst);
+        (done == videos as i64).then_some(())
+    })
+    .await;
+    let most = most.into_inner();
+    assert!(
+        (1..=cores as i64).contains(&most),
+        "{most} jobs ran at once on {cores} cores"
+    );
+}
