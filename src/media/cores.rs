@@ -23,30 +23,30 @@ pub struct CoreShare {
     machine: Option<Arc<MachineSeats>>,
 }
 
-/// A job's seat at the node's cores; leaving is dropping it.
+/// Room for one more job, held from before its claim until it ends: it
+/// counts in every share meanwhile. When nodes share the machine's cores it
+/// also holds a core's lock file.
 #[derive(Debug)]
-pub struct Seat(Arc<AtomicUsize>);
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+pub struct Reservation {
+    running: Arc<AtomicUsize>,
+    machine_seat: Option<File>,
 }
-
-/// Room for one more job on this machine, held until the job ends: a core's
-/// lock file when nodes share the machine's cores, nothing otherwise.
-#[derive(Debug)]
-pub struct Reservation(Option<File>);
 
 impl Reservation {
     /// Whether other nodes wait for this one's end: then it is worth telling them.
     pub fn is_shared(&self) -> bool {
-        self.0.is_some()
+        self.machine_seat.is_some()
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl CoreShare {
-    /// `cores` shared by the jobs that take a seat (at least one core).
+    /// `cores` shared by the jobs that reserve room (at least one core).
     pub fn new(cores: usize) -> Self {
         Self {
             cores: cores.max(1),
@@ -75,20 +75,20 @@ impl CoreShare {
     /// Room for a job before it is claimed; None while every core of a
     /// shared machine runs one.
     pub fn reserve(&self) -> Option<Reservation> {
-        match &self.machine {
-            None => Some(Reservation(None)),
-            Some(machine) => machine.take().map(|seat| Reservation(Some(seat))),
-        }
-    }
-
-    /// A job starts using the cores.
-    pub fn seat(&self) -> Seat {
+        let machine_seat = match &self.machine {
+            None => None,
+            Some(machine) => Some(machine.take()?),
+        };
         self.running.fetch_add(1, Ordering::SeqCst);
-        Seat(self.running.clone())
+        Some(Reservation {
+            running: self.running.clone(),
+            machine_seat,
+        })
     }
 
-    /// The cores one seated job may use now: an even share, rounded up so no
-    /// core idles, and never less than one.
+    /// The cores one job may use now: an even share among the jobs reserved
+    /// (on a shared machine: every node's), rounded up so no core idles, and
+    /// never less than one.
     pub fn share(&self) -> usize {
         let jobs = match &self.machine {
             Some(machine) => machine.taken(),
@@ -166,15 +166,15 @@ mod tests {
     #[test]
     fn shares_shrink_as_jobs_start_and_grow_as_they_leave() {
         let node = CoreShare::new(4);
-        assert_eq!(node.share(), 4, "nobody seated: a whole node");
-        let a = node.seat();
+        assert_eq!(node.share(), 4, "nobody running: a whole node");
+        let a = node.reserve().unwrap();
         assert_eq!(node.share(), 4);
-        let b = node.seat();
+        let b = node.reserve().unwrap();
         assert_eq!(node.share(), 2);
-        let c = node.seat();
+        let c = node.reserve().unwrap();
         assert_eq!(node.share(), 2, "rounded up: no core idles");
-        let d = node.seat();
-        let e = node.seat();
+        let d = node.reserve().unwrap();
+        let e = node.reserve().unwrap();
         assert_eq!(node.share(), 1, "never less than one");
         drop((b, c, d, e));
         assert_eq!(node.share(), 4);

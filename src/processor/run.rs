@@ -179,7 +179,6 @@ async fn produce(
     let cores = ctx.cores.clone();
     let picture = Some((info.video.width, info.video.height));
     let extract = tokio::task::spawn_blocking(move || -> Result<u32, MediaError> {
-        let _seat = cores.seat();
         let planned = plan.timestamps.len();
         let mut zip = FrameZip::new(ChannelWriter::new(tx), options.format, planned);
         let request = ExtractRequest {
