@@ -210,7 +210,7 @@ impl Actor for ProcessorPool {
 async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
     while !state.draining && state.running.len() < state.ctx.workers {
         // room on the machine first: a job claimed is a job no other node runs
-        let Some(reservation) = state.ctx.cores.reserve() else {
+        let Some(mut reservation) = state.ctx.cores.reserve() else {
             return;
         };
         let claim = match db::jobs::claim_next(
@@ -228,6 +228,7 @@ async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
                 return;
             }
         };
+        reservation.claimed();
         let id = claim.job.id;
         let lease_token = claim.lease_token;
         let cancel = CancelFlag::default();

@@ -19,20 +19,40 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug, Clone)]
 pub struct CoreShare {
     cores: usize,
-    running: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
     machine: Option<Arc<MachineSeats>>,
 }
 
-/// Room for one more job, held from before its claim until it ends: it
-/// counts in every share meanwhile. When nodes share the machine's cores it
-/// also holds a core's lock file.
+/// Room for one more job, taken before its claim and held until it ends.
+/// When nodes share the machine's cores it holds a core's lock file; once
+/// the claim brought a job ([`Reservation::claimed`]), the job counts in
+/// every share. A claim that finds no job must not shrink the running
+/// jobs' shares, so until then it does not count.
 #[derive(Debug)]
 pub struct Reservation {
-    running: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
+    counted: bool,
     machine_seat: Option<File>,
 }
 
+/// A node's reservations: those whose claim brought a job, and those still
+/// claiming (which hold a machine seat all the same).
+#[derive(Debug, Default)]
+struct Counts {
+    running: AtomicUsize,
+    claiming: AtomicUsize,
+}
+
 impl Reservation {
+    /// The claim brought a job: it counts from now on.
+    pub fn claimed(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.counts.running.fetch_add(1, Ordering::SeqCst);
+            self.counts.claiming.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     /// Whether other nodes wait for this one's end: then it is worth telling them.
     pub fn is_shared(&self) -> bool {
         self.machine_seat.is_some()
@@ -41,7 +61,11 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.running.fetch_sub(1, Ordering::SeqCst);
+        let count = match self.counted {
+            true => &self.counts.running,
+            false => &self.counts.claiming,
+        };
+        count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -50,7 +74,7 @@ impl CoreShare {
     pub fn new(cores: usize) -> Self {
         Self {
             cores: cores.max(1),
-            running: Arc::default(),
+            counts: Arc::default(),
             machine: None,
         }
     }
@@ -75,15 +99,19 @@ impl CoreShare {
     /// Room for a job before it is claimed; None while every core of a
     /// shared machine runs one.
     pub fn reserve(&self) -> Option<Reservation> {
-        let machine_seat = match &self.machine {
-            None => None,
-            Some(machine) => Some(machine.take()?),
+        // counted before the seat is taken, so no share ever sees the seat
+        // without it
+        self.counts.claiming.fetch_add(1, Ordering::SeqCst);
+        let mut reservation = Reservation {
+            counts: self.counts.clone(),
+            counted: false,
+            machine_seat: None,
         };
-        self.running.fetch_add(1, Ordering::SeqCst);
-        Some(Reservation {
-            running: self.running.clone(),
-            machine_seat,
-        })
+        if let Some(machine) = &self.machine {
+            // when none is free, dropping the reservation undoes the count
+            reservation.machine_seat = Some(machine.take()?);
+        }
+        Some(reservation)
     }
 
     /// The cores one job may use now: an even share among the jobs reserved
@@ -91,8 +119,11 @@ impl CoreShare {
     /// never less than one.
     pub fn share(&self) -> usize {
         let jobs = match &self.machine {
-            Some(machine) => machine.taken(),
-            None => self.running.load(Ordering::SeqCst),
+            // this node's own claims in flight hold seats but run nothing
+            Some(machine) => machine
+                .taken()
+                .saturating_sub(self.counts.claiming.load(Ordering::SeqCst)),
+            None => self.counts.running.load(Ordering::SeqCst),
         };
         self.cores.div_ceil(jobs.max(1))
     }
@@ -166,15 +197,27 @@ mod tests {
     #[test]
     fn shares_shrink_as_jobs_start_and_grow_as_they_leave() {
         let node = CoreShare::new(4);
+        let job = || {
+            let mut room = node.reserve().unwrap();
+            room.claimed();
+            room
+        };
         assert_eq!(node.share(), 4, "nobody running: a whole node");
-        let a = node.reserve().unwrap();
+        let a = job();
         assert_eq!(node.share(), 4);
-        let b = node.reserve().unwrap();
+        let looking = node.reserve().unwrap();
+        assert_eq!(
+            node.share(),
+            4,
+            "a claim that may find nothing does not count"
+        );
+        drop(looking);
+        let b = job();
         assert_eq!(node.share(), 2);
-        let c = node.reserve().unwrap();
+        let c = job();
         assert_eq!(node.share(), 2, "rounded up: no core idles");
-        let d = node.reserve().unwrap();
-        let e = node.reserve().unwrap();
+        let d = job();
+        let e = job();
         assert_eq!(node.share(), 1, "never less than one");
         drop((b, c, d, e));
         assert_eq!(node.share(), 4);
@@ -192,11 +235,13 @@ mod tests {
         // two nodes on a two-core machine
         let (a, b) = (shared(2), shared(2));
         assert_eq!(b.share(), 2, "nobody running: the whole machine");
-        let first = a.reserve().expect("a free core");
+        let mut first = a.reserve().expect("a free core");
         assert!(first.is_shared());
+        first.claimed();
         assert_eq!(b.share(), 2, "one job: every core");
         let second = b.reserve().expect("the other core");
-        assert_eq!((a.share(), b.share()), (1, 1), "counted across nodes");
+        assert_eq!(a.share(), 1, "counted across nodes, claiming or not");
+        assert_eq!(b.share(), 2, "a node's own claim in flight runs nothing");
         assert!(
             a.reserve().is_none() && b.reserve().is_none(),
             "no third job"
