@@ -216,6 +216,13 @@ const ENVIRONMENT_ERRORS: &[&str] = &[
     "resource temporarily unavailable",
 ];
 
+/// Probes running at once, at most: one per core. Under a burst of uploads,
+/// probes sharing the cores all finish late; taken in turn, the first finish
+/// early and their jobs start while the others wait.
+static PROBING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+});
+
 /// Runs ffprobe on `input` (a path or URL) and validates the result with [`parse_probe`].
 ///
 /// Errors: `ToolMissing`, `TimedOut`, `NotAVideo` (including when ffprobe rejects the file),
@@ -238,6 +245,11 @@ pub async fn probe(
     let args = options
         .into_iter()
         .chain(input_args.iter().map(String::as_str));
+    // waiting for a core counts like running too long: the node is busy
+    let _core = match tokio::time::timeout(timeout, PROBING.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => return Err(MediaError::TimedOut(timeout)),
+    };
     let out = process::run(ffprobe, args, timeout).await?;
     if !out.success {
         let line = first_error_line(&out.stderr, Some(&arg));
