@@ -861,7 +861,7 @@ fn cluster(n: usize) -> Vec<NodeConfig> {
     if n == 1 {
         return vec![deployed()];
     }
-    let cores = std::env::temp_dir().join(format!("vp-bench-cores-{}", std::process::id()));
+    let cores = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-cores");
     let on_one_machine = NodeConfig::tuned(&format!("shared_cores_dir = \"{}\"", cores.display()));
     let base = NodeConfig {
         config_toml: on_one_machine.config_toml,

@@ -407,14 +407,13 @@ impl Authenticator for SessionTokens {
                 return Err(AuthError::Revoked);
             }
             // kept only if it will still be good when the copy is last used
-            let lasts = || authorize(&biscuit, &usage, now + VERIFIED_FOR).is_ok();
+            let lasts = api && authorize(&biscuit, &usage, now + VERIFIED_FOR).is_ok();
             let principal = Principal {
                 user_id,
-                session: Some(Session::new(biscuit.clone())),
+                session: Some(Session::new(biscuit)),
             };
             if let Some(read) = read
-                && api
-                && lasts()
+                && lasts
             {
                 self.verified.keep(token, &principal, read);
             }

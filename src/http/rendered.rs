@@ -45,17 +45,17 @@ impl Rendered {
         caller: Caller,
         key: PageKey,
         page: &Arc<Page>,
-        render: impl FnOnce() -> Bytes,
-    ) -> Bytes {
+        render: impl FnOnce() -> Result<Bytes, serde_json::Error>,
+    ) -> Result<Bytes, serde_json::Error> {
         let fresh = |k: &Kept| k.at.elapsed() < self.links_fresh_for;
         let key = (caller, key);
         if let Some(k) = self.kept.lock().unwrap().get(&key)
             && Arc::ptr_eq(&k.page, page)
             && fresh(k)
         {
-            return k.body.clone();
+            return Ok(k.body.clone());
         }
-        let body = render();
+        let body = render()?;
         let kept = Kept {
             page: page.clone(),
             body: body.clone(),
@@ -65,6 +65,6 @@ impl Rendered {
             .lock()
             .unwrap()
             .insert(key, kept, body.len(), |_, k| fresh(k));
-        body
+        Ok(body)
     }
 }

@@ -20,7 +20,7 @@ use super::videos::{Links, VideoEnvelope, video_json};
 use super::{ApiError, State, authentication, error, with_state};
 use crate::auth::Principal;
 use crate::db::{self, changes::Topic, jobs::NewJob};
-use crate::domain::{Filename, FrameOptions, IdempotencyKey, JobId, RawOptions};
+use crate::domain::{Filename, FrameOptions, IdempotencyKey, JobId, RawOptions, UserId};
 use crate::media::{self, MediaError};
 use crate::storage::MediaStore;
 use crate::supervisor;
@@ -191,6 +191,7 @@ async fn drain(form: &mut FormData, mut budget: usize, idle: Duration) {
 /// Deletes the row and file of an upload that did not make it, unless disarmed.
 struct Cleanup {
     id: JobId,
+    owner: UserId,
     state: State,
     armed: bool,
 }
@@ -200,7 +201,7 @@ impl Drop for Cleanup {
         if !self.armed {
             return;
         }
-        let (id, state) = (self.id, self.state.clone());
+        let (id, owner, state) = (self.id, self.owner, self.state.clone());
         // Drop cannot wait; the runtime finishes the cleanup. A crash (or a
         // runtime already gone) is covered by the stale-upload sweep at start-up.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -215,6 +216,8 @@ impl Drop for Cleanup {
             loop {
                 match db::jobs::delete_uploading(&state.pool, id).await {
                     Ok(true) => {
+                        // the owner's next list, on this node, goes without it
+                        state.changes.touch(Topic::Owner(owner));
                         if let Err(e) = state.store.delete_job(id).await {
                             tracing::warn!(job_id = %id, error = %e, "could not delete refused upload's file");
                         }
@@ -353,6 +356,7 @@ async fn receive(
             };
             let cleanup = Cleanup {
                 id: job.id,
+                owner: principal.user_id,
                 state: state.clone(),
                 armed: true,
             };

@@ -235,10 +235,9 @@ async fn list(
             videos: views(shown, &page, &Links::new(&state, &principal)),
             next_cursor,
         };
-        serde_json::to_vec(&list)
-            .map(Bytes::from)
-            .unwrap_or_default()
+        serde_json::to_vec(&list).map(Bytes::from)
     });
+    let body = body.map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(warp::http::Response::builder()
         .header(warp::http::header::CONTENT_TYPE, "application/json")
         .body(body)
