@@ -36,7 +36,7 @@ BOUNDARY=vpbenchboundary
 } > "$WORK/body"
 BYTES=$(stat -c %s "$WORK/body")
 
-printf '[tuning]\nmax_queued_per_user = 100000\n' > "$WORK/node.toml"
+printf '[tuning]\nmax_queued_per_user = 100000\nmax_uploads_per_user = 100000\n' > "$WORK/node.toml"
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" VP_HTTP_ADDR="127.0.0.1:$PORT" \
 VP_MEDIA_URL="file://$WORK/media" VP_NODE_NAME=bench VP_LOG_FORMAT=json VP_CONFIG="$WORK/node.toml" \
     "$BIN" serve 2>"$WORK/node.log" &

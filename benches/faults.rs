@@ -458,7 +458,9 @@ const LIGHT: &[(&str, &str)] = &[("count", "2")];
 /// A node that lets one user queue as much as the load sends.
 /// No backlog limit, and webhooks may reach the receivers on this machine.
 fn unbounded_backlog() -> NodeConfig {
-    NodeConfig::tuned("max_queued_per_user = 100000\nwebhook_private_networks = true\n")
+    NodeConfig::tuned(
+        "max_queued_per_user = 100000\nmax_uploads_per_user = 100000\nwebhook_private_networks = true\n",
+    )
 }
 
 // ---------------------------------------------------------------- scenarios

@@ -414,11 +414,15 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// What the suite's one user may do at once: the scenarios measure a
+/// node's throughput, not one user's share of it.
+const ONE_USER_AT_ONCE: &str = "max_uploads_per_user = 64\n";
+
 /// A node as deployed: as many workers as cores.
 fn deployed() -> NodeConfig {
     NodeConfig {
         workers: workers(),
-        ..NodeConfig::default()
+        ..NodeConfig::tuned(ONE_USER_AT_ONCE)
     }
 }
 
@@ -862,7 +866,10 @@ fn cluster(n: usize) -> Vec<NodeConfig> {
         return vec![deployed()];
     }
     let cores = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-cores");
-    let on_one_machine = NodeConfig::tuned(&format!("shared_cores_dir = \"{}\"", cores.display()));
+    let on_one_machine = NodeConfig::tuned(&format!(
+        "shared_cores_dir = \"{}\"\n{ONE_USER_AT_ONCE}",
+        cores.display()
+    ));
     let base = NodeConfig {
         config_toml: on_one_machine.config_toml,
         ..deployed()

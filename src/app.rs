@@ -94,6 +94,7 @@ pub async fn run(
             pool: pool.clone(),
             node: node.clone(),
             max_concurrent: tuning.max_concurrent_uploads,
+            max_per_user: tuning.max_uploads_per_user,
         },
         processor: Arc::new(ProcessorContext {
             pool: pool.clone(),
@@ -126,6 +127,12 @@ pub async fn run(
         .context("starting actors")?;
 
     let rendered = http::Rendered::new(sessions.link_reuse());
+    let feeds = http::Feeds::new(
+        pool.clone(),
+        changes.clone(),
+        sessions.clone(),
+        settings.tuning.max_streams_per_user,
+    );
     let state = Arc::new(AppState {
         pool,
         store,
@@ -137,6 +144,7 @@ pub async fn run(
         metrics,
         pages: db::pages::Pages::new(changes.clone()),
         rendered,
+        feeds,
         changes,
         cluster: cluster_view,
     });

@@ -6,9 +6,11 @@ mod accounts;
 pub use accounts::register as register_user;
 mod body_end;
 mod client;
+mod connections;
 mod download;
 pub mod error;
 mod events;
+pub use events::Feeds;
 mod hygiene;
 mod observe;
 mod openapi;
@@ -24,7 +26,6 @@ mod videos;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
@@ -34,6 +35,16 @@ use crate::auth::{Credentials, Principal, SessionTokens, SharedAuthenticator, Si
 use crate::settings::Settings;
 use crate::storage::MediaStore;
 pub use error::ApiError;
+
+/// Entry points for the fuzz targets (`fuzz/`), built only by `cargo fuzz`.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// Reads `body` as an upload's form (boundary `XBOUNDARY`); the parts
+    /// read, or the status of the refusal.
+    pub async fn read_upload_form(body: &[u8]) -> Result<usize, u16> {
+        super::upload::read_form_for_fuzzing(body).await
+    }
+}
 
 /// What the routes share.
 pub struct AppState {
@@ -52,6 +63,8 @@ pub struct AppState {
     pub pages: crate::db::pages::Pages,
     /// List answers, kept while their page is unchanged and their links young.
     pub rendered: Rendered,
+    /// The users' live event streams, one feed per user.
+    pub feeds: Arc<events::Feeds>,
     /// The cluster as this node sees it; None when running alone.
     pub cluster: Option<crate::cluster::ClusterView>,
 }
@@ -115,13 +128,20 @@ async fn authenticate(
     Ok(state.authenticator.authenticate(&credentials).await?)
 }
 
-/// A JSON body of at most [`JSON_LIMIT`] bytes: malformed JSON is a 400,
-/// well-formed JSON of the wrong shape (unknown or mistyped fields) a 422.
-fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone
-{
+/// A JSON body of at most [`JSON_LIMIT`] bytes that arrives whole within
+/// `json_body_secs` (a body that stops half-way is a 408, not a connection
+/// held open): malformed JSON is a 400, well-formed JSON of the wrong shape
+/// (unknown or mistyped fields) a 422; without a Content-Length, 411.
+fn json_body<T: DeserializeOwned + Send>(
+    state: &State,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone + use<T> {
+    let within = std::time::Duration::from_secs(state.settings.tuning.json_body_secs);
     warp::body::content_length_limit(JSON_LIMIT)
-        .and(warp::body::bytes())
-        .and_then(|body: Bytes| async move {
+        .and(warp::body::stream())
+        .and_then(move |body| async move {
+            let body = tokio::time::timeout(within, whole_body(body))
+                .await
+                .map_err(|_| Rejection::from(ApiError::RequestTimeout))??;
             serde_json::from_slice::<T>(&body).map_err(|e| {
                 Rejection::from(match e.classify() {
                     serde_json::error::Category::Data => {
@@ -131,4 +151,30 @@ fn json_body<T: DeserializeOwned + Send>() -> impl Filter<Extract = (T,), Error 
                 })
             })
         })
+}
+
+/// A small body, read whole (at most [`JSON_LIMIT`] bytes).
+async fn whole_body(
+    body: impl futures::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
+) -> Result<Vec<u8>, Rejection> {
+    use futures::StreamExt;
+    let mut body = std::pin::pin!(body);
+    let mut whole = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            Rejection::from(ApiError::BadRequest(format!(
+                "the body could not be read: {e}"
+            )))
+        })?;
+        if (whole.len() + chunk.remaining()) as u64 > JSON_LIMIT {
+            return Err(ApiError::BodyTooLarge { limit: JSON_LIMIT }.into());
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            whole.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(whole)
 }

@@ -125,7 +125,17 @@ pub struct Tuning {
     pub ffmpeg_stall_secs: u64,
     pub probe_timeout_secs: u64,
     pub max_concurrent_uploads: usize,
+    pub max_uploads_per_user: u32,
     pub upload_idle_secs: u64,
+    pub upload_min_rate_bytes: u64,
+    pub upload_grace_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub first_request_secs: u64,
+    pub keep_alive_secs: u64,
+    pub write_stall_secs: u64,
+    pub json_body_secs: u64,
+    pub max_streams_per_user: usize,
     pub job_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub max_processing_per_user: u32,
@@ -332,6 +342,16 @@ impl Settings {
         if t.max_processing_per_user == 0 || t.max_queued_per_user == 0 {
             return invalid(
                 "tuning: max_processing_per_user and max_queued_per_user must be at least 1",
+            );
+        }
+        if t.max_connections == 0 || t.max_connections_per_address == 0 {
+            return invalid(
+                "tuning: max_connections and max_connections_per_address must be at least 1",
+            );
+        }
+        if t.max_uploads_per_user == 0 || t.upload_min_rate_bytes == 0 || t.upload_idle_secs == 0 {
+            return invalid(
+                "tuning: max_uploads_per_user, upload_min_rate_bytes and upload_idle_secs must be at least 1",
             );
         }
         Ok(())

@@ -2,8 +2,11 @@
 //!
 //! The HTTP layer streams the file (`http::upload`); this actor decides
 //! whether the node takes another upload now (a bounded number stream at
-//! once, the rest get 503 + Retry-After) and commits finished uploads to the
-//! queue, then wakes the processor pool.
+//! once, the rest get 503 + Retry-After; one user streams at most a few of
+//! them, so one account cannot hold every place) and commits finished
+//! uploads to the queue, then wakes the processor pool.
+
+use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -11,7 +14,7 @@ use ractor_cluster::RactorMessage;
 use serde_json::Value;
 
 use crate::db::{self, DbError, jobs::JobRow};
-use crate::domain::JobId;
+use crate::domain::{JobId, UserId};
 use crate::storage::MediaStore;
 use crate::supervisor;
 
@@ -46,24 +49,28 @@ pub struct UploadAdmission;
 /// A place among the uploads streaming on this node; freed when dropped.
 pub struct Ticket {
     actor: ActorRef<UploadMsg>,
+    user: UserId,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let _ = self.actor.cast(UploadMsg::Release);
+        let _ = self.actor.cast(UploadMsg::Release(self.user));
     }
 }
 
-/// The node is at its limit of concurrent uploads.
+/// Why an upload cannot start now.
 #[derive(Debug, Clone, Copy)]
-pub struct Busy {
-    pub retry_after_secs: u64,
+pub enum Busy {
+    /// The node is at its limit of concurrent uploads.
+    Node { retry_after_secs: u64 },
+    /// The user is at theirs.
+    User { limit: u32 },
 }
 
 #[derive(RactorMessage)]
 pub enum UploadMsg {
-    Admit(RpcReplyPort<Result<Ticket, Busy>>),
-    Release,
+    Admit(UserId, RpcReplyPort<Result<Ticket, Busy>>),
+    Release(UserId),
     /// The file is stored and probed: queue the job.
     Commit(StoredUpload, RpcReplyPort<Result<JobRow, DbError>>),
 }
@@ -82,11 +89,44 @@ pub struct UploadArgs {
     pub pool: Pool,
     pub node: String,
     pub max_concurrent: usize,
+    pub max_per_user: u32,
 }
 
 pub struct UploadState {
     args: UploadArgs,
     in_flight: usize,
+    per_user: HashMap<UserId, u32>,
+}
+
+impl UploadState {
+    fn admit(&mut self, user: UserId) -> Result<(), Busy> {
+        let mine = self.per_user.get(&user).copied().unwrap_or(0);
+        if mine >= self.args.max_per_user {
+            metrics::counter!("vp_uploads_refused_total", "reason" => "user_uploads").increment(1);
+            return Err(Busy::User {
+                limit: self.args.max_per_user,
+            });
+        }
+        if self.in_flight >= self.args.max_concurrent {
+            metrics::counter!("vp_uploads_refused_total", "reason" => "busy").increment(1);
+            return Err(Busy::Node {
+                retry_after_secs: 5,
+            });
+        }
+        self.in_flight += 1;
+        self.per_user.insert(user, mine + 1);
+        Ok(())
+    }
+
+    fn release(&mut self, user: UserId) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(n) = self.per_user.get_mut(&user) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_user.remove(&user);
+            }
+        }
+    }
 }
 
 impl Actor for UploadAdmission {
@@ -99,7 +139,11 @@ impl Actor for UploadAdmission {
         _myself: ActorRef<UploadMsg>,
         args: UploadArgs,
     ) -> Result<UploadState, ActorProcessingErr> {
-        Ok(UploadState { args, in_flight: 0 })
+        Ok(UploadState {
+            args,
+            in_flight: 0,
+            per_user: HashMap::new(),
+        })
     }
 
     async fn handle(
@@ -109,20 +153,15 @@ impl Actor for UploadAdmission {
         state: &mut UploadState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            UploadMsg::Admit(reply) => {
-                let answer = if state.in_flight < state.args.max_concurrent {
-                    state.in_flight += 1;
-                    Ok(Ticket { actor: myself })
-                } else {
-                    metrics::counter!("vp_uploads_refused_total", "reason" => "busy").increment(1);
-                    Err(Busy {
-                        retry_after_secs: 5,
-                    })
-                };
+            UploadMsg::Admit(user, reply) => {
+                let answer = state.admit(user).map(|()| Ticket {
+                    actor: myself,
+                    user,
+                });
                 // a requester that gave up drops the ticket, which releases it
                 let _ = reply.send(answer);
             }
-            UploadMsg::Release => state.in_flight = state.in_flight.saturating_sub(1),
+            UploadMsg::Release(user) => state.release(user),
             UploadMsg::Commit(stored, reply) => {
                 // The commit is a database round trip: run it beside the
                 // mailbox so admissions are not held up behind it.

@@ -61,6 +61,8 @@ pub struct Changes {
     /// node's own touches), and a bell rung at each.
     auth_heard: AtomicU64,
     bell: Notify,
+    /// Rung at every change, for [`Changes::changed`].
+    any: Notify,
 }
 
 impl Default for Changes {
@@ -73,6 +75,7 @@ impl Default for Changes {
             auth: AtomicU64::new(0),
             auth_heard: AtomicU64::new(0),
             bell: Notify::new(),
+            any: Notify::new(),
         }
     }
 }
@@ -94,6 +97,24 @@ impl Changes {
     pub fn touch(&self, topic: Topic) {
         let at = self.seq.fetch_add(1, SeqCst) + 1;
         self.counter(topic).fetch_max(at, SeqCst);
+        self.any.notify_waiters();
+    }
+
+    /// Waits until `topic` changed after `stamp`; while the feed is down
+    /// (no stamp), waits `poll` instead, since nothing would be heard.
+    pub async fn changed(&self, topic: Topic, stamp: Option<Stamp>, poll: Duration) {
+        let Some(stamp) = stamp else {
+            tokio::time::sleep(poll).await;
+            return;
+        };
+        loop {
+            // registered before the look, so a ring in between is not lost
+            let ring = self.any.notified();
+            if !self.unchanged(topic, stamp) {
+                return;
+            }
+            ring.await;
+        }
     }
 
     /// A mark to wait on with [`Changes::hear_auth_after`]; None while the
@@ -131,12 +152,14 @@ impl Changes {
 
     fn went_down(&self) {
         self.live_since.store(u64::MAX, SeqCst);
+        self.any.notify_waiters();
     }
 
     /// Every stamp taken before this is stale: changes may have been missed.
     fn came_up(&self) {
         let at = self.seq.fetch_add(1, SeqCst) + 1;
         self.live_since.store(at, SeqCst);
+        self.any.notify_waiters();
     }
 
     fn apply(&self, payload: &str) {

@@ -670,6 +670,19 @@ pub async fn changed_for_owner(
     Ok(rows.iter().map(JobRow::from_row).collect())
 }
 
+/// Which of `ids` are still the owner's jobs.
+pub async fn existing_for_owner(pool: &Pool, user: UserId, ids: &[JobId]) -> DbResult<Vec<JobId>> {
+    let conn = pool.get().await?;
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows = conn
+        .query(
+            "SELECT id FROM jobs WHERE user_id = $1 AND id = ANY($2)",
+            &[&user.0, &ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| JobId(r.get(0))).collect())
+}
+
 /// Cancels the caller's job if it is still queued or running; returns the
 /// state it was in, or None when there is no such job.
 pub async fn cancel_for_owner(

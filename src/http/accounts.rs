@@ -15,14 +15,14 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(client_address(state.clone()))
-        .and(json_body())
+        .and(json_body(&state))
         .and_then(create_user);
     let sessions = warp::path!("sessions");
     let sign_in = sessions
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(client_address(state.clone()))
-        .and(json_body())
+        .and(json_body(&state))
         .and_then(sign_in);
     let sign_out = sessions
         .and(warp::delete())
@@ -38,8 +38,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
     let patch_me = me
         .and(warp::patch())
         .and(with_state(state.clone()))
-        .and(authenticated(state))
-        .and(json_body())
+        .and(authenticated(state.clone()))
+        .and(json_body(&state))
         .and_then(patch_me);
     users.or(sign_in).or(sign_out).or(get_me).or(patch_me)
 }

@@ -45,6 +45,14 @@ pub enum ApiError {
     UploadInProgress,
     #[error("the client sent nothing for too long")]
     RequestTimeout,
+    #[error("the upload arrived slower than {min_rate} bytes a second")]
+    TooSlow { min_rate: u64 },
+    #[error("you have {limit} uploads streaming already; finish one first")]
+    TooManyUploads { limit: u32 },
+    #[error("a Content-Length is required")]
+    LengthRequired,
+    #[error("you have {limit} live event streams open already; close one first")]
+    TooManyStreams { limit: usize },
     #[error("the frames were deleted after the retention period")]
     Expired,
     #[error("the upload is larger than the limit of {limit} bytes")]
@@ -77,11 +85,13 @@ impl ApiError {
             ApiError::EmailTaken | ApiError::NotReady | ApiError::UploadInProgress => {
                 StatusCode::CONFLICT
             }
-            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RequestTimeout | ApiError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::RateLimited { .. } | ApiError::TooManyQueued { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::TooManyQueued { .. }
+            | ApiError::TooManyUploads { .. }
+            | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Expired => StatusCode::GONE,
@@ -110,7 +120,10 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
             ApiError::UploadInProgress => "upload_in_progress",
-            ApiError::RequestTimeout => "request_timeout",
+            ApiError::RequestTimeout | ApiError::TooSlow { .. } => "request_timeout",
+            ApiError::TooManyUploads { .. } => "too_many_uploads",
+            ApiError::TooManyStreams { .. } => "too_many_streams",
+            ApiError::LengthRequired => "length_required",
             ApiError::Expired => "expired",
             ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => "too_large",
             ApiError::UnsupportedMedia(_) => "unsupported_media",
@@ -127,6 +140,7 @@ impl ApiError {
             | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
             ApiError::UploadInProgress => Some(5),
             ApiError::TooManyQueued { .. } => Some(30),
+            ApiError::TooManyUploads { .. } | ApiError::TooManyStreams { .. } => Some(5),
             _ => None,
         }
     }
@@ -237,12 +251,16 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         return Ok(error_reply(e));
     } else if rejection.is_not_found() {
         ApiError::NotFound
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
+    // a body refused for its size was refused by the route whose path and
+    // method matched: that says more than another route's 405
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::BodyTooLarge {
             limit: super::JSON_LIMIT,
         }
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::LengthRequired
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
         ApiError::InvalidInput(e.to_string())
     } else if rejection
@@ -254,8 +272,6 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         ApiError::BadRequest(e.to_string())
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
         ApiError::BadRequest(e.to_string())
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::BadRequest("a Content-Length is required".into())
     } else {
         tracing::debug!(?rejection, "unmapped rejection");
         ApiError::BadRequest("the request is malformed".into())

@@ -7,34 +7,24 @@
 //!
 //! Each event is `event: video` with `{"video": {...}}` as its data.
 
-use std::collections::HashMap;
+mod feeds;
+pub use feeds::Feeds;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::Sender;
 use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ErrorBody;
 use super::videos::{Links, find_own, video_json};
-use super::{State, authenticated, with_state};
-use crate::auth::Principal;
-use crate::db::{self, jobs::JobRow};
-use crate::domain::JobId;
-use crate::jobs::JobState;
+use super::{ApiError, State, authenticated, with_state};
+use crate::auth::{Credentials, Principal};
+use crate::db::jobs::JobRow;
+use feeds::{Subscription, TooMany, Update};
 
-/// How often a watched job is looked at.
-const POLL: Duration = Duration::from_millis(250);
-/// How often a user's videos are looked at.
-const USER_POLL: Duration = Duration::from_millis(500);
-/// How far each look at a user's videos reaches back before the newest
-/// change it saw: a change is stamped with its transaction's start, so one
-/// that commits late can carry an earlier time than one already seen.
-const OVERLAP: Duration = Duration::from_secs(5);
-/// Most changes read in one query.
-const BATCH: i64 = 100;
 /// A comment line that keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -45,21 +35,45 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Reje
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(authenticated(state.clone()))
+        .and(credentials())
         .and_then(video_events);
     let all = warp::path!("events")
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(authenticated(state))
-        .map(user_events);
+        .and(credentials())
+        .and_then(user_events);
     one.or(all)
+}
+
+/// What the caller presented (it was checked already): the stream's feed
+/// checks it again when revocations are heard of.
+fn credentials() -> impl Filter<Extract = (Credentials,), Error = Rejection> + Clone {
+    warp::header::<String>("authorization").and_then(|h: String| async move {
+        Credentials::from_header(&h).ok_or_else(|| {
+            Rejection::from(ApiError::Unauthorized(
+                "missing or malformed Authorization header".into(),
+            ))
+        })
+    })
+}
+
+fn subscribed(sub: Result<Subscription, TooMany>) -> Result<Subscription, Rejection> {
+    sub.map_err(|t| ApiError::TooManyStreams { limit: t.limit }.into())
 }
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "videos",
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", body = String,
-        description = "`event: video` with `{\"video\": {...}}` for each change to any of the caller's videos; stays open")))]
-fn user_events(state: State, principal: Principal) -> impl Reply {
-    stream(move |tx| watch_user(state, principal, tx))
+        description = "`event: video` with `{\"video\": {...}}` for each change to any of the caller's videos; stays open while the token holds"),
+        (status = 429, description = "`too_many_streams`", body = ErrorBody)))]
+async fn user_events(
+    state: State,
+    principal: Principal,
+    credentials: Credentials,
+) -> Result<impl Reply, Rejection> {
+    let sub = subscribed(state.feeds.subscribe(principal.user_id, credentials, None))?;
+    Ok(stream(move |tx| watch_user(state, principal, sub, tx)))
 }
 
 #[utoipa::path(get, path = "/api/v1/videos/{id}/events", tag = "videos",
@@ -69,14 +83,23 @@ fn user_events(state: State, principal: Principal) -> impl Reply {
         (status = 200, content_type = "text/event-stream", body = String,
             description = "`event: video` with `{\"video\": {...}}` at each change of status or progress; ends after a final state"),
         (status = 404, description = "No such video of the caller's", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`", body = ErrorBody),
     ))]
 async fn video_events(
     id: String,
     state: State,
     principal: Principal,
+    credentials: Credentials,
 ) -> Result<impl Reply, Rejection> {
     let job = find_own(&state, &principal, &id).await?;
-    Ok(stream(move |tx| watch_video(state, principal, job.id, tx)))
+    let sub = subscribed(
+        state
+            .feeds
+            .subscribe(principal.user_id, credentials, Some(job.id)),
+    )?;
+    Ok(stream(move |tx| {
+        watch_video(state, principal, job, sub, tx)
+    }))
 }
 
 /// An event stream fed by `watcher`. warp needs a Sync stream: a task runs
@@ -106,109 +129,62 @@ fn video_event(job: &JobRow, links: &Links<'_>) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unserialisable"))
 }
 
-async fn watch_video(state: State, principal: Principal, id: JobId, tx: Events) {
-    let links = Links::new(&state, &principal);
-    let mut last: Option<(JobState, f32)> = None;
-    loop {
-        let job = match db::jobs::get(&state.pool, id).await {
-            Ok(Some(job)) => job,
-            // deleted: the stream ends
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(job_id = %id, error = %e, "event stream lookup failed");
-                tokio::time::sleep(POLL * 4).await;
-                continue;
-            }
-        };
-        let now = (job.state, job.progress);
-        if last != Some(now) {
-            last = Some(now);
-            if tx.send(Ok(video_event(&job, &links))).await.is_err() || job.state.is_terminal() {
-                return;
-            }
-        }
-        tokio::time::sleep(POLL).await;
+/// The next update of a stream's feed; None when the stream must end: its
+/// token no longer holds, or it fell too far behind (its client reconnects
+/// and lists again).
+async fn next(sub: &mut Subscription) -> Option<Update> {
+    if let Some(update) = sub.replay.pop() {
+        return Some(update);
+    }
+    tokio::select! {
+        () = sub.closed.cancelled() => None,
+        // lagged or closed: the stream ends
+        update = sub.updates.recv() => update.ok(),
     }
 }
 
-async fn watch_user(state: State, principal: Principal, tx: Events) {
+async fn watch_video(
+    state: State,
+    principal: Principal,
+    job: JobRow,
+    mut sub: Subscription,
+    tx: Events,
+) {
     let links = Links::new(&state, &principal);
-    let mut changes = Changes::default();
-    loop {
-        match changes.next_batch(&state, &principal).await {
-            Ok(batch) => {
-                for job in &batch.fresh {
-                    if tx.send(Ok(video_event(job, &links))).await.is_err() {
-                        return;
-                    }
-                }
-                if batch.more {
+    let id = job.id;
+    sub.replay.reverse();
+    let mut last = (job.updated_at, job.state, job.progress);
+    if tx.send(Ok(video_event(&job, &links))).await.is_err() || job.state.is_terminal() {
+        return;
+    }
+    while let Some(update) = next(&mut sub).await {
+        match update {
+            Update::Changed(job) if job.id == id => {
+                // the replay may hold older versions than the first read
+                if job.updated_at < last.0 || (job.state, job.progress) == (last.1, last.2) {
                     continue;
                 }
+                last = (job.updated_at, job.state, job.progress);
+                if tx.send(Ok(video_event(&job, &links))).await.is_err() || job.state.is_terminal()
+                {
+                    return;
+                }
             }
-            Err(e) => {
-                tracing::warn!(user_id = %principal.user_id, error = %e, "event stream lookup failed");
-                tokio::time::sleep(USER_POLL * 4).await;
-            }
+            // deleted: the stream ends
+            Update::Gone(gone) if gone == id => return,
+            _ => {}
         }
-        tokio::time::sleep(USER_POLL).await;
     }
 }
 
-/// What one user's stream has sent, so each change goes out once although
-/// consecutive looks overlap.
-#[derive(Default)]
-struct Changes {
-    /// The change time last sent per video, within the overlap.
-    sent: HashMap<JobId, DateTime<Utc>>,
-    /// Where the next query starts; None: the last [`OVERLAP`] by the
-    /// database's clock (the first look, and after a quiet spell).
-    after: Option<(DateTime<Utc>, JobId)>,
-}
-
-struct Batch {
-    fresh: Vec<JobRow>,
-    /// The query was full: read on at once.
-    more: bool,
-}
-
-impl Changes {
-    async fn next_batch(
-        &mut self,
-        state: &State,
-        principal: &Principal,
-    ) -> Result<Batch, db::DbError> {
-        let rows =
-            db::jobs::changed_for_owner(&state.pool, principal.user_id, self.after, OVERLAP, BATCH)
-                .await?;
-        let more = rows.len() as i64 == BATCH;
-        Ok(Batch {
-            fresh: self.take_fresh(rows, more),
-            more,
-        })
-    }
-
-    /// Keeps the rows not sent yet and moves the window on.
-    fn take_fresh(&mut self, rows: Vec<JobRow>, more: bool) -> Vec<JobRow> {
-        let last = rows.last().map(|j| (j.updated_at, j.id));
-        let fresh: Vec<JobRow> = rows
-            .into_iter()
-            .filter(|job| self.sent.get(&job.id) != Some(&job.updated_at))
-            .collect();
-        for job in &fresh {
-            self.sent.insert(job.id, job.updated_at);
+async fn watch_user(state: State, principal: Principal, mut sub: Subscription, tx: Events) {
+    let links = Links::new(&state, &principal);
+    sub.replay.reverse();
+    while let Some(update) = next(&mut sub).await {
+        if let Update::Changed(job) = update
+            && tx.send(Ok(video_event(&job, &links))).await.is_err()
+        {
+            return;
         }
-        if more {
-            self.after = last;
-            return fresh;
-        }
-        // the next look reaches back OVERLAP before the newest change seen
-        let overlap = chrono::Duration::from_std(OVERLAP).unwrap_or_default();
-        let newest = self.sent.values().max().copied();
-        self.after = newest.map(|t| (t - overlap, JobId(uuid::Uuid::nil())));
-        if let Some((floor, _)) = self.after {
-            self.sent.retain(|_, at| *at >= floor);
-        }
-        fresh
     }
 }

@@ -85,6 +85,11 @@ impl Modify for Conventions {
                 if takes_json {
                     for (status, description) in [
                         ("400", "Malformed JSON"),
+                        (
+                            "408",
+                            "`request_timeout`: the body did not arrive whole in time",
+                        ),
+                        ("411", "`length_required`: a body without a Content-Length"),
                         ("413", "`too_large`: a body over 64 KiB"),
                         ("422", "Well-formed JSON of the wrong shape"),
                     ] {

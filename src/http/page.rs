@@ -79,7 +79,8 @@ pub fn routes() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clo
                     .iter()
                     .find(|a| a.path == path.as_str())
                     .ok_or_else(warp::reject::not_found)?;
-                if method != Method::GET {
+                // HEAD is GET without the body (hyper leaves it out)
+                if method != Method::GET && method != Method::HEAD {
                     return Err(Rejection::from(ApiError::MethodNotAllowed));
                 }
                 Ok(answer(asset, seen.as_deref()))

@@ -326,6 +326,8 @@ pub struct NodeConfig {
     /// The largest file the node may write (RLIMIT_FSIZE), like a disk that
     /// fills up: a longer write fails with EFBIG.
     pub file_size_limit: Option<u64>,
+    /// The most files the node may have open (RLIMIT_NOFILE, soft and hard).
+    pub open_files_limit: Option<u64>,
 }
 
 impl NodeConfig {
@@ -397,6 +399,7 @@ impl Default for NodeConfig {
             config_toml: None,
             env: Vec::new(),
             file_size_limit: None,
+            open_files_limit: None,
         }
     }
 }
@@ -482,19 +485,28 @@ pub fn binary() -> &'static str {
 }
 
 pub fn start_node(database_url: &str, media: &Path, config: &NodeConfig) -> Node {
-    let mut cmd = match config.file_size_limit {
-        None => Command::new(binary()),
-        // SIGXFSZ ignored (it survives exec), so a write past the limit fails
-        // with EFBIG instead of killing the node
-        Some(bytes) => {
-            let mut sh = Command::new("sh");
-            sh.args([
-                "-c",
-                &format!("trap '' XFSZ; exec prlimit --fsize={bytes} -- \"$0\" \"$@\""),
-                binary(),
-            ]);
-            sh
-        }
+    let mut limits = Vec::new();
+    if let Some(bytes) = config.file_size_limit {
+        limits.push(format!("--fsize={bytes}"));
+    }
+    if let Some(files) = config.open_files_limit {
+        limits.push(format!("--nofile={files}"));
+    }
+    let mut cmd = if limits.is_empty() {
+        Command::new(binary())
+    } else {
+        // SIGXFSZ ignored (it survives exec), so a write past a file size
+        // limit fails with EFBIG instead of killing the node
+        let mut sh = Command::new("sh");
+        sh.args([
+            "-c",
+            &format!(
+                "trap '' XFSZ; exec prlimit {} -- \"$0\" \"$@\"",
+                limits.join(" ")
+            ),
+            binary(),
+        ]);
+        sh
     };
     cmd.arg("serve")
         .env_clear()
@@ -771,6 +783,16 @@ impl TestApp {
         out
     }
 
+    /// Waits, within 10 s, until `/metrics` shows `line`.
+    pub async fn wait_metric(&self, line: &str) {
+        eventually(
+            &format!("the metrics to show `{line}`"),
+            Duration::from_secs(10),
+            || async { self.metrics().await.contains(line).then_some(()) },
+        )
+        .await;
+    }
+
     pub async fn metrics(&self) -> String {
         let r = self.http.get(self.url("/metrics")).send().await.unwrap();
         r.text().await.unwrap()
@@ -784,6 +806,22 @@ impl TestApp {
             .unwrap()
             .get(0)
     }
+}
+
+/// Runs the binary as an operator would against `app`'s database: whether
+/// it succeeded, its standard output and its standard error.
+pub fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(binary())
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env("VP_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Reads the error code of an error answer.

@@ -6,6 +6,7 @@ mod browser;
 mod caches;
 mod cluster;
 mod helpers;
+mod hostile;
 mod isolation;
 mod ops;
 mod page;

@@ -2,7 +2,7 @@ use serde_json::Value;
 
 use std::time::Duration;
 
-use crate::helpers::{TestApp, error_code, eventually, fixture};
+use crate::helpers::{TestApp, error_code, eventually, fixture, operator};
 
 #[tokio::test]
 async fn health_readiness_metrics_and_unknown_routes() {
@@ -131,20 +131,6 @@ async fn cli_version_migrate_and_user_add() {
 }
 
 /// `videoproject ARGS…` against the app's database: (success, stdout, stderr).
-fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(crate::helpers::binary())
-        .args(args)
-        .env("DATABASE_URL", &app.db.url)
-        .env("VP_LOG_FORMAT", "json")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_operator_lists_and_inspects_jobs_from_the_command_line() {
     let app = TestApp::spawn().await;

@@ -161,7 +161,11 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
 /// does, and none is lost.
 #[tokio::test]
 async fn a_burst_of_200_uploads_is_all_accepted_with_flat_memory() {
-    let app = TestApp::spawn_with(NodeConfig::tuned("max_queued_per_user = 1000\n"), false).await;
+    let app = TestApp::spawn_with(
+        NodeConfig::tuned("max_queued_per_user = 1000\nmax_uploads_per_user = 200\n"),
+        false,
+    )
+    .await;
     let token = app.user("ann@example.com").await;
     let before = app.node.peak_rss_kib();
     let bytes = bytes::Bytes::from(std::fs::read(fixture("v20")).unwrap());

@@ -423,17 +423,8 @@ async fn slow_upload(
     tx.send(Ok(bytes::Bytes::from_static(b"not a video yet")))
         .await
         .unwrap();
-    eventually(
-        "the slow upload to be admitted",
-        Duration::from_secs(10),
-        || async {
-            app.metrics()
-                .await
-                .contains("vp_uploads_in_flight 1")
-                .then_some(())
-        },
-    )
-    .await;
+    // admitted
+    app.wait_metric("vp_uploads_in_flight 1").await;
     (tx, response)
 }
 
