@@ -71,6 +71,9 @@ pub async fn run(
         changes.clone(),
     ));
 
+    // the name owns this node's uploads and jobs: one live node per name,
+    // taken before anything is cleaned up in its name
+    let name = db::node_name::claim(settings.database_url.expose(), &node).await?;
     let store = MediaStore::from_url(&settings.media_url)?;
     clean_up_after_crash(&pool, &store, &node).await?;
     let mailer = Mailer::new(
@@ -89,6 +92,7 @@ pub async fn run(
     let cluster_view = cluster.as_ref().map(|c| c.view.clone());
 
     let tuning = &settings.tuning;
+    crate::media::set_memory_limit(tuning.media_memory_bytes);
     let supervisor_args = SupervisorArgs {
         upload: UploadArgs {
             pool: pool.clone(),
@@ -107,6 +111,7 @@ pub async fn run(
             stall_timeout: Duration::from_secs(tuning.ffmpeg_stall_secs),
             probe_timeout: Duration::from_secs(tuning.probe_timeout_secs),
             job_timeout: Duration::from_secs(tuning.job_timeout_secs),
+            budget: tuning.budget(),
             shutdown_grace: Duration::from_secs(tuning.shutdown_grace_secs),
             per_user_cap: i64::from(tuning.max_processing_per_user),
             retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),
@@ -162,12 +167,17 @@ pub async fn run(
         // the supervisor gave up restarting a child: this node is no use
         // any more, stop so that the orchestrator restarts it
         _ = &mut supervisor_done => true,
+        // another process runs under this node's name now
+        () = name.lost.cancelled() => true,
     };
     tracing::info!("shutting down: no more claims, draining HTTP");
     crate::supervisor::drain_pool();
     let _ = stop_http.send(());
     // live event streams never end by themselves; do not wait for them forever
     let _ = tokio::time::timeout(DRAIN, &mut server).await;
+    if name.lost.is_cancelled() {
+        anyhow::bail!("another node took this node's name `{node}`");
+    }
     if actors_failed {
         anyhow::bail!("the actor supervisor stopped");
     }

@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod jobs;
 pub mod keys;
+pub mod node_name;
 pub mod outbox;
 pub mod pages;
 pub mod users;

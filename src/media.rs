@@ -11,6 +11,7 @@
 //! * [`process`] — the async subprocess wrapper used for ffprobe.
 
 pub mod archive;
+pub mod budget;
 pub mod cores;
 pub mod extract;
 mod limits;
@@ -24,9 +25,10 @@ mod testutil;
 use std::time::Duration;
 
 pub use archive::FrameZip;
+pub use budget::{Budget, OverBudget};
 pub use cores::CoreShare;
 pub use extract::{CancelFlag, ExtractRequest, ExtractStats, Frame, extract_frames};
-pub use limits::cpu_budget;
+pub use limits::{cpu_budget, set_memory_limit};
 pub use plan::{FramePlan, ImageFormat, Spacing, Strategy, fps_filter, plan};
 pub use probe::{MediaInfo, VideoStream, parse_probe, probe};
 pub use split::{ImageSplitter, SplitError};
@@ -74,6 +76,9 @@ pub enum MediaError {
     /// Local I/O failure (spawning, pipes, threads).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The job would spend, or spent, more than its budget.
+    #[error("over budget: {0}")]
+    OverBudget(#[from] OverBudget),
 }
 
 impl From<SplitError> for MediaError {
@@ -87,7 +92,10 @@ impl MediaError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            MediaError::NotAVideo(_) | MediaError::Corrupt(_) | MediaError::NoFrames
+            MediaError::NotAVideo(_)
+                | MediaError::Corrupt(_)
+                | MediaError::NoFrames
+                | MediaError::OverBudget(_)
         )
     }
 
@@ -110,6 +118,7 @@ impl MediaError {
             MediaError::Cancelled => "cancelled",
             MediaError::Sink(_) => "sink",
             MediaError::Io(_) => "io",
+            MediaError::OverBudget(_) => "over_budget",
         }
     }
 
@@ -129,6 +138,7 @@ impl MediaError {
             MediaError::Corrupt(r) => format!("The video appears to be damaged ({r})."),
             MediaError::NoFrames => "No frames could be extracted from the video.".into(),
             MediaError::Cancelled => "The job was cancelled.".into(),
+            MediaError::OverBudget(o) => o.sentence(),
             MediaError::TimedOut(_) | MediaError::Stalled(_) => {
                 "Processing the video took too long.".into()
             }

@@ -45,6 +45,8 @@ pub struct ProcessorContext {
     pub probe_timeout: Duration,
     /// A job's time limit before the video's own duration is added (three times).
     pub job_timeout: Duration,
+    /// What one job may cost.
+    pub budget: crate::media::Budget,
     /// Jobs one user may have processing at once, cluster-wide.
     pub per_user_cap: i64,
     /// On shutdown, running jobs get this long to finish before they are handed back.
@@ -84,6 +86,10 @@ struct Running {
 pub struct PoolState {
     ctx: Arc<ProcessorContext>,
     draining: bool,
+    /// The jobs this node held before it (or this actor) restarted were
+    /// handed back. Until then nothing is claimed; the database may be away
+    /// (a restart must wait for it, not fail), so it is tried at each tick.
+    recovered: bool,
     running: HashMap<JobId, Running>,
     last_rescue: Instant,
     last_retention: Instant,
@@ -99,20 +105,6 @@ impl Actor for ProcessorPool {
         myself: ActorRef<PoolMsg>,
         ctx: Arc<ProcessorContext>,
     ) -> Result<PoolState, ActorProcessingErr> {
-        // Jobs this node held before a restart are not running anywhere now.
-        let requeued = db::jobs::requeue_abandoned(
-            &ctx.pool,
-            &ctx.node,
-            Abandoned::Restarted(&ctx.node),
-            message::job_failed,
-        )
-        .await?;
-        if !requeued.is_empty() {
-            tracing::info!(
-                jobs = requeued.len(),
-                "requeued jobs held before this node restarted"
-            );
-        }
         ractor::pg::join(
             crate::cluster::POOLS_GROUP.to_owned(),
             vec![myself.get_cell()],
@@ -126,6 +118,7 @@ impl Actor for ProcessorPool {
             last_rescue: long_ago,
             last_retention: long_ago,
             draining: false,
+            recovered: false,
         })
     }
 
@@ -136,7 +129,11 @@ impl Actor for ProcessorPool {
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PoolMsg::Wake => fill_slots(&myself, state).await,
+            PoolMsg::Wake => {
+                if recover(state).await {
+                    fill_slots(&myself, state).await;
+                }
+            }
             PoolMsg::Drain => {
                 state.draining = true;
                 ractor::pg::leave(
@@ -146,8 +143,10 @@ impl Actor for ProcessorPool {
                 tracing::info!(running = state.running.len(), "draining: no more claims");
             }
             PoolMsg::Tick => {
-                housekeeping(state).await;
-                fill_slots(&myself, state).await;
+                if recover(state).await {
+                    housekeeping(state).await;
+                    fill_slots(&myself, state).await;
+                }
             }
             PoolMsg::Finished(id, token) => {
                 if state
@@ -185,6 +184,9 @@ impl Actor for ProcessorPool {
             futures::future::join_all(state.running.values_mut().map(|r| &mut r.task)),
         )
         .await;
+        // a task that ended in the grace was polled to its end: polling it
+        // again would panic, so only the others are stopped and awaited
+        state.running.retain(|_, r| !r.task.is_finished());
         for r in state.running.values() {
             r.cancel.cancel();
         }
@@ -205,6 +207,35 @@ impl Actor for ProcessorPool {
         );
         Ok(())
     }
+}
+
+/// Hands back the jobs this node held before a restart (they run nowhere
+/// now), once; whether that is done.
+async fn recover(state: &mut PoolState) -> bool {
+    if state.recovered {
+        return true;
+    }
+    let ctx = &state.ctx;
+    match db::jobs::requeue_abandoned(
+        &ctx.pool,
+        &ctx.node,
+        Abandoned::Restarted(&ctx.node),
+        message::job_failed,
+    )
+    .await
+    {
+        Ok(requeued) => {
+            if !requeued.is_empty() {
+                tracing::info!(
+                    jobs = requeued.len(),
+                    "requeued jobs held before this node restarted"
+                );
+            }
+            state.recovered = true;
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot hand back earlier jobs yet; retrying"),
+    }
+    state.recovered
 }
 
 async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {

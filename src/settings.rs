@@ -136,6 +136,11 @@ pub struct Tuning {
     pub write_stall_secs: u64,
     pub json_body_secs: u64,
     pub max_streams_per_user: usize,
+    pub max_source_pixels: u64,
+    pub max_output_pixels: u64,
+    pub max_zip_bytes: u64,
+    pub zip_bytes_per_upload_byte: u64,
+    pub media_memory_bytes: u64,
     pub job_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub max_processing_per_user: u32,
@@ -153,6 +158,16 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// What one job may cost.
+    pub fn budget(&self) -> crate::media::Budget {
+        crate::media::Budget {
+            source_pixels: self.max_source_pixels,
+            output_pixels: self.max_output_pixels,
+            zip_bytes: self.max_zip_bytes,
+            zip_per_upload_byte: self.zip_bytes_per_upload_byte,
+        }
+    }
+
     pub fn shared_cores_dir(&self) -> Option<&std::path::Path> {
         (!self.shared_cores_dir.as_os_str().is_empty()).then_some(self.shared_cores_dir.as_path())
     }

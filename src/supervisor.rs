@@ -23,6 +23,8 @@ pub const MEMBERSHIP: &str = "vp.membership";
 /// Restarts allowed within [`RESTART_WINDOW`] before the node gives up.
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// Wait before starting again a child whose restart failed.
+const RESTART_RETRY: Duration = Duration::from_secs(2);
 
 pub fn upload() -> Option<ActorRef<UploadMsg>> {
     ActorRef::where_is(UPLOAD)
@@ -69,6 +71,8 @@ pub struct Supervisor;
 pub enum SupervisorMsg {
     /// Stop the children (the pool hands its jobs back), then reply.
     Shutdown(RpcReplyPort<()>),
+    /// Start a child again whose restart failed.
+    Restart(String),
 }
 
 pub struct SupervisorState {
@@ -78,6 +82,15 @@ pub struct SupervisorState {
 }
 
 impl Supervisor {
+    /// Starts a stopped child again; a start that fails (its database is
+    /// away, say) is tried again later rather than taking the node down.
+    async fn restart(myself: &ActorRef<SupervisorMsg>, args: &SupervisorArgs, name: String) {
+        if let Err(e) = Self::start_child(myself, args, &name).await {
+            tracing::warn!(actor = %name, error = %e, "restart failed; trying again shortly");
+            myself.send_after(RESTART_RETRY, move || SupervisorMsg::Restart(name));
+        }
+    }
+
     async fn start_child(
         myself: &ActorRef<SupervisorMsg>,
         args: &SupervisorArgs,
@@ -157,6 +170,10 @@ impl Actor for Supervisor {
                 let _ = reply.send(());
                 myself.stop(Some("shutdown".into()));
             }
+            SupervisorMsg::Restart(name) if !state.stopping => {
+                Self::restart(&myself, &state.args, name).await;
+            }
+            SupervisorMsg::Restart(_) => {}
         }
         Ok(())
     }
@@ -198,7 +215,7 @@ impl Actor for Supervisor {
             }
             tokio::task::yield_now().await;
         }
-        Self::start_child(&myself, &state.args, &name).await?;
+        Self::restart(&myself, &state.args, name).await;
         Ok(())
     }
 }

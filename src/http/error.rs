@@ -61,6 +61,9 @@ pub enum ApiError {
     BodyTooLarge { limit: u64 },
     #[error("{0}")]
     UnsupportedMedia(String),
+    /// The video would cost more than one job may.
+    #[error("{0}")]
+    OverBudget(String),
     #[error("the requested range is not satisfiable")]
     RangeNotSatisfiable { size: u64 },
     #[error(
@@ -78,7 +81,7 @@ impl Reject for ApiError {}
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidInput(_) | ApiError::InvalidField { .. } => {
+            ApiError::InvalidInput(_) | ApiError::InvalidField { .. } | ApiError::OverBudget(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::BadRequest(_) | ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
@@ -127,6 +130,7 @@ impl ApiError {
             ApiError::Expired => "expired",
             ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => "too_large",
             ApiError::UnsupportedMedia(_) => "unsupported_media",
+            ApiError::OverBudget(_) => "over_budget",
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::InsufficientStorage => "insufficient_storage",

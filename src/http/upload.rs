@@ -303,7 +303,7 @@ pub(super) struct UploadForm {
         (status = 409, description = "`upload_in_progress`: the first attempt with this key still streams", body = ErrorBody),
         (status = 413, description = "`too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media`: not a video; nothing kept", body = ErrorBody),
-        (status = 422, description = "Bad frame options", body = ErrorBody),
+        (status = 422, description = "Bad frame options (`invalid_input`), or a video that would cost more than one job may (`over_budget`)", body = ErrorBody),
         (status = 429, description = "`too_many_uploads` (this user streams as many uploads as allowed) or `too_many_queued`", body = ErrorBody),
         (status = 507, description = "`insufficient_storage`", body = ErrorBody),
     ))]
@@ -447,6 +447,24 @@ async fn receive(
             return Err(probe_refusal(id, e));
         }
     };
+    // what the job would cost, before it is queued
+    let parsed = FrameOptions::parse(&options, frames_cap)?;
+    let planned = media::plan(
+        info.duration_secs,
+        parsed.spacing(),
+        parsed.max_frames,
+        info.pixel_rate(),
+    );
+    if let Err(over) = state.settings.tuning.budget().check(
+        info.video.width,
+        info.video.height,
+        planned.timestamps.len(),
+        parsed.width,
+    ) {
+        metrics::counter!("vp_uploads_total", "result" => "over_budget").increment(1);
+        tracing::info!(job_id = %id, reason = %over, "upload refused: over budget");
+        return Err(ApiError::OverBudget(over.sentence()));
+    }
     let info_json = serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.to_string()))?;
 
     let upload = supervisor::upload().ok_or(ApiError::Unavailable {

@@ -385,7 +385,7 @@ fn run_ffmpeg(
             }
             _ => MediaError::Io(e),
         })?;
-    super::limits::limit_cpu(Some(child.as_inner().id()), req.cpu_limit);
+    super::limits::limit_tool(Some(child.as_inner().id()), req.cpu_limit);
     let (tx, rx) = sync_channel::<Msg>(16);
     let threads = match start_readers(&mut child, tx) {
         Ok(t) => t,

@@ -1,8 +1,10 @@
 //! Kernel limits on the media tools. A crafted upload (a decompression bomb,
-//! a stream that makes a decoder spin) must not take a core for ever, even
-//! if the node that watches the tool is itself stuck: the kernel ends a tool
-//! that has used up its CPU time with SIGXCPU.
+//! a stream that makes a decoder spin) must not take a core for ever, nor
+//! the node's memory, even if the node that watches the tool is itself
+//! stuck: the kernel ends a tool that has used up its CPU time with SIGXCPU,
+//! and refuses it address space past its memory limit (`RLIMIT_AS`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::process::{Pid, Resource, Rlimit, prlimit};
@@ -14,12 +16,32 @@ pub fn cpu_budget(wall: Duration) -> Duration {
     wall.saturating_mul(cores)
 }
 
-/// Caps the CPU time of the running process `pid`. The tool has run for a
-/// moment before this lands, which is harmless: the cap is on its total.
-pub fn limit_cpu(pid: Option<u32>, budget: Duration) {
+/// Address space each media tool may map; 0: no limit. Set once at start
+/// from the settings (`media_memory_bytes`).
+static MEMORY: AtomicU64 = AtomicU64::new(0);
+
+/// The memory limit every media tool started from now on gets.
+pub fn set_memory_limit(bytes: u64) {
+    MEMORY.store(bytes, Ordering::Relaxed);
+}
+
+/// Caps the CPU time and the memory of the running process `pid`. The tool
+/// has run for a moment before this lands, which is harmless: the caps are
+/// on its total and on what it maps from now on.
+pub fn limit_tool(pid: Option<u32>, budget: Duration) {
     let Some(pid) = pid.and_then(|p| Pid::from_raw(p as i32)) else {
         return;
     };
+    let memory = MEMORY.load(Ordering::Relaxed);
+    if memory > 0 {
+        let limit = Rlimit {
+            current: Some(memory),
+            maximum: Some(memory),
+        };
+        if let Err(e) = prlimit(Some(pid), Resource::As, limit) {
+            tracing::warn!(pid = %pid.as_raw_nonzero(), error = %e, "could not limit a media tool's memory");
+        }
+    }
     let secs = budget.as_secs().max(1);
     let limit = Rlimit {
         current: Some(secs),

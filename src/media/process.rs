@@ -72,7 +72,7 @@ where
             }
             _ => MediaError::Io(e),
         })?;
-    super::limits::limit_cpu(child.id(), cpu);
+    super::limits::limit_tool(child.id(), cpu);
     let stdout = child
         .stdout
         .take()

@@ -15,7 +15,7 @@ use super::ProcessorContext;
 use super::sink::ChannelWriter;
 use crate::db::{self, changes::Topic, jobs::Claim};
 use crate::domain::FrameOptions;
-use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError};
+use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError, OverBudget};
 use crate::notify::message;
 use crate::storage::{MediaStore, StorageError};
 use crate::supervisor;
@@ -58,6 +58,13 @@ struct Produced {
     zip_bytes: u64,
 }
 
+/// Why the zip's bytes stopped going into the store.
+enum Stored {
+    Io(std::io::Error),
+    /// More than the job's zip budget, in bytes.
+    OverBudget(u64),
+}
+
 pub async fn run_job(ctx: Arc<ProcessorContext>, claim: Claim, cancel: CancelFlag) {
     let span = tracing::info_span!("job", job_id = %claim.job.id, attempt = claim.job.attempts);
     async move {
@@ -70,10 +77,11 @@ pub async fn run_job(ctx: Arc<ProcessorContext>, claim: Claim, cancel: CancelFla
         let result = tokio::select! {
             r = work => r,
             () = heartbeat => Err(RunError::Media(MediaError::Cancelled)),
-            // a hung store or a pathological input: stop ffmpeg, retry later
+            // past its time budget: stopped, and not retried (it would
+            // spend the same again)
             () = tokio::time::sleep(limit) => {
                 cancel.cancel();
-                Err(RunError::Media(MediaError::TimedOut(limit)))
+                Err(RunError::Media(OverBudget::Time { secs: limit.as_secs() }.into()))
             }
         };
         record_outcome(&ctx, &claim, result, started).await;
@@ -83,9 +91,10 @@ pub async fn run_job(ctx: Arc<ProcessorContext>, claim: Claim, cancel: CancelFla
 }
 
 /// How long a job may run: the configured base plus three times the
-/// video's duration (probed at upload).
+/// duration the file can really hold (probed at upload; a header that
+/// declares hours in a few kilobytes does not buy hours).
 fn time_limit(ctx: &ProcessorContext, claim: &Claim) -> Duration {
-    let duration = claim
+    let declared = claim
         .job
         .media_info
         .as_ref()
@@ -93,6 +102,8 @@ fn time_limit(ctx: &ProcessorContext, claim: &Claim) -> Duration {
         .and_then(|d| d.as_f64())
         .filter(|d| d.is_finite() && *d > 0.0)
         .unwrap_or(0.0);
+    let size = claim.job.size_bytes.unwrap_or(0).max(0) as u64;
+    let duration = media::budget::content_secs(declared, size);
     ctx.job_timeout + Duration::from_secs_f64((duration * 3.0).min(86_400.0))
 }
 
@@ -157,6 +168,18 @@ async fn produce(
     if plan.timestamps.is_empty() {
         return Err(MediaError::NoFrames.into());
     }
+    // checked at upload too; held here for jobs queued under other limits
+    ctx.budget
+        .check(
+            info.video.width,
+            info.video.height,
+            plan.timestamps.len(),
+            options.width,
+        )
+        .map_err(MediaError::from)?;
+    let zip_limit = ctx
+        .budget
+        .zip_limit(claim.job.size_bytes.unwrap_or(0).max(0) as u64);
     tracing::info!(frames = plan.timestamps.len(), strategy = ?plan.strategy, duration = info.duration_secs, "plan");
 
     let zip_key = MediaStore::zip_key(id, claim.lease_token);
@@ -165,10 +188,14 @@ async fn produce(
     let store_task = async move {
         let mut written = 0u64;
         while let Some(chunk) = rx.recv().await {
-            writer.write_all(&chunk).await?;
             written += chunk.len() as u64;
+            // dropping the receiver stops ffmpeg (a broken pipe)
+            if written > zip_limit {
+                return Err(Stored::OverBudget(zip_limit));
+            }
+            writer.write_all(&chunk).await.map_err(Stored::Io)?;
         }
-        Ok::<_, std::io::Error>((writer, written))
+        Ok((writer, written))
     };
 
     let ffmpeg = ctx.ffmpeg.clone();
@@ -218,10 +245,15 @@ async fn produce(
                 zip_bytes: written,
             })
         }
+        // the zip went over its budget: the writer is dropped, which
+        // abandons the partial object
+        (_, Err(Stored::OverBudget(limit))) => {
+            Err(MediaError::from(OverBudget::ZipBytes { limit }).into())
+        }
         // the store failed first: ffmpeg saw a broken pipe, the store has the cause
-        (Err(MediaError::Sink(_)), Err(e)) => Err(StorageError::Io(e).into()),
+        (Err(MediaError::Sink(_)), Err(Stored::Io(e))) => Err(StorageError::Io(e).into()),
         (Err(e), _) => Err(e.into()),
-        (Ok(_), Err(e)) => Err(StorageError::Io(e).into()),
+        (Ok(_), Err(Stored::Io(e))) => Err(StorageError::Io(e).into()),
     }
 }
 

@@ -620,3 +620,54 @@ async fn with_mutual_tls_the_cookie_alone_does_not_let_a_node_in() {
         }
     }
 }
+
+/// A second process with a running node's name is refused at start, with a
+/// message that says why, and takes nothing from the running one.
+#[tokio::test]
+async fn a_second_node_with_a_running_nodes_name_is_refused() {
+    let app = crate::helpers::TestApp::spawn_with(NodeConfig::paced(), false).await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &crate::helpers::fixture("v20"), &[])
+        .await;
+    let mut twin = std::process::Command::new(crate::helpers::binary())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.db.url)
+        .env("VP_HTTP_ADDR", "127.0.0.1:0")
+        .env(
+            "VP_MEDIA_URL",
+            format!("file://{}", app.media.path().display()),
+        )
+        .env("VP_NODE_NAME", &app.config.node_name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = eventually("the twin to exit", Duration::from_secs(30), || {
+        let exited = twin.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert!(!status.success());
+    let mut said = String::new();
+    std::io::Read::read_to_string(twin.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("another node named `node-a` is running"),
+        "{said}"
+    );
+    // the running node's job was left alone
+    let done = app.wait_final(&token, &id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "done");
+    let client = app.db.client().await;
+    let requeued: i64 = client
+        .query_one(
+            "SELECT count(*) FROM job_events WHERE to_state = 'queued' AND from_state = 'processing'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(requeued, 0);
+}

@@ -572,3 +572,113 @@ async fn lease_renewals_do_not_notify_every_node() {
         "{heard} notifications for one video's life"
     );
 }
+
+/// A video made with ffmpeg's lavfi sources: `args` between the input and
+/// the output file.
+fn crafted(name: &str, source: &str, args: &[&str]) -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join(name);
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source])
+        .args(args)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "making {name}");
+    path
+}
+
+#[tokio::test]
+async fn tiny_file_bombs_are_refused_before_they_cost_anything() {
+    let app = TestApp::spawn().await;
+    let token = app.user("mallory@example.com").await;
+    // 50 KB: two black 4096² frames, at 0 s and 20 000 s
+    let far_apart = crafted(
+        "bomb.mkv",
+        "color=black:s=4096x4096:r=1:d=2",
+        &[
+            "-vf",
+            "setpts=N*20000/TB",
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    );
+    assert!(std::fs::metadata(&far_apart).unwrap().len() < 100_000);
+    let r = app.upload(&token, &far_apart, &[("interval", "4")]).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "over_budget", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fewer frames"),
+        "{body}"
+    );
+    // the same file, asking for what fits, is taken
+    let r = app
+        .upload(&token, &far_apart, &[("count", "2"), ("width", "640")])
+        .await;
+    assert_eq!(r.status(), 202);
+
+    // one 8192² picture is more than a picture may be
+    let huge = crafted(
+        "huge.mkv",
+        "color=black:s=8192x8192:r=1:d=1",
+        &["-c:v", "png"],
+    );
+    let r = app.upload(&token, &huge, &[("count", "1")]).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(error_code(r).await, "over_budget");
+    // nothing of the refused ones is left
+    assert_eq!(app.count_rows("jobs").await, 1);
+}
+
+#[tokio::test]
+async fn a_zip_that_outgrows_its_budget_fails_at_once_for_good_with_an_email() {
+    let app = TestApp::spawn_with(NodeConfig::tuned("max_zip_bytes = 300000\n"), true).await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(
+            &token,
+            &fixture("v20"),
+            &[("interval", "0.04"), ("format", "png")],
+        )
+        .await;
+    let failed = app.wait_final(&token, &id, Duration::from_secs(60)).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("300000 bytes"),
+        "{failed}"
+    );
+    // one attempt: a retry would spend the same again
+    let client = app.db.client().await;
+    let attempts: i32 = client
+        .query_one(
+            "SELECT attempts FROM jobs WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1);
+    let mail = app
+        .smtp
+        .as_ref()
+        .unwrap()
+        .first_message("the failure email")
+        .await;
+    assert!(mail.contains("300000 bytes"), "{mail}");
+    // no partial zip is left in the store
+    assert!(
+        app.media_files()
+            .iter()
+            .all(|p| !p.to_string_lossy().contains("zip")),
+        "{:?}",
+        app.media_files()
+    );
+}

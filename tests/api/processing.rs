@@ -467,3 +467,47 @@ async fn nodes_sharing_a_machine_run_at_most_a_job_per_core() {
         "{most} jobs ran at once on {cores} cores"
     );
 }
+
+/// SIGTERM while one job finishes within the grace period and another runs
+/// on past it: no panic on the way down, the finished job is done and the
+/// other is handed back at once.
+#[tokio::test]
+async fn sigterm_with_jobs_that_finish_and_run_on_hands_back_at_once() {
+    let config = NodeConfig {
+        workers: 2,
+        ..NodeConfig::paced_with("shutdown_grace_secs = 4\n")
+    };
+    let mut app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    // paced at 10x: about 6 s, past the grace
+    let long = app
+        .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
+        .await;
+    // about 2 s: ends within the grace
+    let short = app
+        .upload_ok(&token, &fixture("v20"), &[("interval", "1")])
+        .await;
+    for id in [&long, &short] {
+        eventually("both jobs to run", PROCESSING, || async {
+            (app.video(&token, id).await["status"] == "processing").then_some(())
+        })
+        .await;
+    }
+    let status = app.node.terminate(Duration::from_secs(60)).await;
+    assert!(status.success(), "exit status {status:?}");
+    let lines = app.node.log_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("panicked")),
+        "no panic on the way down"
+    );
+    assert!(lines.iter().any(|l| l.contains("running jobs handed back")));
+    let short_history = transitions(&app, &short).await;
+    assert_eq!(short_history.last().unwrap().1, "done", "{short_history:?}");
+    let long_history = transitions(&app, &long).await;
+    let last = long_history.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str(), last.2.as_deref()),
+        ("processing", "queued", Some("node shutting down")),
+        "{long_history:?}"
+    );
+}
