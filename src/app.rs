@@ -49,6 +49,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    settings.check_token_key_source()?;
     let settings = Arc::new(settings);
     let node = settings.node_name();
     let workers = settings.workers();

@@ -108,6 +108,30 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Where a node runs. In production a node refuses to start without its
+/// token key from the environment or a file (in development the key is made
+/// once and kept in the database, in plain text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" => Ok(Self::Development),
+            "production" => Ok(Self::Production),
+            other => Err(format!(
+                "expected `development` or `production`, got `{other}`"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tuning {
     pub token_ttl_secs: u64,
@@ -212,6 +236,8 @@ pub struct Settings {
     #[serde(default)]
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
+    #[serde(default)]
+    pub env: Environment,
     pub tuning: Tuning,
 }
 
@@ -323,6 +349,9 @@ impl Settings {
         if let Some(v) = parse(env, "VP_LOG_FORMAT")? {
             self.log_format = v;
         }
+        if let Some(v) = parse(env, "VP_ENV")? {
+            self.env = v;
+        }
         Ok(())
     }
 
@@ -368,6 +397,20 @@ impl Settings {
             return invalid(
                 "tuning: max_uploads_per_user, upload_min_rate_bytes and upload_idle_secs must be at least 1",
             );
+        }
+        Ok(())
+    }
+
+    /// A serving node's token key must come from the environment or a file
+    /// in production: it is never made and kept in the database there.
+    pub fn check_token_key_source(&self) -> Result<(), ConfigError> {
+        if self.env == Environment::Production
+            && self.token_key.is_none()
+            && self.token_key_file.is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "VP_ENV=production needs the token key from VP_TOKEN_KEY or VP_TOKEN_KEY_FILE (hex Ed25519 private keys, e.g. `openssl rand -hex 32`)".into(),
+            ));
         }
         Ok(())
     }

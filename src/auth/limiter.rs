@@ -1,6 +1,9 @@
-//! Sign-in throttling: after too many failed attempts for one account, or
-//! from one client address, within a window, further attempts are refused
-//! with a retry time, whatever the password.
+//! Sign-in throttling: after too many failed attempts for one account from
+//! one client address, or from one client address at all, within a window,
+//! further attempts from there are refused with a retry time, whatever the
+//! password. The account alone is not a key: anyone could lock its owner
+//! out; from another address the owner signs in as usual, while each
+//! address an attacker uses gets its ten guesses.
 //!
 //! An attempt is counted when it starts, not when its password check ends:
 //! guesses sent in parallel are counted as they arrive, so a burst cannot
@@ -67,10 +70,11 @@ impl SignInLimiter {
     }
 }
 
-/// The two limits a sign-in passes: its account, and its client's address
-/// (which many people share behind one NAT, so it allows more); and the
-/// sign-ups one client address may make.
+/// The two limits a sign-in passes: its account from its client's address,
+/// and its client's address (which many people share behind one NAT, so it
+/// allows more); and the sign-ups one client address may make.
 pub struct SignInLimits {
+    /// By account and address.
     pub account: SignInLimiter,
     pub address: SignInLimiter,
     pub sign_up: SignInLimiter,
@@ -91,6 +95,11 @@ pub fn address_key(ip: IpAddr) -> String {
     }
 }
 
+/// An account as counted from one address.
+fn account_key(account: &str, address: Option<&str>) -> String {
+    format!("{account} from {}", address.unwrap_or("anywhere"))
+}
+
 impl SignInLimits {
     pub fn new(window: Duration) -> Self {
         Self {
@@ -106,7 +115,7 @@ impl SignInLimits {
         if let Some(a) = address {
             self.address.attempt(a)?;
         }
-        if let Err(wait) = self.account.attempt(account) {
+        if let Err(wait) = self.account.attempt(&account_key(account, address)) {
             // not an attempt after all: the address keeps its count
             if let Some(a) = address {
                 self.address.succeeded(a);
@@ -119,7 +128,7 @@ impl SignInLimits {
     /// A success gives back its attempts; failures stay counted (one good
     /// password must not reset guesses made at other accounts).
     pub fn succeeded(&self, account: &str, address: Option<&str>) {
-        self.account.succeeded(account);
+        self.account.succeeded(&account_key(account, address));
         if let Some(a) = address {
             self.address.succeeded(a);
         }
@@ -172,6 +181,16 @@ mod tests {
         );
         assert!(limits.attempt("someone", Some("10.0.0.1")).is_err());
         assert!(limits.attempt("someone", Some("10.0.0.2")).is_ok());
+    }
+
+    #[test]
+    fn guesses_from_one_address_do_not_lock_the_owner_out_elsewhere() {
+        let limits = SignInLimits::new(Duration::from_secs(60));
+        for _ in 0..10 {
+            assert!(limits.attempt("ann", Some("10.0.0.9")).is_ok());
+        }
+        assert!(limits.attempt("ann", Some("10.0.0.9")).is_err());
+        assert!(limits.attempt("ann", Some("10.0.0.1")).is_ok());
     }
 
     #[test]

@@ -183,6 +183,13 @@ const VERIFIED_FOR: Duration = Duration::from_secs(30);
 const REVOCATION_HEARD_WITHIN: Duration = Duration::from_secs(1);
 /// How many verified tokens are kept.
 const VERIFIED_ENTRIES: usize = 8192;
+/// The longest token presented: a session token is ~330 characters and a
+/// download link's ~600.
+const MAX_TOKEN_CHARS: usize = 2048;
+/// A session token has one block, a download link two.
+const MAX_BLOCKS: usize = 2;
+/// A token that still holds this far ahead carries no expiry.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 impl VerifiedCache {
     fn new(changes: Arc<Changes>) -> Self {
@@ -398,11 +405,22 @@ impl Authenticator for SessionTokens {
             if api && let Some(principal) = self.verified.get(token) {
                 return Ok(principal);
             }
+            // an oversized token costs a verification per block: refused unread
+            if token.len() > MAX_TOKEN_CHARS {
+                return Err(AuthError::Invalid);
+            }
             // stamped before the revocation check: a revocation heard later spoils it
             let read = self.verified.changes.stamp();
             let biscuit = self.parse(token)?;
+            if biscuit.block_count() > MAX_BLOCKS {
+                return Err(AuthError::Invalid);
+            }
             let now = SystemTime::now();
             let user_id = authorize(&biscuit, &usage, now)?;
+            // a token good for ever was not made by this service's sign-in
+            if authorize(&biscuit, &usage, now + NEVER).is_ok() {
+                return Err(AuthError::Invalid);
+            }
             if db::keys::refused(&self.pool, &biscuit.revocation_identifiers(), user_id).await? {
                 return Err(AuthError::Revoked);
             }
@@ -557,6 +575,41 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(LinkCache::reuse_for(Duration::ZERO), Duration::ZERO);
+    }
+
+    /// What `authenticate` says of `token`; the refusals tested here come
+    /// before the revocation check, so no database is needed.
+    async fn refused(t: &SessionTokens, token: String) -> bool {
+        matches!(
+            t.authenticate(&Credentials::Bearer(token)).await,
+            Err(AuthError::Invalid)
+        )
+    }
+
+    #[tokio::test]
+    async fn tokens_without_an_expiry_or_too_big_are_refused_before_any_query() {
+        let t = tokens(Duration::from_secs(3600));
+        let user = UserId::new();
+        let forever = biscuit!(r#"user({user});"#, user = user.to_string())
+            .build(&t.signing)
+            .unwrap()
+            .to_base64()
+            .unwrap();
+        assert!(refused(&t, forever).await, "no expiry");
+        let (token, _) = t.mint(user);
+        let three_blocks = Biscuit::from_base64(&token, t.signing.public())
+            .unwrap()
+            .append(block!(r#"check if operation("api");"#))
+            .unwrap()
+            .append(block!(r#"check if operation("api");"#))
+            .unwrap()
+            .to_base64()
+            .unwrap();
+        assert!(refused(&t, three_blocks).await, "three blocks");
+        assert!(
+            refused(&t, "A".repeat(MAX_TOKEN_CHARS + 1)).await,
+            "oversized"
+        );
     }
 
     #[test]

@@ -51,10 +51,14 @@ pub fn is_internal(ip: IpAddr) -> bool {
             if let Some(v4) = embedded_v4(v6) {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let first = s[0];
             v6.is_unspecified()
                 || v6.is_loopback()
                 || v6.is_multicast()
+                // local-use NAT64 (64:ff9b:1::/48): a translator of the
+                // network's own, the IPv4 address at no fixed place
+                || (s[0], s[1], s[2]) == (0x64, 0xff9b, 1)
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
                 || (first & 0xffc0) == 0xfec0 // site-local
@@ -62,8 +66,9 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// The IPv4 address inside an IPv4-mapped, IPv4-compatible, NAT64
-/// (64:ff9b::/96) or 6to4 (2002::/16) address.
+/// The IPv4 address inside an IPv4-mapped, IPv4-translated
+/// (::ffff:0:0/96), IPv4-compatible, NAT64 (64:ff9b::/96) or 6to4
+/// (2002::/16) address.
 fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     let s = v6.segments();
     let low = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
@@ -72,6 +77,7 @@ fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     }
     match s {
         [0, 0, 0, 0, 0, 0, hi, lo] if !(hi == 0 && lo <= 1) => Some(low(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(low(hi, lo)),
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
         [0x2002, hi, lo, ..] => Some(low(hi, lo)),
         _ => None,
@@ -86,19 +92,23 @@ impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
+            // a name that does not resolve and one that resolves only
+            // inside fail alike: the error a user reads must not tell
+            // which names exist inside the node's network
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| !is_internal(a.ip()))
-                .collect();
+                .await
+                .map(|addrs| addrs.filter(|a| !is_internal(a.ip())).collect())
+                .unwrap_or_default();
             if found.is_empty() {
-                return Err(format!(
-                    "{host} has only internal addresses, which webhooks may not reach"
-                )
-                .into());
+                return Err(no_public_address(&host).into());
             }
             Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+fn no_public_address(host: &str) -> String {
+    format!("{host} has no public address a webhook may reach")
 }
 
 impl WebhookSender {
@@ -233,6 +243,10 @@ mod tests {
             "198.18.0.1",
             "240.0.0.1",
             "192.0.0.8",
+            "::ffff:0:a00:1",
+            "::ffff:0:7f00:1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::5db8:d822",
         ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
@@ -245,6 +259,21 @@ mod tests {
         ] {
             assert!(!is_internal(public.parse().unwrap()), "{public}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_internal_name_fails_like_one_that_does_not_resolve() {
+        use reqwest::dns::Resolve;
+        let error = |host: &'static str| async move {
+            match PublicOnly.resolve(host.parse().unwrap()).await {
+                Ok(_) => panic!("{host} resolved"),
+                Err(e) => e.to_string().replace(host, "HOST"),
+            }
+        };
+        assert_eq!(
+            error("localhost").await,
+            error("no-such-host.invalid").await
+        );
     }
 
     #[test]

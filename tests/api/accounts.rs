@@ -178,6 +178,18 @@ async fn repeated_wrong_passwords_are_rate_limited() {
     );
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(error_code(r).await, "rate_limited");
+    // the guesses came from one address: from another, the owner signs in
+    let elsewhere = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let r = elsewhere
+        .post(app.url("/api/v1/sessions"))
+        .json(&json!({"email": "carol@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the owner is not locked out");
 }
 
 #[tokio::test]
