@@ -165,6 +165,7 @@ pub struct Tuning {
     pub max_zip_bytes: u64,
     pub zip_bytes_per_upload_byte: u64,
     pub media_memory_bytes: u64,
+    pub max_storage_per_user: u64,
     pub job_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub max_processing_per_user: u32,

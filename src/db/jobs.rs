@@ -670,6 +670,20 @@ pub async fn changed_for_owner(
     Ok(rows.iter().map(JobRow::from_row).collect())
 }
 
+/// Bytes the owner's videos keep in the media store: uploads and zips not
+/// yet removed by retention.
+pub async fn bytes_kept_by_owner(pool: &Pool, user: UserId) -> DbResult<u64> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT coalesce(sum(coalesce(size_bytes, 0) + coalesce(zip_bytes, 0)), 0)::bigint
+               FROM jobs WHERE user_id = $1 AND expired_at IS NULL",
+            &[&user.0],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
 /// Which of `ids` are still the owner's jobs.
 pub async fn existing_for_owner(pool: &Pool, user: UserId, ids: &[JobId]) -> DbResult<Vec<JobId>> {
     let conn = pool.get().await?;

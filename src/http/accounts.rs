@@ -75,17 +75,33 @@ pub(super) struct ProfileView<'a> {
     webhook_url: Option<&'a str>,
     /// Shown to its owner only: the key that signs their webhook events.
     webhook_secret: Option<&'a str>,
+    storage: StorageView,
 }
 
-impl<'a> From<&'a User> for ProfileView<'a> {
-    fn from(u: &'a User) -> Self {
-        Self {
+/// What the caller's videos keep in the media store, and how much they may.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct StorageView {
+    /// Bytes of uploads and zips kept.
+    used_bytes: u64,
+    /// Past this, uploads are refused (507 `quota_exceeded`).
+    quota_bytes: u64,
+}
+
+impl<'a> ProfileView<'a> {
+    /// The profile of `u`, with what their videos keep.
+    async fn of(state: &State, u: &'a User) -> Result<Self, ApiError> {
+        let used_bytes = db::jobs::bytes_kept_by_owner(&state.pool, u.id).await?;
+        Ok(Self {
             id: u.id.to_string(),
             email: u.email.as_str(),
             notify_on_success: u.notify_on_success,
             webhook_url: u.webhook_url.as_deref(),
             webhook_secret: u.webhook_secret.as_deref(),
-        }
+            storage: StorageView {
+                used_bytes,
+                quota_bytes: state.settings.tuning.max_storage_per_user,
+            },
+        })
     }
 }
 
@@ -234,7 +250,7 @@ async fn get_me(state: State, principal: Principal) -> Result<impl Reply, Reject
         .await
         .map_err(ApiError::from)?
         .ok_or_else(account_gone)?;
-    Ok(warp::reply::json(&ProfileView::from(&user)))
+    Ok(warp::reply::json(&ProfileView::of(&state, &user).await?))
 }
 
 /// The preferences to change; absent fields stay as they are.
@@ -292,7 +308,7 @@ async fn patch_me(
     .ok_or(ApiError::Unauthorized(
         "the account no longer exists".into(),
     ))?;
-    Ok(warp::reply::json(&ProfileView::from(&user)))
+    Ok(warp::reply::json(&ProfileView::of(&state, &user).await?))
 }
 
 /// A valid token whose account was deleted.

@@ -70,6 +70,8 @@ pub enum ApiError {
         "the upload could not be stored (the media store is full or failing); nothing was kept"
     )]
     InsufficientStorage,
+    #[error("your videos keep {used} of your {quota} bytes; delete some to upload more")]
+    QuotaExceeded { used: u64, quota: u64 },
     #[error("the node cannot accept this now; retry later")]
     Unavailable { retry_after_secs: u64 },
     #[error("internal error")]
@@ -104,7 +106,9 @@ impl ApiError {
             ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::InsufficientStorage | ApiError::QuotaExceeded { .. } => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +138,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::InsufficientStorage => "insufficient_storage",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
             ApiError::Internal(_) => "internal",
         }
     }

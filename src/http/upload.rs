@@ -64,6 +64,8 @@ struct Admitted {
     key: Option<IdempotencyKey>,
     ticket: Ticket,
     boundary: String,
+    /// Bytes the user's storage quota still has room for.
+    room: u64,
 }
 
 /// An upload refused before its body was read, and how much of the body to
@@ -152,7 +154,13 @@ async fn admit(
         return Ok((Err(Refused::new(too_large, length, idle)),));
     }
     let boundary = boundary.unwrap_or_default();
-    let admission = check_admission(state, principal, query, key, boundary).await;
+    let admission = check_admission(state, principal, query, key, boundary)
+        .await
+        .and_then(|a| match length {
+            // too large for the quota by its own account
+            Some(n) if n > a.room.saturating_add(MULTIPART_SLACK) => Err(a.over_quota()),
+            _ => Ok(a),
+        });
     Ok((admission.map_err(|e| Refused::new(e, length, idle)),))
 }
 
@@ -176,6 +184,13 @@ async fn check_admission(
             limit: state.settings.tuning.max_queued_per_user,
         });
     }
+    // what the user's videos keep already
+    let quota = state.settings.tuning.max_storage_per_user;
+    let used = db::jobs::bytes_kept_by_owner(&state.pool, principal.user_id).await?;
+    if used >= quota {
+        metrics::counter!("vp_uploads_refused_total", "reason" => "quota").increment(1);
+        return Err(ApiError::QuotaExceeded { used, quota });
+    }
     let busy = |secs| ApiError::Unavailable {
         retry_after_secs: secs,
     };
@@ -193,7 +208,20 @@ async fn check_admission(
         key,
         ticket,
         boundary,
+        room: quota - used,
     })
+}
+
+impl Admitted {
+    /// The refusal of an upload larger than the room left in the quota.
+    fn over_quota(&self) -> ApiError {
+        let quota = self.state.settings.tuning.max_storage_per_user;
+        metrics::counter!("vp_uploads_refused_total", "reason" => "quota").increment(1);
+        ApiError::QuotaExceeded {
+            used: quota - self.room,
+            quota,
+        }
+    }
 }
 
 /// Deletes the row and file of an upload that did not make it, unless disarmed.
@@ -305,7 +333,7 @@ pub(super) struct UploadForm {
         (status = 415, description = "`unsupported_media`: not a video; nothing kept", body = ErrorBody),
         (status = 422, description = "Bad frame options (`invalid_input`), or a video that would cost more than one job may (`over_budget`)", body = ErrorBody),
         (status = 429, description = "`too_many_uploads` (this user streams as many uploads as allowed) or `too_many_queued`", body = ErrorBody),
-        (status = 507, description = "`insufficient_storage`", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage` (the media store refused the bytes) or `quota_exceeded` (the user's videos keep their whole storage quota)", body = ErrorBody),
     ))]
 async fn upload(
     admitted: Result<Admitted, Refused>,
@@ -322,7 +350,10 @@ async fn upload(
             return Ok(error::error_reply(&refused.error));
         }
     };
-    let limit = admitted.state.settings.max_upload_bytes;
+    // the upload limit, or the room left in the quota when that is less
+    let max = admitted.state.settings.max_upload_bytes;
+    let limit = max.min(admitted.room);
+    let over_quota = (limit < max).then(|| admitted.over_quota());
     let mut form = Form::new(
         body,
         &admitted.boundary,
@@ -331,7 +362,10 @@ async fn upload(
         pace(&admitted.state),
     );
     let mut cleanup = None;
-    let result = receive(admitted, &mut form, &mut cleanup).await;
+    let result = match (receive(admitted, &mut form, &mut cleanup).await, over_quota) {
+        (Err(ApiError::TooLarge { .. }), Some(over_quota)) => Err(over_quota),
+        (result, _) => result,
+    };
     if result.is_err() {
         // the rest of the form, within the same deadlines, then the upload
         // is gone before its refusal is answered
@@ -360,6 +394,7 @@ async fn receive(
         key,
         ticket: _ticket,
         boundary: _,
+        room: _,
     } = admitted;
     let frames_cap = state.settings.tuning.max_frames;
 

@@ -682,3 +682,45 @@ async fn a_zip_that_outgrows_its_budget_fails_at_once_for_good_with_an_email() {
         app.media_files()
     );
 }
+
+#[tokio::test]
+async fn a_user_keeps_no_more_than_their_storage_quota() {
+    let size = std::fs::metadata(fixture("v20")).unwrap().len();
+    let quota = size + size / 2;
+    let app = TestApp::spawn_with(
+        NodeConfig::tuned(&format!("max_storage_per_user = {quota}\n")),
+        false,
+    )
+    .await;
+    let token = app.user("ann@example.com").await;
+    let first = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "1")])
+        .await;
+    let me = app.get_json(&token, "/api/v1/me").await;
+    assert_eq!(me["storage"]["quota_bytes"], quota);
+    assert_eq!(me["storage"]["used_bytes"], size, "{me}");
+    // a second one does not fit: refused as it streams, nothing kept
+    let r = app.upload(&token, &fixture("v20"), &[("count", "1")]).await;
+    assert_eq!(r.status(), 507);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+    assert_eq!(app.count_rows("jobs").await, 1);
+    // said up front when the upload says its size
+    let big = vec![0u8; (size as usize) * 2];
+    let r = app
+        .post(&token, "/api/v1/videos")
+        .multipart(reqwest::multipart::Form::new().part(
+            "video",
+            reqwest::multipart::Part::bytes(big).file_name("big.mp4"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 507);
+    // room again once a video is deleted
+    app.wait_final(&token, &first, Duration::from_secs(60))
+        .await;
+    assert_eq!(app.delete_video(&token, &first).await, 204);
+    app.upload_ok(&token, &fixture("v20"), &[("count", "1")])
+        .await;
+}
