@@ -1,20 +1,65 @@
-//! Liveness, readiness and Prometheus metrics.
+//! Liveness, readiness and Prometheus metrics. What these read from the
+//! database is read at most once a [`FRESH_FOR`], however often they are
+//! asked: an open endpoint must not turn requests into queries.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::{State, with_state};
 use crate::db;
 
+/// How long a database reading of these endpoints is shown again.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// The last database readings, and when they were taken. Callers that come
+/// while one reads wait for it and share its result.
+#[derive(Default)]
+struct Readings {
+    database_up: Mutex<Option<(Instant, bool)>>,
+    gauges: Mutex<Option<Instant>>,
+}
+
+impl Readings {
+    async fn database_up(&self, state: &State) -> bool {
+        let mut last = self.database_up.lock().await;
+        match *last {
+            Some((at, up)) if at.elapsed() < FRESH_FOR => up,
+            _ => {
+                let up = db::ping(&state.pool).await.is_ok();
+                *last = Some((Instant::now(), up));
+                up
+            }
+        }
+    }
+
+    /// Sets the gauges that come from the database, unless they are fresh.
+    async fn refresh_gauges(&self, state: &State) {
+        let mut last = self.gauges.lock().await;
+        if last.is_some_and(|at| at.elapsed() < FRESH_FOR) {
+            return;
+        }
+        database_gauges(state).await;
+        *last = Some(Instant::now());
+    }
+}
+
 pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let readings = Arc::new(Readings::default());
+    let readings = warp::any().map(move || readings.clone());
     let health = warp::path!("healthz").and(warp::get()).map(health);
     let ready = warp::path!("readyz")
         .and(warp::get())
         .and(with_state(state.clone()))
+        .and(readings.clone())
         .then(ready);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state(state))
+        .and(readings)
         .then(metrics);
     health.or(ready).or(metrics)
 }
@@ -30,10 +75,10 @@ fn health() -> impl Reply {
         (status = 200, description = "Ready: database reachable, actors running; with the cluster as this node sees it", body = Object),
         (status = 503, description = "Not ready, and why", body = Object),
     ))]
-async fn ready(state: State) -> warp::reply::Response {
-    let database = db::ping(&state.pool).await;
+async fn ready(state: State, readings: Arc<Readings>) -> warp::reply::Response {
+    let database = readings.database_up(&state).await;
     let actors = crate::supervisor::upload().is_some();
-    let ok = database.is_ok() && actors;
+    let ok = database && actors;
     // a node alone is ready (the first pod has no peers): the cluster part
     // reports, it does not gate
     let cluster = state.cluster.as_ref().map(|c| {
@@ -42,7 +87,7 @@ async fn ready(state: State) -> warp::reply::Response {
     });
     let body = serde_json::json!({
         "status": if ok { "ready" } else { "not_ready" },
-        "database": database.is_ok(),
+        "database": database,
         "actors": actors,
         "node": state.node,
         "cluster": cluster.unwrap_or_else(|| serde_json::json!({ "joined": false, "peers": 0 })),
@@ -57,8 +102,15 @@ async fn ready(state: State) -> warp::reply::Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-async fn metrics(state: State) -> warp::reply::Response {
-    // job counts come from the database: the truth across all nodes
+async fn metrics(state: State, readings: Arc<Readings>) -> warp::reply::Response {
+    readings.refresh_gauges(&state).await;
+    let text = state.metrics.render();
+    warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
+}
+
+/// Job counts, the queue's age and waiting notifications: the database's,
+/// the truth across all nodes.
+async fn database_gauges(state: &State) {
     if let Ok(counts) = db::jobs::count_by_state(&state.pool).await {
         for s in crate::jobs::JobState::ALL {
             let n = counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
@@ -74,6 +126,4 @@ async fn metrics(state: State) -> warp::reply::Response {
         metrics::gauge!("vp_notifications_pending").set(pending as f64);
         metrics::gauge!("vp_notifications_oldest_pending_seconds").set(age);
     }
-    let text = state.metrics.render();
-    warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
 }

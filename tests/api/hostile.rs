@@ -480,29 +480,18 @@ async fn backends(db: &TestDb) -> i64 {
     .await
 }
 
-/// The node's transactions while `streams` streams of one user stay open
-/// and one of that user's videos is processed.
-async fn transactions_with_streams(streams: usize) -> i64 {
-    let app = TestApp::spawn_with(
-        NodeConfig::paced_with("max_streams_per_user = 2000\nmax_connections_per_address = 5000\n"),
-        false,
-    )
-    .await;
+/// The transactions a node makes from just before `work` runs (given the
+/// node and a signed-in user's token) until it has stopped.
+async fn transactions_of<W>(config: NodeConfig, work: W) -> i64
+where
+    W: for<'a> FnOnce(&'a TestApp, &'a str) -> futures::future::BoxFuture<'a, ()>,
+{
+    let mut app = TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
-    let mut open = Vec::new();
-    for _ in 0..streams {
-        open.push(open_stream(&app, &token, "/api/v1/events").await);
-    }
     let before = transactions(&app.db).await;
-    let video = app.upload_ok(&token, &fixture("v20"), &[]).await;
-    let done = app
-        .wait_final(&token, &video, Duration::from_secs(60))
-        .await;
-    assert_eq!(done["status"], "done");
-    drop(open);
+    work(&app, &token).await;
     // a backend reports its counts when it ends: stop the node, wait for
     // its connections to go
-    let mut app = app;
     app.node.terminate(Duration::from_secs(30)).await;
     eventually(
         "the node's connections to end",
@@ -511,6 +500,25 @@ async fn transactions_with_streams(streams: usize) -> i64 {
     )
     .await;
     transactions(&app.db).await - before
+}
+
+/// The node's transactions while `streams` streams of one user stay open
+/// and one of that user's videos is processed.
+async fn transactions_with_streams(streams: usize) -> i64 {
+    let config =
+        NodeConfig::paced_with("max_streams_per_user = 2000\nmax_connections_per_address = 5000\n");
+    transactions_of(config, |app, token| {
+        Box::pin(async move {
+            let mut open = Vec::new();
+            for _ in 0..streams {
+                open.push(open_stream(app, token, "/api/v1/events").await);
+            }
+            let video = app.upload_ok(token, &fixture("v20"), &[]).await;
+            let done = app.wait_final(token, &video, Duration::from_secs(60)).await;
+            assert_eq!(done["status"], "done");
+        })
+    })
+    .await
 }
 
 #[tokio::test]
@@ -723,4 +731,27 @@ async fn a_user_keeps_no_more_than_their_storage_quota() {
     assert_eq!(app.delete_video(&token, &first).await, 204);
     app.upload_ok(&token, &fixture("v20"), &[("count", "1")])
         .await;
+}
+
+#[tokio::test]
+async fn metrics_and_readiness_asked_often_cost_no_more_queries() {
+    let once = transactions_of(NodeConfig::default(), |app, _| {
+        Box::pin(async move {
+            app.metrics().await;
+            app.get_anonymous("/readyz").await;
+        })
+    })
+    .await;
+    let often = transactions_of(NodeConfig::default(), |app, _| {
+        Box::pin(async move {
+            for _ in 0..300 {
+                app.metrics().await;
+                assert_eq!(app.get_anonymous("/readyz").await.status(), 200);
+            }
+        })
+    })
+    .await;
+    eprintln!("transactions: metrics and readiness once {once}, 300 times {often}");
+    // one reading a second, not one a request
+    assert!(often <= once + 40, "once: {once}; 300 times: {often}");
 }
