@@ -19,6 +19,7 @@
 mod health;
 pub mod seeds;
 pub mod tls;
+pub mod wire;
 
 pub use tls::{ClusterTls, TlsFiles};
 

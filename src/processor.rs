@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorClusterMessage;
+
+use crate::cluster::wire::Local;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -61,20 +63,22 @@ pub struct ProcessorContext {
 pub struct ProcessorPool;
 
 /// Pools of all nodes form the `vp.pools` process group, so wake-ups and
-/// cancellations reach them across the cluster.
+/// cancellations reach them across the cluster. What a peer may send is a
+/// hint: a wake-up, or a cancellation that is checked against the database
+/// first. What carries a [`Local`] only this node can send (`cluster::wire`).
 #[derive(RactorClusterMessage, Clone)]
 pub enum PoolMsg {
     /// Work may be waiting: claim while slots are free.
     Wake,
     /// Periodic housekeeping and claiming.
-    Tick,
+    Tick(Local<()>),
     /// A job's task ended (the lease token tells two runs of one job apart).
-    Finished(JobId, Uuid),
-    /// Stop a running job (its owner deleted it).
+    Finished(Local<(JobId, Uuid)>),
+    /// Stop a running job, if its owner deleted or cancelled it.
     Cancel(JobId),
     /// The node is stopping: claim nothing more, and leave the cluster's
     /// pool group so no wake-ups arrive.
-    Drain,
+    Drain(Local<()>),
 }
 
 struct Running {
@@ -109,7 +113,7 @@ impl Actor for ProcessorPool {
             crate::cluster::POOLS_GROUP.to_owned(),
             vec![myself.get_cell()],
         );
-        myself.send_interval(TICK, || PoolMsg::Tick);
+        myself.send_interval(TICK, || PoolMsg::Tick(Local::new(())));
         myself.cast(PoolMsg::Wake)?;
         let long_ago = Instant::now() - RETENTION_EVERY;
         Ok(PoolState {
@@ -134,7 +138,7 @@ impl Actor for ProcessorPool {
                     fill_slots(&myself, state).await;
                 }
             }
-            PoolMsg::Drain => {
+            PoolMsg::Drain(local) if local.get().is_some() => {
                 state.draining = true;
                 ractor::pg::leave(
                     crate::cluster::POOLS_GROUP.to_owned(),
@@ -142,13 +146,13 @@ impl Actor for ProcessorPool {
                 );
                 tracing::info!(running = state.running.len(), "draining: no more claims");
             }
-            PoolMsg::Tick => {
+            PoolMsg::Tick(local) if local.get().is_some() => {
                 if recover(state).await {
                     housekeeping(state).await;
                     fill_slots(&myself, state).await;
                 }
             }
-            PoolMsg::Finished(id, token) => {
+            PoolMsg::Finished(local) if let Some((id, token)) = local.get() => {
                 if state
                     .running
                     .get(&id)
@@ -159,9 +163,19 @@ impl Actor for ProcessorPool {
                 fill_slots(&myself, state).await;
             }
             PoolMsg::Cancel(id) => {
-                if let Some(r) = state.running.get(&id) {
+                // a peer's word is a hint: the database says whether the
+                // job is still wanted
+                if state.running.contains_key(&id)
+                    && !still_processing(&state.ctx.pool, id).await
+                    && let Some(r) = state.running.get(&id)
+                {
                     r.cancel.cancel();
                 }
+            }
+            // what only this node may send, sent by a peer
+            PoolMsg::Drain(_) | PoolMsg::Tick(_) | PoolMsg::Finished(_) => {
+                metrics::counter!("vp_cluster_messages_refused_total").increment(1);
+                tracing::warn!("a peer sent a message only this node may send; ignored");
             }
         }
         metrics::gauge!("vp_workers_busy").set(state.running.len() as f64);
@@ -206,6 +220,16 @@ impl Actor for ProcessorPool {
             "processor pool stopped; running jobs handed back"
         );
         Ok(())
+    }
+}
+
+/// Whether job `id` is still processing (not cancelled or deleted); a
+/// database that cannot say leaves it running.
+async fn still_processing(pool: &deadpool_postgres::Pool, id: JobId) -> bool {
+    match db::jobs::get(pool, id).await {
+        Ok(Some(job)) => job.state == crate::jobs::JobState::Processing,
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 
@@ -278,7 +302,7 @@ async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
                 drop(reservation);
                 crate::cluster::broadcast_to_pools(|| PoolMsg::Wake);
             }
-            let _ = pool_ref.cast(PoolMsg::Finished(id, lease_token));
+            let _ = pool_ref.cast(PoolMsg::Finished(Local::new((id, lease_token))));
         });
         // A job this node lost (lease expired in a database outage) and took
         // back runs again under a new token; the old run is fenced out.

@@ -33,7 +33,7 @@ pub fn upload() -> Option<ActorRef<UploadMsg>> {
 /// Tells this node's pool to stop claiming (the first step of a shutdown).
 pub fn drain_pool() {
     if let Some(pool) = ActorRef::<PoolMsg>::where_is(POOL) {
-        let _ = pool.cast(PoolMsg::Drain);
+        let _ = pool.cast(PoolMsg::Drain(crate::cluster::wire::Local::new(())));
     }
 }
 

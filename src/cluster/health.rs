@@ -4,13 +4,15 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
+use super::wire::NodeName;
+
 pub struct Health;
 
 #[derive(RactorClusterMessage)]
 pub enum HealthMsg {
     /// Answers with this node's name.
     #[rpc]
-    Ping(RpcReplyPort<String>),
+    Ping(RpcReplyPort<NodeName>),
 }
 
 impl Actor for Health {
@@ -35,7 +37,7 @@ impl Actor for Health {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             HealthMsg::Ping(reply) => {
-                let _ = reply.send(node.clone());
+                let _ = reply.send(NodeName(node.clone()));
             }
         }
         Ok(())

@@ -288,14 +288,24 @@ async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
         .unwrap();
     assert_eq!(r.status(), 204);
     for node in 1..3 {
-        let r = cluster
-            .http
-            .get(cluster.url(node, "/api/v1/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
+        // the other nodes hear it from PostgreSQL's change feed when the
+        // revoking node does; on a loaded machine their feed may trail it
+        // by a moment, never by more
+        let r = eventually(
+            "the revocation to reach the other nodes",
+            Duration::from_secs(2),
+            || async {
+                let r = cluster
+                    .http
+                    .get(cluster.url(node, "/api/v1/me"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status() == 401).then_some(r)
+            },
+        )
+        .await;
         assert_eq!(error_code(r).await, "unauthorized");
     }
 
@@ -670,4 +680,101 @@ async fn a_second_node_with_a_running_nodes_name_is_refused() {
         .unwrap()
         .get(0);
     assert_eq!(requeued, 0);
+}
+
+/// What a peer that passed the cookie sends to the processor pools, under
+/// the pools' variant names: a stop-claiming order, a task's end, and
+/// cancellations of a running job and of garbage.
+#[derive(ractor_cluster::RactorClusterMessage)]
+enum RoguePoolMsg {
+    Drain(String),
+    Finished(String),
+    Tick(String),
+    Cancel(Vec<u8>),
+}
+
+/// A peer is trusted with hints only: it cannot make a node stop claiming,
+/// cancel a job its owner still wants, or crash an actor with bytes that
+/// do not decode.
+#[tokio::test]
+async fn a_peer_cannot_drain_a_node_or_cancel_a_wanted_job() {
+    use ractor::Actor;
+    let config = cluster_configs(1, NodeConfig::paced(), COOKIE).remove(0);
+    let node_addr = config
+        .env
+        .iter()
+        .find(|(k, _)| k == "VP_CLUSTER_ADDR")
+        .unwrap()
+        .1
+        .clone();
+    let app = crate::helpers::TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    let running = app.upload_ok(&token, &fixture("v60"), &[]).await;
+    eventually("the job to run", PROCESSING, || async {
+        (app.video(&token, &running).await["status"] == "processing").then_some(())
+    })
+    .await;
+
+    // a peer with the cookie joins and reaches the node's pool
+    let server = ractor_cluster::NodeServer::new(
+        free_port(),
+        COOKIE.into(),
+        "rogue".into(),
+        "127.0.0.1".into(),
+        None,
+        Some(ractor_cluster::node::NodeConnectionMode::Transitive),
+    );
+    let (server, _) = Actor::spawn(None, server, ()).await.unwrap();
+    ractor_cluster::client_connect(&server, node_addr.as_str())
+        .await
+        .unwrap();
+    let pools = eventually(
+        "the node's pool to be seen",
+        Duration::from_secs(20),
+        || async {
+            let members = ractor::pg::get_members(&"vp.pools".to_owned());
+            (!members.is_empty()).then_some(members)
+        },
+    )
+    .await;
+    let pool = ractor::ActorRef::<RoguePoolMsg>::from(pools[0].clone());
+    let id = uuid::Uuid::parse_str(&running).unwrap();
+    for msg in [
+        RoguePoolMsg::Drain("stop".into()),
+        RoguePoolMsg::Finished("x".into()),
+        RoguePoolMsg::Tick(String::new()),
+        RoguePoolMsg::Cancel(id.as_bytes().to_vec()),
+        RoguePoolMsg::Cancel(b"not a job id".to_vec()),
+    ] {
+        pool.cast(msg).unwrap();
+    }
+    eventually(
+        "the node to say it ignored them",
+        Duration::from_secs(20),
+        || async {
+            (app.node
+                .log_lines()
+                .iter()
+                .filter(|l| l.contains("a peer sent a message only this node may send"))
+                .count()
+                >= 3)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // the running job goes on to its end, once
+    let done = app.wait_final(&token, &running, PROCESSING).await;
+    assert_eq!(done["status"], "done", "{done}");
+    // the node still claims: a new video is processed
+    let next = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "1")])
+        .await;
+    let done = app.wait_final(&token, &next, PROCESSING).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(
+        !app.node.log_lines().iter().any(|l| l.contains("panicked")),
+        "no actor panicked"
+    );
+    server.stop(None);
 }
