@@ -128,23 +128,32 @@ impl Feeds {
         credentials: Credentials,
         video: Option<JobId>,
     ) -> Result<Subscription, TooMany> {
-        let mut users = self.users.lock().unwrap();
-        let feed = match users.get(&user).and_then(Weak::upgrade) {
-            Some(feed) if !feed.stop.is_cancelled() => feed,
-            _ => {
-                let feed = self.start(user);
-                users.insert(user, Arc::downgrade(&feed));
-                feed
+        // a feed whose last stream left is stopping: a new one is started
+        loop {
+            let feed = self.feed_of(user);
+            if let Some(joined) = self.join(&feed, &credentials, video) {
+                return joined;
             }
-        };
-        users.retain(|_, f| f.strong_count() > 0);
-        drop(users);
+        }
+    }
+
+    /// A place in `feed`, checked under its lock (where streams join and
+    /// leave); None when the feed is stopping.
+    fn join(
+        &self,
+        feed: &Arc<Feed>,
+        credentials: &Credentials,
+        video: Option<JobId>,
+    ) -> Option<Result<Subscription, TooMany>> {
         let mut inner = feed.inner.lock().unwrap();
+        if feed.stop.is_cancelled() {
+            return None;
+        }
         if inner.streams.len() >= self.per_user {
             metrics::counter!("vp_event_streams_refused_total").increment(1);
-            return Err(TooMany {
+            return Some(Err(TooMany {
                 limit: self.per_user,
-            });
+            }));
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -152,7 +161,7 @@ impl Feeds {
         inner.streams.insert(
             id,
             Member {
-                credentials,
+                credentials: credentials.clone(),
                 video,
                 close: close.clone(),
             },
@@ -166,13 +175,25 @@ impl Feeds {
             .collect();
         let updates = inner.tx.subscribe();
         drop(inner);
-        Ok(Subscription {
-            feed,
+        Some(Ok(Subscription {
+            feed: feed.clone(),
             id,
             replay,
             updates,
             closed: close,
-        })
+        }))
+    }
+
+    /// `user`'s running feed, or a new one.
+    fn feed_of(self: &Arc<Self>, user: UserId) -> Arc<Feed> {
+        let mut users = self.users.lock().unwrap();
+        users.retain(|_, f| f.upgrade().is_some_and(|f| !f.stop.is_cancelled()));
+        if let Some(feed) = users.get(&user).and_then(Weak::upgrade) {
+            return feed;
+        }
+        let feed = self.start(user);
+        users.insert(user, Arc::downgrade(&feed));
+        feed
     }
 
     fn start(self: &Arc<Self>, user: UserId) -> Arc<Feed> {
