@@ -51,6 +51,10 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const HEARTBEAT_TIMEOUT_MS: u64 = 1_000;
 /// Missed heartbeats after which a peer is dropped.
 const MAX_MISSES: u32 = 3;
+/// A session on the cluster port must be a ready peer (authenticated, state
+/// exchanged) this soon after it was first seen, or it is closed: a socket
+/// that opens the port and says nothing must not hold a session for ever.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// A departed peer's job is taken back once its lease has gone unrenewed
 /// this long (owners renew every half second).
 const SILENT_FOR: Duration = Duration::from_millis(1500);
@@ -164,6 +168,9 @@ pub enum MembershipMsg {
     /// The addresses the seeds resolved to.
     Candidates(Vec<SocketAddr>),
     Heartbeat,
+    /// A connection to the cluster port (in or out) has a session: it must
+    /// become ready within [`HANDSHAKE_DEADLINE`].
+    SessionOpened(SessionInfo),
     SessionReady(SessionInfo),
     SessionDown(SessionInfo),
     /// Put back the jobs a departed peer stopped renewing.
@@ -201,7 +208,9 @@ impl From<NodeServerSessionInformation> for SessionInfo {
 struct Events(ActorRef<MembershipMsg>);
 
 impl NodeEventSubscription for Events {
-    fn node_session_opened(&self, _: NodeServerSessionInformation) {}
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.cast(MembershipMsg::SessionOpened(ses.into()));
+    }
     fn node_session_authenticated(&self, _: NodeServerSessionInformation) {}
     fn node_session_ready(&self, ses: NodeServerSessionInformation) {
         let _ = self.0.cast(MembershipMsg::SessionReady(ses.into()));
@@ -220,6 +229,14 @@ pub struct MembershipState {
     /// Ready peers by ractor node id: name and the addresses they are known by.
     peers: BTreeMap<u64, (String, Vec<SocketAddr>)>,
     misses: BTreeMap<u64, u32>,
+    /// Sessions opened and not ready yet, by node id: when, and their actor.
+    unready: BTreeMap<
+        u64,
+        (
+            std::time::Instant,
+            ActorRef<ractor_cluster::node::NodeSessionMessage>,
+        ),
+    >,
 }
 
 impl Actor for Membership {
@@ -283,6 +300,7 @@ impl Actor for Membership {
             own,
             peers: BTreeMap::new(),
             misses: BTreeMap::new(),
+            unready: BTreeMap::new(),
         })
     }
 
@@ -295,7 +313,15 @@ impl Actor for Membership {
         match msg {
             MembershipMsg::Reconcile => resolve_seeds(&myself, state),
             MembershipMsg::Candidates(addrs) => dial_missing(state, addrs),
-            MembershipMsg::Heartbeat => heartbeat(state).await,
+            MembershipMsg::Heartbeat => {
+                heartbeat(state).await;
+                close_unready_sessions(state);
+            }
+            MembershipMsg::SessionOpened(s) => {
+                state
+                    .unready
+                    .insert(s.node_id, (std::time::Instant::now(), s.actor));
+            }
             MembershipMsg::SessionReady(s) => session_ready(state, s).await,
             MembershipMsg::SessionDown(s) => session_down(&myself, state, s),
             MembershipMsg::TakeBack(name) => take_back(state, name),
@@ -398,6 +424,24 @@ async fn heartbeat(state: &mut MembershipState) {
 
 /// Closes the session of a peer that stopped answering; its departure then
 /// runs the same path as a crash.
+/// Closes the sessions that did not become ready peers within
+/// [`HANDSHAKE_DEADLINE`] of being opened.
+fn close_unready_sessions(state: &mut MembershipState) {
+    let now = std::time::Instant::now();
+    state.unready.retain(|id, (since, actor)| {
+        if now.duration_since(*since) <= HANDSHAKE_DEADLINE {
+            return true;
+        }
+        tracing::warn!(
+            node_id = id,
+            "cluster session not ready in time; closing it"
+        );
+        metrics::counter!("vp_cluster_sessions_closed_total", "reason" => "handshake").increment(1);
+        actor.stop(Some("handshake deadline".into()));
+        false
+    });
+}
+
 async fn drop_silent_peer(state: &MembershipState, node_id: u64) {
     let name = state
         .peers
@@ -415,6 +459,7 @@ async fn drop_silent_peer(state: &MembershipState, node_id: u64) {
 }
 
 async fn session_ready(state: &mut MembershipState, s: SessionInfo) {
+    state.unready.remove(&s.node_id);
     let Some(name) = s.name.clone() else { return };
     if name == state.args.node {
         // a seed that is this very node: remember the address, drop the loop
@@ -442,6 +487,7 @@ async fn session_ready(state: &mut MembershipState, s: SessionInfo) {
 }
 
 fn session_down(myself: &ActorRef<MembershipMsg>, state: &mut MembershipState, s: SessionInfo) {
+    state.unready.remove(&s.node_id);
     // only a session that was a ready peer counts: a rejected duplicate or a
     // failed handshake says nothing about the node behind it
     let Some((name, _)) = state.peers.remove(&s.node_id) else {

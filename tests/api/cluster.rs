@@ -778,3 +778,35 @@ async fn a_peer_cannot_drain_a_node_or_cancel_a_wanted_job() {
     );
     server.stop(None);
 }
+
+/// A socket that opens the cluster port and says nothing is closed by the
+/// handshake deadline, as is one that sends garbage.
+#[tokio::test]
+async fn a_silent_socket_on_the_cluster_port_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = cluster_configs(1, NodeConfig::default(), COOKIE).remove(0);
+    let cluster_addr = config
+        .env
+        .iter()
+        .find(|(k, _)| k == "VP_CLUSTER_ADDR")
+        .unwrap()
+        .1
+        .clone();
+    let _app = crate::helpers::TestApp::spawn_with(config, false).await;
+    let mut silent = tokio::net::TcpStream::connect(&cluster_addr).await.unwrap();
+    let mut chatty = tokio::net::TcpStream::connect(&cluster_addr).await.unwrap();
+    chatty.write_all(&[0, 0, 0, 3, 1, 2, 3]).await.unwrap();
+    for (what, socket) in [("silent", &mut silent), ("garbage", &mut chatty)] {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(25), async {
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the {what} socket is still open");
+    }
+}
