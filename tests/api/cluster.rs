@@ -682,6 +682,16 @@ async fn a_second_node_with_a_running_nodes_name_is_refused() {
     assert_eq!(requeued, 0);
 }
 
+/// The cluster address a node of [`cluster_configs`] listens on.
+fn cluster_addr(config: &NodeConfig) -> String {
+    config
+        .env
+        .iter()
+        .find(|(k, _)| k == "VP_CLUSTER_ADDR")
+        .map(|(_, v)| v.clone())
+        .expect("a cluster node's config")
+}
+
 /// What a peer that passed the cookie sends to the processor pools, under
 /// the pools' variant names: a stop-claiming order, a task's end, and
 /// cancellations of a running job and of garbage.
@@ -700,13 +710,7 @@ enum RoguePoolMsg {
 async fn a_peer_cannot_drain_a_node_or_cancel_a_wanted_job() {
     use ractor::Actor;
     let config = cluster_configs(1, NodeConfig::paced(), COOKIE).remove(0);
-    let node_addr = config
-        .env
-        .iter()
-        .find(|(k, _)| k == "VP_CLUSTER_ADDR")
-        .unwrap()
-        .1
-        .clone();
+    let node_addr = cluster_addr(&config);
     let app = crate::helpers::TestApp::spawn_with(config, false).await;
     let token = app.user("ann@example.com").await;
     let running = app.upload_ok(&token, &fixture("v60"), &[]).await;
@@ -785,13 +789,7 @@ async fn a_peer_cannot_drain_a_node_or_cancel_a_wanted_job() {
 async fn a_silent_socket_on_the_cluster_port_is_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config = cluster_configs(1, NodeConfig::default(), COOKIE).remove(0);
-    let cluster_addr = config
-        .env
-        .iter()
-        .find(|(k, _)| k == "VP_CLUSTER_ADDR")
-        .unwrap()
-        .1
-        .clone();
+    let cluster_addr = cluster_addr(&config);
     let _app = crate::helpers::TestApp::spawn_with(config, false).await;
     let mut silent = tokio::net::TcpStream::connect(&cluster_addr).await.unwrap();
     let mut chatty = tokio::net::TcpStream::connect(&cluster_addr).await.unwrap();

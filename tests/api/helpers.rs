@@ -798,6 +798,19 @@ impl TestApp {
         r.text().await.unwrap()
     }
 
+    /// How many times video `id` was claimed to run.
+    pub async fn attempts(&self, id: &str) -> i32 {
+        let client = self.db.client().await;
+        client
+            .query_one(
+                "SELECT attempts FROM jobs WHERE id = $1::text::uuid",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn count_rows(&self, table: &str) -> i64 {
         let client = self.db.client().await;
         client

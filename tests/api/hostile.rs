@@ -664,15 +664,7 @@ async fn a_zip_that_outgrows_its_budget_fails_at_once_for_good_with_an_email() {
         "{failed}"
     );
     // one attempt: a retry would spend the same again
-    let client = app.db.client().await;
-    let attempts: i32 = client
-        .query_one(
-            "SELECT attempts FROM jobs WHERE id = $1::text::uuid",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let attempts = app.attempts(&id).await;
     assert_eq!(attempts, 1);
     let mail = app
         .smtp

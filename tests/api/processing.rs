@@ -193,15 +193,7 @@ async fn sigterm_hands_the_running_job_back_and_exits_cleanly() {
     let done = app.wait_final(&token, &id, PROCESSING).await;
     assert_eq!(done["status"], "done");
     assert_eq!(done["frames"], 1500);
-    let client = app.db.client().await;
-    let attempts: i32 = client
-        .query_one(
-            "SELECT attempts FROM jobs WHERE id = $1::text::uuid",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let attempts = app.attempts(&id).await;
     assert_eq!(attempts, 1, "a graceful stop does not use up an attempt");
 }
 
