@@ -254,6 +254,15 @@ fn socket_flood() -> (usize, Option<u64>) {
     }
 }
 
+/// Closed connections by reason, from the node's metrics.
+fn closed_for(metrics: &str, reason: &str) -> u64 {
+    let key = format!("vp_http_connections_closed_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key)?.parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
+}
+
 #[tokio::test]
 async fn idle_sockets_past_the_descriptor_limit_leave_the_node_answering() {
     let (count, node_files) = socket_flood();
@@ -282,9 +291,19 @@ async fn idle_sockets_past_the_descriptor_limit_leave_the_node_answering() {
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "a silent socket is closed within its deadline: {closed:?}"
     );
+    // past the cap, the quietest were pushed out (at 1 024 files the cap is
+    // 512: the flood is far past it); the others timed out
     let metrics = app.metrics().await;
-    assert!(metrics.contains("vp_http_connections_closed_total{reason=\"evicted\"}"));
-    assert!(metrics.contains("vp_http_connections_closed_total{reason=\"first_request\"}"));
+    if node_files.is_some() {
+        assert!(closed_for(&metrics, "evicted") > 0, "{metrics}");
+    }
+    assert!(closed_for(&metrics, "first_request") > 0, "{metrics}");
+    eprintln!(
+        "{} idle sockets: {} pushed out, {} timed out",
+        sockets.len(),
+        closed_for(&metrics, "evicted"),
+        closed_for(&metrics, "first_request")
+    );
 }
 
 #[tokio::test]
