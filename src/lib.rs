@@ -3,17 +3,20 @@
 //! # Layout
 //! The path of an upload through the tree:
 //!
-//! 1. [`http`] — the API. `http::upload` streams the multipart file into the
-//!    [`storage`] media store and asks the [`upload`] actor for admission.
-//! 2. [`media`] probes it with ffprobe; a non-video is refused, nothing kept.
+//! 1. [`http`] — the API. `http::connections` admits each connection and
+//!    holds it to its deadlines; `http::upload` reads the form within its
+//!    deadlines and byte budgets, streams the file into the [`storage`]
+//!    media store and asks the [`upload`] actor for admission.
+//! 2. [`media`] probes it with ffprobe; a non-video, or a video over the
+//!    job budget (`media::budget`), is refused, nothing kept.
 //! 3. [`upload`] commits the job `uploading → queued` ([`jobs`] holds the
 //!    state machine, [`db`] all SQL) and wakes the [`processor`] pool.
 //! 4. [`processor`] claims the job with a lease, plans the frames and runs
 //!    ffmpeg through [`media`], streaming the images into a zip in [`storage`].
 //! 5. Completion or failure is one transaction with its outbox row; the
 //!    [`notify`] actor emails the user.
-//! 6. `http::videos`, `http::events` and `http::download` show status and
-//!    serve the zip.
+//! 6. `http::videos`, `http::events` (one feed per user, woken by the
+//!    change feed) and `http::download` show status and serve the zip.
 //!
 //! Around them: [`supervisor`] starts and restarts the actors, [`cluster`]
 //! joins the node to its peers (wake-ups, cancels, taking over the jobs of a
