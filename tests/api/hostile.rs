@@ -135,11 +135,13 @@ async fn an_upload_slower_than_the_minimum_rate_is_cut_off() {
     // 100 bytes every 200 ms: never idle, but 500 bytes a second
     let started = Instant::now();
     let trickle = async {
+        // the attack's own pace, not a wait for the node
+        let mut pace = tokio::time::interval(Duration::from_millis(200));
         for _ in 0..300 {
+            pace.tick().await;
             if !c.send(&chunk(&[0u8; 100])).await {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(15), trickle)
