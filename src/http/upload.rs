@@ -126,13 +126,13 @@ async fn admit(
         is_form.then(|| multer::parse_boundary(ct).ok()).flatten()
     });
     let is_multipart = boundary.is_some();
-    let idle = pace(&state);
+    let pace = pace(&state);
     // Who is asking comes first. A refusal is answered after reading the
     // body (within a budget) when it is a form that can be read.
     let principal = match principal {
         Ok(principal) => principal,
         Err(e) if !is_multipart => return Err(e.into()),
-        Err(e) => return Ok((Err(Refused::new(e, length, idle)),)),
+        Err(e) => return Ok((Err(Refused::new(e, length, pace)),)),
     };
     if !is_multipart {
         return Err(ApiError::InvalidMultipart(format!(
@@ -151,7 +151,7 @@ async fn admit(
         if n > DRAIN_LIMIT {
             return Err(too_large.into());
         }
-        return Ok((Err(Refused::new(too_large, length, idle)),));
+        return Ok((Err(Refused::new(too_large, length, pace)),));
     }
     let boundary = boundary.unwrap_or_default();
     let admission = check_admission(state, principal, query, key, boundary)
@@ -161,7 +161,7 @@ async fn admit(
             Some(n) if n > a.room.saturating_add(MULTIPART_SLACK) => Err(a.over_quota()),
             _ => Ok(a),
         });
-    Ok((admission.map_err(|e| Refused::new(e, length, idle)),))
+    Ok((admission.map_err(|e| Refused::new(e, length, pace)),))
 }
 
 async fn check_admission(
@@ -423,7 +423,7 @@ async fn receive(
             });
         }
         // options sent before the file are checked before it is streamed
-        let options_json = options_json(&options, frames_cap)?;
+        let options_json = to_json(&FrameOptions::parse(&options, frames_cap)?)?;
         let filename = Filename::clean(part.filename());
         let new = NewJob {
             id: JobId::new(),
@@ -458,7 +458,8 @@ async fn receive(
     };
     let id = guard.id;
     // the final options, with any fields sent after the file
-    let options_json = options_json(&options, frames_cap)?;
+    let options = FrameOptions::parse(&options, frames_cap)?;
+    let options_json = to_json(&options)?;
     if size == 0 {
         return Err(ApiError::UnsupportedMedia("the file is empty".into()));
     }
@@ -483,18 +484,11 @@ async fn receive(
         }
     };
     // what the job would cost, before it is queued
-    let parsed = FrameOptions::parse(&options, frames_cap)?;
-    let planned = media::plan(
-        info.duration_secs,
-        parsed.spacing(),
-        parsed.max_frames,
-        info.pixel_rate(),
-    );
-    if let Err(over) = state.settings.tuning.budget().check(
-        info.video.width,
-        info.video.height,
-        planned.timestamps.len(),
-        parsed.width,
+    if let Err(over) = state.settings.tuning.budget().plan(
+        &info,
+        options.spacing(),
+        options.max_frames,
+        options.width,
     ) {
         metrics::counter!("vp_uploads_total", "result" => "over_budget").increment(1);
         tracing::info!(job_id = %id, reason = %over, "upload refused: over budget");
@@ -527,9 +521,8 @@ async fn receive(
     Ok(accepted(&state, &principal, &job))
 }
 
-fn options_json(raw: &RawOptions, frames_cap: u32) -> Result<serde_json::Value, ApiError> {
-    let parsed = FrameOptions::parse(raw, frames_cap)?;
-    serde_json::to_value(parsed).map_err(|e| ApiError::Internal(e.to_string()))
+fn to_json(options: &FrameOptions) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(options).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The answer to a retry with a known Idempotency-Key: the same video once

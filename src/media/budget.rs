@@ -6,6 +6,8 @@
 //! that runs out of its budget fails for good, with its reason, and is not
 //! retried: a retry would spend the same again.
 
+use super::{FramePlan, MediaInfo, Spacing};
+
 /// The limits, from the settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -62,6 +64,26 @@ impl OverBudget {
 }
 
 impl Budget {
+    /// Plans the frames of a video probed as `info` and checks what they
+    /// would cost: the one place that decides before a job runs, at upload
+    /// and again before each run.
+    pub fn plan(
+        &self,
+        info: &MediaInfo,
+        spacing: Spacing,
+        max_frames: u32,
+        out_width: Option<u32>,
+    ) -> Result<FramePlan, OverBudget> {
+        let plan = super::plan(info.duration_secs, spacing, max_frames, info.pixel_rate());
+        self.check(
+            info.video.width,
+            info.video.height,
+            plan.timestamps.len(),
+            out_width,
+        )?;
+        Ok(plan)
+    }
+
     /// Checks a job before it runs: `frames` frames from pictures of
     /// `width` × `height`, scaled to `out_width` when given.
     pub fn check(

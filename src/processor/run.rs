@@ -159,24 +159,14 @@ async fn produce(
         Some(info) => info,
         None => media::probe(&ctx.ffprobe, &source, ctx.probe_timeout).await?,
     };
-    let plan = media::plan(
-        info.duration_secs,
-        options.spacing(),
-        options.max_frames,
-        info.pixel_rate(),
-    );
+    // checked at upload too; held here for jobs queued under other limits
+    let plan = ctx
+        .budget
+        .plan(&info, options.spacing(), options.max_frames, options.width)
+        .map_err(MediaError::from)?;
     if plan.timestamps.is_empty() {
         return Err(MediaError::NoFrames.into());
     }
-    // checked at upload too; held here for jobs queued under other limits
-    ctx.budget
-        .check(
-            info.video.width,
-            info.video.height,
-            plan.timestamps.len(),
-            options.width,
-        )
-        .map_err(MediaError::from)?;
     let zip_limit = ctx
         .budget
         .zip_limit(claim.job.size_bytes.unwrap_or(0).max(0) as u64);
