@@ -50,6 +50,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     settings.check_token_key_source()?;
+    if settings.env == crate::settings::Environment::Production && settings.public_url.is_none() {
+        tracing::warn!(
+            "VP_PUBLIC_URL is not set: links in account emails point at this node's own address"
+        );
+    }
     let settings = Arc::new(settings);
     let node = settings.node_name();
     let workers = settings.workers();
@@ -125,6 +130,7 @@ pub async fn run(
             mailer,
             webhooks: WebhookSender::new(tuning.webhook_private_networks)?,
             max_attempts: tuning.mail_max_attempts,
+            unverified_per_day: tuning.unverified_emails_per_day(),
         },
         cluster,
     };
@@ -145,6 +151,7 @@ pub async fn run(
         authenticator: sessions.clone(),
         sessions,
         limiter: SignInLimits::new(Duration::from_secs(300)),
+        links: settings.link_policy(listener.local_addr()?),
         settings: settings.clone(),
         node: node.clone(),
         metrics,

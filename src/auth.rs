@@ -3,6 +3,7 @@
 //! beside the biscuit session tokens without touching the routes.
 
 mod limiter;
+mod links;
 mod password;
 mod token;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub use limiter::{SignInLimiter, SignInLimits, address_key};
+pub use links::LinkSecret;
 pub use password::{hash_password, prepare as prepare_passwords, verify_password};
 pub use token::{SessionTokens, TokenKey};
 

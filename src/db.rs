@@ -1,6 +1,7 @@
 //! PostgreSQL, the source of truth. Only this module speaks SQL; each query
 //! sits next to the function that runs it, named verb-first with its guard.
 
+pub mod account_links;
 pub mod changes;
 pub mod jobs;
 pub mod keys;

@@ -3,11 +3,11 @@
 //! through `error::recover`.
 
 mod accounts;
-pub use accounts::register as register_user;
 mod body_end;
 mod client;
 mod connections;
 mod download;
+mod email_links;
 pub mod error;
 mod events;
 pub use events::Feeds;
@@ -54,6 +54,8 @@ pub struct AppState {
     pub authenticator: SharedAuthenticator,
     pub limiter: SignInLimits,
     pub settings: Arc<Settings>,
+    /// Where verification and reset links point, how long they last.
+    pub links: crate::accounts::LinkPolicy,
     pub node: String,
     pub metrics: PrometheusHandle,
     /// Changes heard from the database: this node's own writes are recorded
@@ -80,6 +82,7 @@ pub fn routes(
     let api = warp::path("api").and(warp::path("v1"));
     let api = api.and(
         accounts::routes(state.clone())
+            .or(email_links::routes(state.clone()))
             .or(upload::routes(state.clone()))
             .or(download::routes(state.clone()))
             .or(events::routes(state.clone()))

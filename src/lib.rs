@@ -20,12 +20,14 @@
 //!
 //! Around them: [`supervisor`] starts and restarts the actors, [`cluster`]
 //! joins the node to its peers (wake-ups, cancels, taking over the jobs of a
-//! node that died), [`auth`] says who is calling, [`domain`] parses what
+//! node that died), [`accounts`] verifies addresses and resets passwords
+//! through links sent by email, [`auth`] says who is calling, [`domain`] parses what
 //! clients send, [`settings`] and [`cli`] are the operating contract,
 //! [`app`] wires a node together. Reads a node repeats are kept in memory
 //! ([`budgeted`]) until `db::changes`, PostgreSQL's notifications, says
 //! they changed.
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod auth;

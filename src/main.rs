@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use videoproject::cli::{Cli, Command, JobsCommand, UserCommand};
 use videoproject::settings::Settings;
-use videoproject::{admin, app, http, telemetry};
+use videoproject::{admin, app, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -62,7 +62,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
             };
             let pool = app::prepare_database(&settings, 2).await?;
-            let user = http::register_user(&pool, &email, &password)
+            let user = videoproject::accounts::register(&pool, &email, &password, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(

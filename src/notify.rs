@@ -43,6 +43,8 @@ pub struct NotifierArgs {
     pub mailer: Mailer,
     pub webhooks: WebhookSender,
     pub max_attempts: u32,
+    /// Emails about videos an address not yet verified receives a day (0: none).
+    pub unverified_per_day: u32,
 }
 
 pub struct NotifierState {
@@ -111,6 +113,18 @@ async fn attempt(
     pending: Pending,
     channel: &'static str,
 ) -> Result<(), db::DbError> {
+    if pending.channel == Channel::Email
+        && pending.kind.is_about_a_video()
+        && !db::outbox::may_email_unverified(&args.pool, pending.id, args.unverified_per_day)
+            .await?
+    {
+        let why = withheld(args.unverified_per_day);
+        db::outbox::mark_failed(&args.pool, pending.id, &why, Duration::ZERO, true).await?;
+        metrics::counter!("vp_notifications_total", "channel" => channel, "result" => "withheld")
+            .increment(1);
+        tracing::info!("email withheld: the address is not verified");
+        return Ok(());
+    }
     let sent = match pending.channel {
         Channel::Email => args.mailer.send(&pending).await,
         Channel::Webhook => args.webhooks.send(&pending).await,
@@ -133,6 +147,18 @@ async fn attempt(
         }
     }
     Ok(())
+}
+
+/// Why an email about a video was not sent (shown with the video).
+fn withheld(per_day: u32) -> String {
+    if per_day == 0 {
+        "not sent: the address is not verified yet; open the link we emailed at sign-up".into()
+    } else {
+        format!(
+            "not sent: the address is not verified yet, and until it is it gets at most \
+             {per_day} emails about videos a day; open the link we emailed at sign-up"
+        )
+    }
 }
 
 /// 5 s, 10 s, 20 s, … capped at one hour.

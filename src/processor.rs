@@ -348,6 +348,7 @@ async fn housekeeping(state: &mut PoolState) {
             tracing::warn!(error = %e, "retention pass failed");
         }
         let _ = db::keys::delete_expired_revocations(&ctx.pool).await;
+        let _ = db::account_links::delete_stale(&ctx.pool).await;
         match crate::upload::remove_abandoned(&ctx.pool, &ctx.store, None).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "removed abandoned uploads"),

@@ -171,6 +171,14 @@ pub struct Tuning {
     pub max_processing_per_user: u32,
     pub max_queued_per_user: u32,
     pub mail_max_attempts: u32,
+    /// Emails about videos an address not yet verified receives a day.
+    pub unverified_emails_per_day: u32,
+    /// No email about a video goes to an address not yet verified.
+    pub require_verified_email: bool,
+    /// Account emails (verification and reset links) one address receives a day.
+    pub account_emails_per_day: u32,
+    pub verify_link_secs: u64,
+    pub reset_link_secs: u64,
     /// Webhooks may reach private networks (receivers inside the cluster).
     #[serde(default)]
     pub webhook_private_networks: bool,
@@ -193,6 +201,16 @@ impl Tuning {
         }
     }
 
+    /// Emails about videos an unverified address receives a day, with
+    /// `require_verified_email` counted in (none).
+    pub fn unverified_emails_per_day(&self) -> u32 {
+        if self.require_verified_email {
+            0
+        } else {
+            self.unverified_emails_per_day
+        }
+    }
+
     pub fn shared_cores_dir(&self) -> Option<&std::path::Path> {
         (!self.shared_cores_dir.as_os_str().is_empty()).then_some(self.shared_cores_dir.as_path())
     }
@@ -202,6 +220,10 @@ impl Tuning {
 pub struct Settings {
     pub database_url: Secret,
     pub http_addr: SocketAddr,
+    /// Where people reach the page (`https://videos.example.com`): the links
+    /// in account emails start with it. Unset: `http://` and `http_addr`.
+    #[serde(default)]
+    pub public_url: Option<String>,
     pub media_url: String,
     #[serde(default)]
     pub smtp_url: Option<Secret>,
@@ -296,6 +318,9 @@ impl Settings {
         if let Some(v) = parse(env, "VP_HTTP_ADDR")? {
             self.http_addr = v;
         }
+        if let Some(v) = text("VP_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
         if let Some(v) = text("VP_MEDIA_URL") {
             self.media_url = v;
         }
@@ -380,6 +405,11 @@ impl Settings {
                 "VP_CLUSTER_TLS_CERT, VP_CLUSTER_TLS_KEY and VP_CLUSTER_TLS_CA go together: set all three",
             );
         }
+        if let Some(url) = &self.public_url
+            && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return invalid("VP_PUBLIC_URL must be an http:// or https:// URL");
+        }
         let t = &self.tuning;
         if t.job_lease_secs < 3 || t.job_max_attempts == 0 || t.max_frames == 0 {
             return invalid("tuning: job_lease_secs >= 3, job_max_attempts >= 1, max_frames >= 1");
@@ -414,6 +444,27 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The page's address, without a trailing `/`: `public_url`, else the
+    /// address the node `listens` on (a wildcard as `localhost`).
+    pub fn public_url(&self, listens: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None if listens.ip().is_unspecified() => format!("http://localhost:{}", listens.port()),
+            None => format!("http://{listens}"),
+        }
+    }
+
+    /// Where account emails' links point (see [`Self::public_url`]) and how
+    /// long they last.
+    pub fn link_policy(&self, listens: SocketAddr) -> crate::accounts::LinkPolicy {
+        crate::accounts::LinkPolicy {
+            public_url: self.public_url(listens),
+            verify_for: std::time::Duration::from_secs(self.tuning.verify_link_secs),
+            reset_for: std::time::Duration::from_secs(self.tuning.reset_link_secs),
+            per_day: self.tuning.account_emails_per_day,
+        }
     }
 
     /// This node's stable name: `VP_NODE_NAME`, else the host name.

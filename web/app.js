@@ -95,6 +95,7 @@ async function submitAuth(event) {
   const password = $("password").value;
   const error = $("auth-error");
   error.textContent = "";
+  notice("");
   if (!email || !password) {
     error.textContent = "Enter your email and password.";
     (email ? $("password") : $("email")).focus();
@@ -131,21 +132,170 @@ function endSession(message) {
   $("auth-error").textContent = message || "";
 }
 
+// the cards that take each other's place: signing in, asking for a reset
+// link, choosing a new password, and the workspace
+function showCard(id) {
+  for (const card of ["auth", "forgot", "reset", "workspace"]) $(card).hidden = card !== id;
+  $("account").hidden = id !== "workspace";
+}
+
 function showAuth() {
-  $("workspace").hidden = true;
-  $("account").hidden = true;
-  $("auth").hidden = false;
+  showCard("auth");
   setAuthMode(creating);
   $("email").focus();
 }
 
 function startWorkspace() {
-  $("auth").hidden = true;
-  $("workspace").hidden = false;
-  $("account").hidden = false;
+  showCard("workspace");
   $("who").textContent = current.email;
   videos.reload();
   live.start();
+  checkVerified();
+}
+
+// ---- links from our emails -----------------------------------------------
+
+// a message above the cards, for what a link or a request did
+function notice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
+
+// "#verify=…" or "#reset=…": the secret of a link we emailed. It is taken
+// out of the address bar at once, so it stays out of the history.
+function readLink() {
+  const match = /^#(verify|reset)=([0-9a-fA-F]{64})$/.exec(location.hash);
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+  return match ? { kind: match[1], secret: match[2] } : null;
+}
+
+let verifying = Promise.resolve(); // a verification link being opened
+
+// Acts on a link from our email; true when it shows a card of its own.
+function followLink(link) {
+  if (!link) return false;
+  if (link.kind === "verify") {
+    verifying = openVerifyLink(link.secret);
+    return false;
+  }
+  showReset(link.secret);
+  return true;
+}
+
+async function openVerifyLink(secret) {
+  try {
+    const answer = await api("POST", "/email-verifications", { token: secret });
+    notice(`Thank you: ${answer.email} is confirmed.`);
+  } catch (e) {
+    notice(e.code === "link_expired"
+      ? "This confirmation link was used already or has expired. If your address is not confirmed yet, sign in and ask for a new link."
+      : e.message);
+  }
+}
+
+async function checkVerified() {
+  await verifying;
+  try {
+    const me = await api("GET", "/me");
+    showVerifyBanner(!me.email_verified, me.email);
+  } catch (_) { /* asked again at the next start */ }
+}
+
+function showVerifyBanner(show, email) {
+  $("verify-banner").hidden = !show;
+  $("verify-status").textContent = "";
+  if (show) {
+    $("verify-text").textContent = `Confirm your address: we emailed a link to ${email}. ` +
+      "Until you open it, we send you at most a few emails a day about your videos.";
+  }
+}
+
+async function resendVerification() {
+  const button = $("verify-resend");
+  button.disabled = true;
+  try {
+    const answer = await api("POST", "/me/verification-email");
+    $("verify-status").textContent = `A new link is on its way to ${answer.sent_to}.`;
+  } catch (e) {
+    if (e.code === "already_verified") showVerifyBanner(false);
+    else $("verify-status").textContent = e.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showForgot() {
+  showCard("forgot");
+  $("forgot-email").value = $("email").value.trim();
+  $("forgot-error").textContent = "";
+  notice("");
+  $("forgot-email").focus();
+}
+
+async function submitForgot(event) {
+  event.preventDefault();
+  const email = $("forgot-email").value.trim();
+  const error = $("forgot-error");
+  error.textContent = "";
+  if (!email) {
+    error.textContent = "Enter the email of your account.";
+    $("forgot-email").focus();
+    return;
+  }
+  const button = $("forgot-submit");
+  button.disabled = true;
+  try {
+    const answer = await api("POST", "/password-resets", { email });
+    creating = false;
+    showAuth();
+    $("email").value = email;
+    notice(answer.message + " The link works once, for a short while.");
+  } catch (e) {
+    error.textContent = e.status === 429 ? "Too many requests. Wait a little and try again." : e.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+let resetSecret = null; // the reset link's, while its card is shown
+
+function showReset(secret) {
+  resetSecret = secret;
+  showCard("reset");
+  $("reset-error").textContent = "";
+  $("new-password").focus();
+}
+
+async function submitReset(event) {
+  event.preventDefault();
+  const password = $("new-password").value;
+  const error = $("reset-error");
+  error.textContent = "";
+  if ([...password].length < 8) {
+    error.textContent = "The password must be at least 8 characters.";
+    $("new-password").focus();
+    return;
+  }
+  const button = $("reset-submit");
+  button.disabled = true;
+  try {
+    const answer = await api("POST", "/password-resets/confirm", { token: resetSecret, password });
+    resetSecret = null;
+    $("new-password").value = "";
+    // this browser's session ended with every other
+    if (current) endSession("");
+    creating = false;
+    showAuth();
+    $("email").value = answer.email;
+    $("password").focus();
+    notice("Your new password is set, and every device was signed out. Sign in with it.");
+  } catch (e) {
+    error.textContent = e.code === "link_expired"
+      ? "This link was used already or has expired. Ask for a new one from the sign-in page."
+      : e.message;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // ---- numbers for people --------------------------------------------------
@@ -574,16 +724,28 @@ function main() {
   $("mode-interval").addEventListener("change", syncMode);
   $("mode-count").addEventListener("change", syncMode);
   $("more").addEventListener("click", () => videos.more().catch((e) => ($("live").textContent = e.message)));
+  $("forgot-open").addEventListener("click", showForgot);
+  $("forgot-back").addEventListener("click", () => { showAuth(); });
+  $("forgot-form").addEventListener("submit", submitForgot);
+  $("reset-form").addEventListener("submit", submitReset);
+  $("verify-resend").addEventListener("click", resendVerification);
   setUpDrop();
   syncMode();
 
+  const link = readLink();
   current = session.load();
-  if (current) startWorkspace();
+  if (followLink(link)) { /* the reset card is shown */ }
+  else if (current) startWorkspace();
   else {
-    // a first visit most likely wants an account
-    creating = localStorage.getItem("videoproject.returning") === null;
+    // a first visit most likely wants an account; a link from our email
+    // comes from someone who has one
+    creating = !link && localStorage.getItem("videoproject.returning") === null;
     showAuth();
   }
+  // a link opened in a tab that shows the page already
+  window.addEventListener("hashchange", () => {
+    if (!followLink(readLink()) && current) checkVerified();
+  });
   window.addEventListener("storage", (e) => {
     if (e.key === SESSION_KEY && !e.newValue && current) endSession("You signed out in another tab.");
   });

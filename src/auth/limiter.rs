@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// in an hour.
 pub const SIGN_UPS_PER_HOUR: u32 = 30;
 
+/// Password-reset requests one client address may make in an hour.
+pub const RESETS_PER_HOUR: u32 = 20;
+
 /// Keys kept before windows that have passed are forgotten.
 const PRUNE_ABOVE: usize = 100_000;
 
@@ -78,6 +81,8 @@ pub struct SignInLimits {
     pub account: SignInLimiter,
     pub address: SignInLimiter,
     pub sign_up: SignInLimiter,
+    /// Password-reset requests, by address.
+    pub reset: SignInLimiter,
 }
 
 /// The key an address is counted under: an IPv6 client usually holds a
@@ -106,6 +111,7 @@ impl SignInLimits {
             account: SignInLimiter::new(10, window),
             address: SignInLimiter::new(100, window),
             sign_up: SignInLimiter::new(SIGN_UPS_PER_HOUR, Duration::from_secs(3600)),
+            reset: SignInLimiter::new(RESETS_PER_HOUR, Duration::from_secs(3600)),
         }
     }
 

@@ -234,8 +234,16 @@ fn refusal(e: biscuit_auth::error::Token) -> AuthError {
     }
 }
 
-/// Runs the token's checks for `usage` as if it were `now`; returns the user.
-fn authorize(biscuit: &Biscuit, usage: &Use, now: SystemTime) -> Result<UserId, AuthError> {
+/// Whom a token speaks for.
+struct Holder {
+    user: UserId,
+    /// The user's session epoch when it was made (0 for tokens from before
+    /// epochs): a password reset raises the user's, which refuses it.
+    epoch: i64,
+}
+
+/// Runs the token's checks for `usage` as if it were `now`; returns its holder.
+fn authorize(biscuit: &Biscuit, usage: &Use, now: SystemTime) -> Result<Holder, AuthError> {
     let builder = match usage {
         Use::Api => authorizer!(
             r#"time({now}); operation("api"); allow if user($u);"#,
@@ -258,10 +266,19 @@ fn authorize(biscuit: &Biscuit, usage: &Use, now: SystemTime) -> Result<UserId, 
     let users: Vec<(String,)> = authorizer
         .query("data($u) <- user($u)")
         .map_err(|_| AuthError::Invalid)?;
-    match users.as_slice() {
-        [(id,)] => UserId::parse(id).ok_or(AuthError::Invalid),
-        _ => Err(AuthError::Invalid),
-    }
+    let user = match users.as_slice() {
+        [(id,)] => UserId::parse(id).ok_or(AuthError::Invalid)?,
+        _ => return Err(AuthError::Invalid),
+    };
+    let epochs: Vec<(i64,)> = authorizer
+        .query("data($e) <- epoch($e)")
+        .map_err(|_| AuthError::Invalid)?;
+    let epoch = match epochs.as_slice() {
+        [] => 0,
+        [(e,)] => *e,
+        _ => return Err(AuthError::Invalid),
+    };
+    Ok(Holder { user, epoch })
 }
 
 impl SessionTokens {
@@ -293,12 +310,14 @@ impl SessionTokens {
         }
     }
 
-    /// Mints a token for `user`, valid for the configured time.
-    pub fn mint(&self, user: UserId) -> (String, DateTime<Utc>) {
+    /// Mints a token for `user` in their session `epoch`, valid for the
+    /// configured time.
+    pub fn mint(&self, user: UserId, epoch: i64) -> (String, DateTime<Utc>) {
         let expires = SystemTime::now() + self.ttl;
         let token = biscuit!(
-            r#"user({user}); check if time($t), $t < {expires};"#,
+            r#"user({user}); epoch({epoch}); check if time($t), $t < {expires};"#,
             user = user.to_string(),
+            epoch = epoch,
             expires = expires,
         )
         .root_key_id(self.signing_id)
@@ -347,8 +366,8 @@ impl SessionTokens {
     #[cfg(test)]
     fn verify(&self, token: &str, usage: &Use) -> Result<(UserId, Biscuit), AuthError> {
         let biscuit = self.parse(token)?;
-        let user = authorize(&biscuit, usage, SystemTime::now())?;
-        Ok((user, biscuit))
+        let holder = authorize(&biscuit, usage, SystemTime::now())?;
+        Ok((holder.user, biscuit))
     }
 
     /// The token, if one of our keys signed it.
@@ -377,17 +396,27 @@ impl SessionTokens {
         let until =
             Utc::now() + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(1));
         let ids = session.token.revocation_identifiers();
+        self.ending_sessions(db::keys::insert_revocations(&self.pool, &ids, until))
+            .await
+    }
+
+    /// Runs `ending`, a write that refuses tokens (a revocation, a password
+    /// reset); when it succeeds, answers once the nodes keeping verified
+    /// tokens have heard of it, so no node accepts them afterwards.
+    pub async fn ending_sessions<T, E>(
+        &self,
+        ending: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let changes = &self.verified.changes;
         let mark = changes.auth_mark();
-        db::keys::insert_revocations(&self.pool, &ids, until).await?;
+        let done = ending.await?;
         changes.touch(Topic::Auth);
-        // answered once the nodes keeping verified tokens have been told
         if let Some(mark) = mark
             && !changes.hear_auth_after(mark, REVOCATION_HEARD_WITHIN).await
         {
-            tracing::warn!("the revocation was not heard back within a second");
+            tracing::warn!("the end of the sessions was not heard back within a second");
         }
-        Ok(())
+        Ok(done)
     }
 }
 
@@ -416,18 +445,19 @@ impl Authenticator for SessionTokens {
                 return Err(AuthError::Invalid);
             }
             let now = SystemTime::now();
-            let user_id = authorize(&biscuit, &usage, now)?;
+            let holder = authorize(&biscuit, &usage, now)?;
             // a token good for ever was not made by this service's sign-in
             if authorize(&biscuit, &usage, now + NEVER).is_ok() {
                 return Err(AuthError::Invalid);
             }
-            if db::keys::refused(&self.pool, &biscuit.revocation_identifiers(), user_id).await? {
+            let ids = biscuit.revocation_identifiers();
+            if db::keys::refused(&self.pool, &ids, holder.user, holder.epoch).await? {
                 return Err(AuthError::Revoked);
             }
             // kept only if it will still be good when the copy is last used
             let lasts = api && authorize(&biscuit, &usage, now + VERIFIED_FOR).is_ok();
             let principal = Principal {
-                user_id,
+                user_id: holder.user,
                 session: Some(Session::new(biscuit)),
             };
             if let Some(read) = read
@@ -485,7 +515,7 @@ mod tests {
     fn mint_and_verify() {
         let t = tokens(Duration::from_secs(3600));
         let user = UserId::new();
-        let (token, expires) = t.mint(user);
+        let (token, expires) = t.mint(user, 0);
         assert!(expires > Utc::now());
         let (got, biscuit) = t.verify(&token, &Use::Api).unwrap();
         assert_eq!(got, user);
@@ -496,14 +526,14 @@ mod tests {
     #[test]
     fn refuses_expired_forged_and_garbage() {
         let expired = tokens(Duration::ZERO);
-        let (token, _) = expired.mint(UserId::new());
+        let (token, _) = expired.mint(UserId::new(), 0);
         assert!(matches!(
             expired.verify(&token, &Use::Api),
             Err(AuthError::Invalid)
         ));
 
         let other = tokens(Duration::from_secs(60));
-        let (token, _) = other.mint(UserId::new());
+        let (token, _) = other.mint(UserId::new(), 0);
         assert!(
             tokens(Duration::from_secs(60))
                 .verify(&token, &Use::Api)
@@ -519,14 +549,14 @@ mod tests {
         let (old, new) = (key(), key());
         assert_ne!(old.id(), new.id());
         let before = tokens_with(std::slice::from_ref(&old), Duration::from_secs(60));
-        let (token, _) = before.mint(UserId::new());
+        let (token, _) = before.mint(UserId::new(), 0);
 
         let rotating = tokens_with(&[new.clone(), old], Duration::from_secs(60));
         assert!(
             rotating.verify(&token, &Use::Api).is_ok(),
             "old key still accepted"
         );
-        let (fresh, _) = rotating.mint(UserId::new());
+        let (fresh, _) = rotating.mint(UserId::new(), 0);
         let (_, biscuit) = rotating.verify(&fresh, &Use::Api).unwrap();
         assert_eq!(biscuit.root_key_id(), Some(new.id()), "the first key signs");
 
@@ -539,7 +569,7 @@ mod tests {
     fn a_download_link_reads_one_zip_and_nothing_else() {
         let t = tokens(Duration::from_secs(3600));
         let user = UserId::new();
-        let (token, _) = t.mint(user);
+        let (token, _) = t.mint(user, 0);
         let (video, other) = (JobId::new(), JobId::new());
         let link = t.download_link(&session(&t, &token), video).unwrap();
         assert!(link.starts_with(&format!("/api/v1/videos/{video}/frames.zip?token=")));
@@ -560,8 +590,8 @@ mod tests {
     #[test]
     fn a_young_link_is_handed_out_again_for_its_session_and_video_only() {
         let t = tokens(Duration::from_secs(3600));
-        let (mine, _) = t.mint(UserId::new());
-        let (theirs, _) = t.mint(UserId::new());
+        let (mine, _) = t.mint(UserId::new(), 0);
+        let (theirs, _) = t.mint(UserId::new(), 0);
         let (video, other) = (JobId::new(), JobId::new());
         let me = session(&t, &mine);
         let first = t.download_link(&me, video).unwrap();
@@ -596,7 +626,7 @@ mod tests {
             .to_base64()
             .unwrap();
         assert!(refused(&t, forever).await, "no expiry");
-        let (token, _) = t.mint(user);
+        let (token, _) = t.mint(user, 0);
         let three_blocks = Biscuit::from_base64(&token, t.signing.public())
             .unwrap()
             .append(block!(r#"check if operation("api");"#))
@@ -622,7 +652,7 @@ mod tests {
             pool,
             Arc::default(),
         );
-        let (token, _) = t.mint(UserId::new());
+        let (token, _) = t.mint(UserId::new(), 0);
         let video = JobId::new();
         let link = t.download_link(&session(&t, &token), video).unwrap();
         assert!(t.verify(link_token(&link), &Use::Download(video)).is_err());
@@ -650,7 +680,7 @@ mod tests {
     #[test]
     fn a_block_appended_to_a_link_cannot_widen_it() {
         let t = tokens(Duration::from_secs(3600));
-        let (token, _) = t.mint(UserId::new());
+        let (token, _) = t.mint(UserId::new(), 0);
         let (video, other) = (JobId::new(), JobId::new());
         let link = t.download_link(&session(&t, &token), video).unwrap();
         let widened = Biscuit::from_base64(link_token(&link), t.signing.public())

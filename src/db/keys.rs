@@ -37,14 +37,16 @@ pub async fn insert_revocations(
 }
 
 /// Whether a token is no longer good: one of its revocation ids was revoked,
-/// or its user was disabled. One query, on every authenticated request.
-pub async fn refused(pool: &Pool, ids: &[Vec<u8>], user: UserId) -> DbResult<bool> {
+/// its user was disabled, or their sessions of `epoch` were ended (a
+/// password reset). One query, on every authenticated request.
+pub async fn refused(pool: &Pool, ids: &[Vec<u8>], user: UserId, epoch: i64) -> DbResult<bool> {
     let conn = pool.get().await?;
     let row = conn
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE revocation_id = ANY($1))
-                 OR EXISTS (SELECT 1 FROM users WHERE id = $2 AND disabled_at IS NOT NULL)",
-            &[&ids, &user.0],
+                 OR EXISTS (SELECT 1 FROM users WHERE id = $2
+                            AND (disabled_at IS NOT NULL OR session_epoch > $3))",
+            &[&ids, &user.0, &epoch],
         )
         .await?;
     Ok(row.get(0))

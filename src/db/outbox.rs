@@ -15,6 +15,10 @@ use crate::domain::{JobId, UserId};
 pub enum NotificationKind {
     JobFailed,
     JobDone,
+    /// A link that verifies the address (email only).
+    VerifyEmail,
+    /// A link that sets a new password (email only).
+    PasswordReset,
 }
 
 impl NotificationKind {
@@ -22,6 +26,17 @@ impl NotificationKind {
         match self {
             NotificationKind::JobFailed => "job_failed",
             NotificationKind::JobDone => "job_done",
+            NotificationKind::VerifyEmail => "verify_email",
+            NotificationKind::PasswordReset => "password_reset",
+        }
+    }
+
+    fn from_db(s: &str) -> Self {
+        match s {
+            "job_done" => NotificationKind::JobDone,
+            "verify_email" => NotificationKind::VerifyEmail,
+            "password_reset" => NotificationKind::PasswordReset,
+            _ => NotificationKind::JobFailed,
         }
     }
 
@@ -30,7 +45,17 @@ impl NotificationKind {
         match self {
             NotificationKind::JobFailed => "video.failed",
             NotificationKind::JobDone => "video.done",
+            NotificationKind::VerifyEmail => "account.verify_email",
+            NotificationKind::PasswordReset => "account.password_reset",
         }
+    }
+
+    /// About a video: held to the daily cap of an unverified address.
+    pub fn is_about_a_video(self) -> bool {
+        matches!(
+            self,
+            NotificationKind::JobFailed | NotificationKind::JobDone
+        )
     }
 }
 
@@ -74,6 +99,7 @@ pub struct NewNotification {
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub id: Uuid,
+    pub kind: NotificationKind,
     pub channel: Channel,
     /// An email address or a webhook URL.
     pub recipient: String,
@@ -130,18 +156,13 @@ pub async fn deliveries_by_job(
     Ok(rows
         .iter()
         .map(|r| {
-            let kind: String = r.get(1);
             let status = match (r.get::<_, bool>(4), r.get::<_, bool>(5)) {
                 (true, _) => "sent",
                 (false, true) => "gave_up",
                 (false, false) => "pending",
             };
             let delivery = Delivery {
-                kind: if kind == "job_failed" {
-                    "job_failed"
-                } else {
-                    "job_done"
-                },
+                kind: NotificationKind::from_db(r.get(1)).as_str(),
                 channel: Channel::from_db(r.get(6)).as_str(),
                 status,
                 attempts: r.get(2),
@@ -198,6 +219,62 @@ pub async fn insert_for_user(
     Ok(())
 }
 
+/// Queues an account email (a link) for `user`, unless the address got
+/// `per_day` of them in the last day already; true when queued. The user's
+/// row is locked meanwhile, so concurrent requests count each other.
+pub async fn insert_account_email(
+    tx: &Transaction<'_>,
+    user: UserId,
+    mail: &NewNotification,
+    per_day: u32,
+) -> DbResult<bool> {
+    tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user.0])
+        .await?;
+    let queued = tx
+        .execute(
+            "INSERT INTO notifications (id, user_id, kind, channel, recipient, subject, body)
+             SELECT $1, u.id, $3, 'email', u.email, $4, $5 FROM users u
+             WHERE u.id = $2 AND (
+                 SELECT count(*) FROM notifications n
+                 WHERE n.user_id = u.id AND n.channel = 'email'
+                   AND n.kind IN ('verify_email', 'password_reset')
+                   AND n.created_at > now() - interval '1 day') < $6",
+            &[
+                &Uuid::now_v7(),
+                &user.0,
+                &mail.kind.as_str(),
+                &mail.subject,
+                &mail.body,
+                &i64::from(per_day),
+            ],
+        )
+        .await?;
+    Ok(queued == 1)
+}
+
+/// Whether a video's email may go to its address now: always once the
+/// address is verified; before, at most `per_day` a day (none with
+/// `per_day` 0). Counted are the emails sent in the last day and those
+/// queued before this one that are being delivered right now.
+pub async fn may_email_unverified(pool: &Pool, id: Uuid, per_day: u32) -> DbResult<bool> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT u.email_verified_at IS NOT NULL OR (
+                 SELECT count(*) FROM notifications n
+                 WHERE n.user_id = u.id AND n.channel = 'email' AND n.id <> m.id
+                   AND n.kind IN ('job_failed', 'job_done')
+                   AND (n.sent_at > now() - interval '1 day'
+                        OR (n.id < m.id AND n.sent_at IS NULL AND n.gave_up_at IS NULL
+                            AND n.locked_until > now()))) < $2
+             FROM notifications m JOIN users u ON u.id = m.user_id WHERE m.id = $1",
+            &[&id, &i64::from(per_day)],
+        )
+        .await?;
+    // an email whose user is gone goes nowhere anyway
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
 /// Claims up to `limit` due messages for `hold` (another node skips them meanwhile).
 pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<Pending>> {
     let conn = pool.get().await?;
@@ -210,7 +287,7 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
                    AND (locked_until IS NULL OR locked_until < now())
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING id, recipient, subject, body, attempts, channel,
-                 (SELECT webhook_secret FROM users u WHERE u.id = notifications.user_id)",
+                 (SELECT webhook_secret FROM users u WHERE u.id = notifications.user_id), kind",
             &[&limit, &hold.as_secs_f64()],
         )
         .await?;
@@ -224,6 +301,7 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
             attempts: r.get(4),
             channel: Channel::from_db(r.get(5)),
             secret: r.get(6),
+            kind: NotificationKind::from_db(r.get(7)),
         })
         .collect())
 }

@@ -1,6 +1,6 @@
 //! Accounts.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool, Transaction};
 use tokio_postgres::Row;
 
 use super::DbResult;
@@ -14,7 +14,15 @@ pub struct User {
     pub webhook_url: Option<String>,
     /// The key webhook events are signed with; set with the URL.
     pub webhook_secret: Option<String>,
+    /// The owner of the address opened a link sent to it.
+    pub email_verified: bool,
+    /// Session tokens of an older epoch are refused (a password reset raises it).
+    pub session_epoch: i64,
 }
+
+/// The columns [`User::from_row`] reads.
+const USER: &str = "id, email, notify_on_success, webhook_url, webhook_secret, \
+     email_verified_at IS NOT NULL AS email_verified, session_epoch";
 
 impl User {
     fn from_row(row: &Row) -> Self {
@@ -24,21 +32,76 @@ impl User {
             notify_on_success: row.get("notify_on_success"),
             webhook_url: row.get("webhook_url"),
             webhook_secret: row.get("webhook_secret"),
+            email_verified: row.get("email_verified"),
+            session_epoch: row.get("session_epoch"),
         }
     }
 }
 
-/// Inserts a user; a taken email is a unique violation (`DbError::is_unique_violation`).
-pub async fn insert_user(pool: &Pool, email: &Email, password_hash: &str) -> DbResult<User> {
-    let conn = pool.get().await?;
-    let row = conn
+/// Inserts a user, its address verified already or not; a taken email is a
+/// unique violation (`DbError::is_unique_violation`).
+pub async fn insert_user(
+    client: &impl GenericClient,
+    email: &Email,
+    password_hash: &str,
+    verified: bool,
+) -> DbResult<User> {
+    let row = client
         .query_one(
-            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)
-             RETURNING id, email, notify_on_success, webhook_url, webhook_secret",
-            &[&UserId::new().0, &email.as_str(), &password_hash],
+            &format!(
+                "INSERT INTO users (id, email, password_hash, email_verified_at)
+                 VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING {USER}"
+            ),
+            &[&UserId::new().0, &email.as_str(), &password_hash, &verified],
         )
         .await?;
     Ok(User::from_row(&row))
+}
+
+/// The account of `email`, unless it is disabled.
+pub async fn find_active(pool: &Pool, email: &Email) -> DbResult<Option<User>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {USER} FROM users WHERE email = $1 AND disabled_at IS NULL"),
+            &[&email.as_str()],
+        )
+        .await?;
+    Ok(row.as_ref().map(User::from_row))
+}
+
+/// Records that the owner of `user`'s address opened a link sent to it.
+pub async fn mark_verified(tx: &Transaction<'_>, user: UserId) -> DbResult<Option<User>> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE users SET email_verified_at = coalesce(email_verified_at, now())
+                 WHERE id = $1 RETURNING {USER}"
+            ),
+            &[&user.0],
+        )
+        .await?;
+    Ok(row.as_ref().map(User::from_row))
+}
+
+/// Sets a new password and ends every session of `user` (a new epoch); the
+/// reset link came through the address, so it counts as verified.
+pub async fn reset_password(
+    tx: &Transaction<'_>,
+    user: UserId,
+    password_hash: &str,
+) -> DbResult<Option<User>> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1,
+                     email_verified_at = coalesce(email_verified_at, now())
+                 WHERE id = $1 AND disabled_at IS NULL RETURNING {USER}"
+            ),
+            &[&user.0, &password_hash],
+        )
+        .await?;
+    Ok(row.as_ref().map(User::from_row))
 }
 
 /// The user and their password hash, for sign-in.
@@ -46,8 +109,9 @@ pub async fn find_credentials(pool: &Pool, email: &Email) -> DbResult<Option<(Us
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
-            "SELECT id, email, notify_on_success, webhook_url, webhook_secret, password_hash FROM users
-             WHERE email = $1 AND disabled_at IS NULL",
+            &format!(
+                "SELECT {USER}, password_hash FROM users WHERE email = $1 AND disabled_at IS NULL"
+            ),
             &[&email.as_str()],
         )
         .await?;
@@ -57,10 +121,7 @@ pub async fn find_credentials(pool: &Pool, email: &Email) -> DbResult<Option<(Us
 pub async fn get_user(pool: &Pool, id: UserId) -> DbResult<Option<User>> {
     let conn = pool.get().await?;
     let row = conn
-        .query_opt(
-            "SELECT id, email, notify_on_success, webhook_url, webhook_secret FROM users WHERE id = $1",
-            &[&id.0],
-        )
+        .query_opt(&format!("SELECT {USER} FROM users WHERE id = $1"), &[&id.0])
         .await?;
     Ok(row.as_ref().map(User::from_row))
 }
@@ -86,7 +147,8 @@ pub async fn update_preferences(
     let conn = pool.get().await?;
     let row = conn
         .query_opt(
-            "UPDATE users SET
+            &format!(
+                "UPDATE users SET
                 notify_on_success = COALESCE($2, notify_on_success),
                 webhook_url = CASE WHEN $3 THEN $4 ELSE webhook_url END,
                 webhook_secret = CASE
@@ -94,7 +156,8 @@ pub async fn update_preferences(
                     WHEN $5 OR webhook_secret IS NULL THEN $6
                     ELSE webhook_secret END
              WHERE id = $1
-             RETURNING id, email, notify_on_success, webhook_url, webhook_secret",
+             RETURNING {USER}"
+            ),
             &[
                 &id.0,
                 &change.notify_on_success,

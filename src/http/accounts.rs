@@ -8,7 +8,7 @@ use super::error::ErrorBody;
 use super::{ApiError, ClientAddr, State, authenticated, json_body, with_state};
 use crate::auth::{self, Principal};
 use crate::db::{self, users::User};
-use crate::domain::{Email, Password};
+use crate::domain::Email;
 
 pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let users = warp::path!("users")
@@ -57,6 +57,8 @@ pub(super) struct CredentialsBody {
 pub(super) struct UserView<'a> {
     id: String,
     email: &'a str,
+    /// False for a new account until the link emailed to it is opened.
+    email_verified: bool,
 }
 
 /// A session: the bearer token for `Authorization`, and when it expires.
@@ -71,6 +73,9 @@ pub(super) struct SessionView {
 pub(super) struct ProfileView<'a> {
     id: String,
     email: &'a str,
+    /// The owner opened a link sent to the address. Until then it receives
+    /// at most a few emails about videos a day.
+    email_verified: bool,
     notify_on_success: bool,
     webhook_url: Option<&'a str>,
     /// Shown to its owner only: the key that signs their webhook events.
@@ -94,6 +99,7 @@ impl<'a> ProfileView<'a> {
         Ok(Self {
             id: u.id.to_string(),
             email: u.email.as_str(),
+            email_verified: u.email_verified,
             notify_on_success: u.notify_on_success,
             webhook_url: u.webhook_url.as_deref(),
             webhook_secret: u.webhook_secret.as_deref(),
@@ -102,22 +108,6 @@ impl<'a> ProfileView<'a> {
                 quota_bytes: state.settings.tuning.max_storage_per_user,
             },
         })
-    }
-}
-
-/// Creates an account; used by `POST /users` and `videoproject user add`.
-pub async fn register(
-    pool: &deadpool_postgres::Pool,
-    email: &str,
-    password: &str,
-) -> Result<User, ApiError> {
-    let email = Email::parse(email)?;
-    let password = Password::parse(password)?;
-    let hash = auth::hash_password(password).await?;
-    match db::users::insert_user(pool, &email, &hash).await {
-        Ok(user) => Ok(user),
-        Err(e) if e.is_unique_violation() => Err(ApiError::EmailTaken),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -139,19 +129,15 @@ async fn create_user(
     };
     // sign-ups cost a password hash each and tell taken emails apart: a
     // client gets a bounded number of them
-    if let Some(address) = &address
-        && let Err(wait) = state.limiter.sign_up.attempt(address)
-    {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: wait.as_secs().max(1),
-        }
-        .into());
-    }
-    let user = register(&state.pool, &email, &password).await?;
+    counted(&state.limiter.sign_up, address.as_deref())?;
+    let user = crate::accounts::register(&state.pool, &email, &password, Some(&state.links))
+        .await
+        .map_err(ApiError::from)?;
     tracing::info!(user_id = %user.id, "user registered");
     let view = UserView {
         id: user.id.to_string(),
         email: user.email.as_str(),
+        email_verified: user.email_verified,
     };
     Ok(warp::reply::with_status(
         warp::reply::json(&view),
@@ -159,8 +145,22 @@ async fn create_user(
     ))
 }
 
+/// Counts an attempt of the client at `address` against `limiter`: a 429
+/// with `Retry-After` once it had its share.
+pub(super) fn counted(
+    limiter: &auth::SignInLimiter,
+    address: Option<&str>,
+) -> Result<(), ApiError> {
+    match address.map(|a| limiter.attempt(a)) {
+        Some(Err(wait)) => Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Who the client is for rate limits (see [`super::client::address`]).
-fn client_address(
+pub(super) fn client_address(
     state: State,
 ) -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
     warp::ext::optional::<ClientAddr>()
@@ -221,7 +221,7 @@ async fn sign_in(
     };
     state.limiter.succeeded(account, address);
     metrics::counter!("vp_sign_ins_total", "result" => "ok").increment(1);
-    let (token, expires_at) = state.sessions.mint(user.id);
+    let (token, expires_at) = state.sessions.mint(user.id, user.session_epoch);
     Ok(warp::reply::json(&SessionView {
         token,
         expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -9,6 +9,7 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reject::Reject;
 use warp::{Rejection, Reply};
 
+use crate::accounts::AccountError;
 use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::domain::{InvalidInput, OptionsError};
@@ -55,6 +56,11 @@ pub enum ApiError {
     TooManyStreams { limit: usize },
     #[error("the frames were deleted after the retention period")]
     Expired,
+    /// A link that opens nothing, an address verified already, or one that
+    /// had its emails for today (the other account errors map to the
+    /// variants above).
+    #[error(transparent)]
+    Account(AccountError),
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("the request body is larger than the limit of {limit} bytes")]
@@ -87,19 +93,23 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::BadRequest(_) | ApiError::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
-            ApiError::EmailTaken | ApiError::NotReady | ApiError::UploadInProgress => {
-                StatusCode::CONFLICT
-            }
+            ApiError::EmailTaken
+            | ApiError::NotReady
+            | ApiError::UploadInProgress
+            | ApiError::Account(AccountError::AlreadyVerified) => StatusCode::CONFLICT,
             ApiError::RequestTimeout | ApiError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::InvalidCredentials | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. }
             | ApiError::TooManyQueued { .. }
             | ApiError::TooManyUploads { .. }
-            | ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::TooManyStreams { .. }
+            | ApiError::Account(AccountError::TooManyEmails { .. }) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Expired => StatusCode::GONE,
+            ApiError::Expired | ApiError::Account(AccountError::LinkExpired) => StatusCode::GONE,
             ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -109,7 +119,7 @@ impl ApiError {
             ApiError::InsufficientStorage | ApiError::QuotaExceeded { .. } => {
                 StatusCode::INSUFFICIENT_STORAGE
             }
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Account(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -132,6 +142,9 @@ impl ApiError {
             ApiError::TooManyStreams { .. } => "too_many_streams",
             ApiError::LengthRequired => "length_required",
             ApiError::Expired => "expired",
+            ApiError::Account(AccountError::LinkExpired) => "link_expired",
+            ApiError::Account(AccountError::AlreadyVerified) => "already_verified",
+            ApiError::Account(AccountError::TooManyEmails { .. }) => "too_many_emails",
             ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => "too_large",
             ApiError::UnsupportedMedia(_) => "unsupported_media",
             ApiError::OverBudget(_) => "over_budget",
@@ -139,7 +152,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::InsufficientStorage => "insufficient_storage",
             ApiError::QuotaExceeded { .. } => "quota_exceeded",
-            ApiError::Internal(_) => "internal",
+            ApiError::Internal(_) | ApiError::Account(_) => "internal",
         }
     }
 
@@ -149,6 +162,7 @@ impl ApiError {
             | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
             ApiError::UploadInProgress => Some(5),
             ApiError::TooManyQueued { .. } => Some(30),
+            ApiError::Account(AccountError::TooManyEmails { .. }) => Some(3600),
             ApiError::TooManyUploads { .. } | ApiError::TooManyStreams { .. } => Some(5),
             _ => None,
         }
@@ -186,6 +200,21 @@ impl From<AuthError> for ApiError {
                 retry_after_secs: 1,
             },
             AuthError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Invalid(e) => e.into(),
+            AccountError::EmailTaken => ApiError::EmailTaken,
+            AccountError::Gone => ApiError::Unauthorized(e.to_string()),
+            AccountError::Auth(e) => e.into(),
+            AccountError::Db(e) => e.into(),
+            e @ (AccountError::LinkExpired
+            | AccountError::AlreadyVerified
+            | AccountError::TooManyEmails { .. }) => ApiError::Account(e),
         }
     }
 }

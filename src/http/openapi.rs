@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ErrorBody;
-use super::{accounts, download, events, ops, upload, videos};
+use super::{accounts, download, email_links, events, ops, upload, videos};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,13 +23,15 @@ use super::{accounts, download, events, ops, upload, videos};
     paths(
         accounts::create_user, accounts::sign_in, accounts::sign_out,
         accounts::get_me, accounts::patch_me,
+        email_links::verify_email, email_links::resend_verification,
+        email_links::request_reset, email_links::reset_password,
         upload::upload, videos::list, videos::show, videos::delete,
         download::download, events::video_events, events::user_events,
         ops::health, ops::ready, ops::metrics,
     ),
     modifiers(&Conventions),
     tags(
-        (name = "accounts", description = "Sign up, sign in and out, preferences"),
+        (name = "accounts", description = "Sign up, sign in and out, preferences, email verification, password reset"),
         (name = "videos", description = "Upload, follow, download and delete videos"),
         (name = "operations", description = "Probes and metrics"),
     ),

@@ -33,6 +33,46 @@ pub fn job_done(filename: &str) -> NewNotification {
     }
 }
 
+/// The link that verifies a new account's address.
+pub fn verify_email(link: &str, valid_days: u64) -> NewNotification {
+    account_email(
+        NotificationKind::VerifyEmail,
+        "Confirm your email address for The Video Project".into(),
+        format!(
+            "Hello,\n\nan account of The Video Project was made with this address. \
+             To confirm it is yours, open this link within {valid_days} days:\n\n    {link}\n\n\
+             Until then we send at most a few emails about your videos a day.\n\
+             If you did not sign up, ignore this email: nothing more will come.\n\n\
+             The Video Project\n"
+        ),
+    )
+}
+
+/// The link that sets a new password.
+pub fn password_reset(link: &str, valid_minutes: u64) -> NewNotification {
+    account_email(
+        NotificationKind::PasswordReset,
+        "Set a new password for The Video Project".into(),
+        format!(
+            "Hello,\n\nsomeone asked to set a new password for the account of this address. \
+             To choose one, open this link within {valid_minutes} minutes; it works once:\n\n    {link}\n\n\
+             Setting it signs out every device signed in to the account.\n\
+             If you did not ask, ignore this email: your password stays as it is.\n\n\
+             The Video Project\n"
+        ),
+    )
+}
+
+fn account_email(kind: NotificationKind, subject: String, body: String) -> NewNotification {
+    NewNotification {
+        kind,
+        subject,
+        body,
+        filename: String::new(),
+        reason: None,
+    }
+}
+
 /// The webhook event for `n`. `delivery` is the outbox row's id: it stays
 /// the same across retries, so a receiver can drop a repeat.
 pub fn webhook_event(delivery: Uuid, job: JobId, n: &NewNotification) -> String {
@@ -50,6 +90,8 @@ pub fn webhook_event(delivery: Uuid, job: JobId, n: &NewNotification) -> String 
             video["state"] = json!("done");
             video["download_url"] = json!(format!("/api/v1/videos/{job}/frames.zip"));
         }
+        // account emails are never webhook events
+        NotificationKind::VerifyEmail | NotificationKind::PasswordReset => {}
     }
     json!({
         "id": delivery.to_string(),

@@ -295,11 +295,33 @@ fn decode_quoted_printable(message: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Subjects of the emails about an account (its links), not about a video.
+pub const ACCOUNT_SUBJECTS: [&str; 2] = [
+    "Subject: Confirm your email address",
+    "Subject: Set a new password",
+];
+
 impl SmtpServer {
-    /// Waits for the first message to arrive; returns it.
+    /// The messages about videos received so far (not the account emails
+    /// every sign-up brings).
+    pub fn about_videos(&self) -> Vec<String> {
+        let mut messages = self.messages();
+        messages.retain(|m| !ACCOUNT_SUBJECTS.iter().any(|s| m.contains(s)));
+        messages
+    }
+
+    /// Waits for the first message about a video to arrive; returns it.
     pub async fn first_message(&self, what: &str) -> String {
         eventually(what, Duration::from_secs(30), || async {
-            self.messages().into_iter().next()
+            self.about_videos().into_iter().next()
+        })
+        .await
+    }
+
+    /// Waits for a message containing `needle`; returns it.
+    pub async fn message_with(&self, needle: &str) -> String {
+        eventually(needle, Duration::from_secs(30), || async {
+            self.messages().into_iter().find(|m| m.contains(needle))
         })
         .await
     }
@@ -621,8 +643,28 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
-    /// Signs up and signs in a new user; returns its token.
+    /// Signs up and signs in a new user whose address is verified, as
+    /// most are (its owner opened the link: here, the database says so);
+    /// returns its token.
     pub async fn user(&self, email: &str) -> String {
+        let token = self.unverified_user(email).await;
+        let verified = self
+            .db
+            .client()
+            .await
+            .execute(
+                "UPDATE users SET email_verified_at = now() WHERE email = $1",
+                &[&email],
+            )
+            .await
+            .unwrap();
+        assert_eq!(verified, 1, "{email} verified");
+        token
+    }
+
+    /// Signs up and signs in a new user who has not opened the verification
+    /// link yet; returns its token.
+    pub async fn unverified_user(&self, email: &str) -> String {
         let r = self
             .post_json(
                 "/api/v1/users",

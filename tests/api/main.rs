@@ -5,6 +5,7 @@ mod accounts;
 mod browser;
 mod caches;
 mod cluster;
+pub mod email_links;
 mod helpers;
 mod hostile;
 mod isolation;

@@ -389,3 +389,96 @@ async fn one_stream_carries_every_change_to_the_callers_videos_and_no_one_elses(
     let anonymous = app.get_anonymous("/api/v1/events").await;
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn the_links_we_email_confirm_the_address_and_set_a_new_password_in_the_page() {
+    let app = TestApp::spawn_with(crate::helpers::NodeConfig::default(), true).await;
+    let smtp = app.smtp.as_ref().unwrap();
+    let mut b = Browser::start("email-links", 1280, 900).await;
+    b.client.goto(&app.url("/")).await.unwrap();
+    let email = "ria@example.com";
+    b.text_where("#auth-title", UI, |t| t == "Create an account")
+        .await;
+    b.type_into("#email", email).await;
+    b.type_into("#password", PASSWORD).await;
+    b.press_enter("#password").await;
+    b.shown("#workspace", UI).await;
+    let banner = b
+        .text_where("#verify-text", UI, |t| t.contains(email))
+        .await;
+    assert!(banner.starts_with("Confirm your address"), "{banner}");
+    b.shot("unconfirmed").await;
+
+    // the link in the email (the node's own address: no VP_PUBLIC_URL set),
+    // opened in a tab that shows the page already
+    let page = app.url("/");
+    let mail = smtp
+        .message_with("Subject: Confirm your email address")
+        .await;
+    let verify = format!(
+        "{page}#verify={}",
+        crate::email_links::secret_after(&mail, &format!("{page}#verify="))
+    );
+    b.client.goto(&verify).await.unwrap();
+    b.text_where("#notice", UI, |t| {
+        t == format!("Thank you: {email} is confirmed.")
+    })
+    .await;
+    let banner_hidden = || async {
+        b.eval("return [document.getElementById('verify-banner').hidden, location.hash];")
+            .await
+    };
+    let after = crate::helpers::eventually("the banner to go", UI, || async {
+        let seen = banner_hidden().await;
+        (seen[0] == true).then_some(seen)
+    })
+    .await;
+    assert_eq!(after[1], "", "the secret left the address bar");
+    b.shot("confirmed").await;
+
+    // forgotten: ask for a link, with the keyboard
+    b.find("#sign-out").await.click().await.unwrap();
+    b.shown("#auth", UI).await;
+    b.find("#forgot-open").await.click().await.unwrap();
+    b.shown("#forgot", UI).await;
+    // the address typed to sign in comes along
+    assert_eq!(
+        b.eval("return document.getElementById('forgot-email').value;")
+            .await,
+        email
+    );
+    b.press_enter("#forgot-email").await;
+    b.text_where("#notice", UI, |t| {
+        t.starts_with("If an account has this address")
+    })
+    .await;
+    let mail = smtp.message_with("Subject: Set a new password").await;
+    let reset = format!(
+        "{page}#reset={}",
+        crate::email_links::secret_after(&mail, &format!("{page}#reset="))
+    );
+    // a fresh tab, as from a mail program
+    b.client.goto("about:blank").await.unwrap();
+    b.client.goto(&reset).await.unwrap();
+    b.shown("#reset", UI).await;
+    b.shot("new-password").await;
+    b.type_into("#new-password", "short").await;
+    b.press_enter("#new-password").await;
+    b.text_where("#reset-error", UI, |t| t.contains("at least 8"))
+        .await;
+    b.type_into("#new-password", " but longer now").await;
+    b.press_enter("#new-password").await;
+    b.text_where("#notice", UI, |t| t.starts_with("Your new password is set"))
+        .await;
+    b.shown("#auth", UI).await;
+    assert_eq!(
+        b.eval("return document.getElementById('email').value;")
+            .await,
+        email
+    );
+    b.type_into("#password", "short but longer now").await;
+    b.press_enter("#password").await;
+    b.shown("#workspace", UI).await;
+    assert_eq!(b.text("#who").await, email);
+    b.close().await;
+}
