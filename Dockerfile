@@ -29,7 +29,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/videoproject --shell /usr/sbin/nologin videoproject \
     && mkdir -p /var/lib/videoproject/media /var/lib/videoproject/cores \
-    && chown -R videoproject:videoproject /var/lib/videoproject
+    && chown -R videoproject:videoproject /var/lib/videoproject \
+    && curl -fsS --proto =https --tlsv1.2 -o /etc/ssl/certs/rds-global-bundle.pem \
+       https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem \
+    && grep -q "BEGIN CERTIFICATE" /etc/ssl/certs/rds-global-bundle.pem
+# Amazon RDS's CA bundle, above: DATABASE_URL names it for sslmode=verify-full
+# (sslrootcert=/etc/ssl/certs/rds-global-bundle.pem; see docs/deploy.md)
 COPY --from=builder /build/target/release/videoproject /usr/local/bin/videoproject
 # the defaults are built into the binary; the file documents them, and an
 # override can be mounted beside it and named in VP_CONFIG

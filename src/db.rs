@@ -8,12 +8,10 @@ pub mod keys;
 pub mod node_name;
 pub mod outbox;
 pub mod pages;
+pub mod tls;
 pub mod users;
 
-use std::str::FromStr;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use crate::jobs::InvalidTransition;
 
@@ -35,16 +33,27 @@ pub enum DbError {
     Migration(#[from] refinery::Error),
     #[error("bad database url: {0}")]
     Config(String),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
     #[error(transparent)]
     Transition(#[from] InvalidTransition),
 }
 
 /// tokio-postgres shows a server error as just "db error"; the log needs
 /// the server's message and code.
-fn query_detail(e: &tokio_postgres::Error) -> String {
+pub(crate) fn query_detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // what went wrong below (a refused connection, a certificate)
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -61,7 +70,10 @@ impl DbError {
                 let code = code.code();
                 code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
             }),
-            DbError::Migration(_) | DbError::Config(_) | DbError::Transition(_) => false,
+            DbError::Migration(_)
+            | DbError::Config(_)
+            | DbError::Tls(_)
+            | DbError::Transition(_) => false,
         }
     }
 
@@ -73,22 +85,24 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-/// The connection settings of `url`; connecting gives up after 2 s unless
-/// the url says otherwise.
-fn config(url: &str) -> DbResult<tokio_postgres::Config> {
-    let mut config =
-        tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(2));
+/// The connection settings of `url` and its TLS; connecting gives up after
+/// 2 s unless the url says otherwise.
+pub(crate) fn target(url: &str) -> DbResult<tls::Target> {
+    let mut target = tls::Target::parse(url)?;
+    if target.config.get_connect_timeout().is_none() {
+        target
+            .config
+            .connect_timeout(std::time::Duration::from_secs(2));
     }
-    Ok(config)
+    Ok(target)
 }
 
 /// A connection pool for `url`.
 pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
+    let target = target(url)?;
     let manager = Manager::from_config(
-        config(url)?,
-        NoTls,
+        target.config,
+        target.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -127,15 +141,12 @@ pub async fn ping(pool: &Pool) -> DbResult<()> {
 /// Creates the database named in `url` when it does not exist, so that a
 /// fresh machine needs no manual `createdb`.
 pub async fn create_database_if_missing(url: &str) -> DbResult<bool> {
-    let config =
-        tokio_postgres::Config::from_str(url).map_err(|e| DbError::Config(e.to_string()))?;
-    let Some(name) = config.get_dbname().map(str::to_owned) else {
+    let mut admin = target(url)?;
+    let Some(name) = admin.config.get_dbname().map(str::to_owned) else {
         return Ok(false);
     };
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, connection) = admin.connect(NoTls).await?;
-    let driver = tokio::spawn(connection);
+    admin.config.dbname("postgres");
+    let client = admin.connect().await?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await?
@@ -150,7 +161,5 @@ pub async fn create_database_if_missing(url: &str) -> DbResult<bool> {
             Err(e) => return Err(e.into()),
         }
     }
-    drop(client);
-    let _ = driver.await;
     Ok(created)
 }

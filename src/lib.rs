@@ -45,4 +45,5 @@ pub mod settings;
 pub mod storage;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;
 pub mod upload;

@@ -325,7 +325,7 @@ resource "aws_secretsmanager_secret" "node" {
 resource "aws_secretsmanager_secret_version" "node" {
   secret_id = aws_secretsmanager_secret.node.id
   secret_string = jsonencode({
-    DATABASE_URL      = "postgres://videoproject:${random_password.database.result}@${module.database.db_instance_address}:5432/videoproject?sslmode=require"
+    DATABASE_URL      = "postgres://videoproject:${random_password.database.result}@${module.database.db_instance_address}:5432/videoproject?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
     VP_CLUSTER_COOKIE = random_password.cluster_cookie.result
     VP_TOKEN_KEY      = random_id.token_key.hex
     VP_SMTP_URL       = "smtps://${aws_iam_access_key.smtp.id}:${urlencode(aws_iam_access_key.smtp.ses_smtp_password_v4)}@email-smtp.${var.region}.amazonaws.com:465"

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::DbResult;
 use crate::domain::UserId;
@@ -181,14 +181,14 @@ impl Changes {
 /// Starts listening to `url`'s change feed for as long as the node runs,
 /// connecting again whenever the connection is lost.
 pub fn listen(url: &str) -> DbResult<Arc<Changes>> {
-    let mut config = super::config(url)?;
+    let mut target = super::target(url)?;
     // named, so an operator sees what the long-lived connection is
-    config.application_name("videoproject changes");
+    target.config.application_name("videoproject changes");
     let changes = Arc::new(Changes::default());
     let feed = changes.clone();
     tokio::spawn(async move {
         loop {
-            match follow(&config, &feed).await {
+            match follow(&target, &feed).await {
                 Ok(()) => tracing::warn!("change feed closed; reads go to the database meanwhile"),
                 Err(e) => {
                     tracing::warn!(error = %e, "change feed down; reads go to the database meanwhile")
@@ -203,8 +203,12 @@ pub fn listen(url: &str) -> DbResult<Arc<Changes>> {
 
 /// One connection's life: LISTEN, then apply each notification until the
 /// connection ends or stops answering pings.
-async fn follow(config: &tokio_postgres::Config, changes: &Changes) -> DbResult<()> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn follow(target: &super::tls::Target, changes: &Changes) -> DbResult<()> {
+    let (client, mut connection) = target
+        .config
+        .connect(target.tls.clone())
+        .await
+        .map_err(|e| target.explain(e))?;
     let (tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
     // The connection yields notifications only to whoever drives it.
     let driver = tokio::spawn(async move {

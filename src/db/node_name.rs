@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 use super::{DbError, DbResult};
@@ -49,9 +48,9 @@ impl Drop for NameLock {
 
 /// Takes `name` for this node, or says who has it.
 pub async fn claim(url: &str, name: &str) -> Result<NameLock, NameError> {
-    let mut config = super::config(url)?;
-    config.application_name("videoproject node name");
-    let client = lock(&config, name)
+    let mut target = super::target(url)?;
+    target.config.application_name("videoproject node name");
+    let client = lock(&target, name)
         .await?
         .ok_or_else(|| NameError::Taken(name.to_owned()))?;
     let lost = CancellationToken::new();
@@ -59,7 +58,7 @@ pub async fn claim(url: &str, name: &str) -> Result<NameLock, NameError> {
     let (name, keep_lost, keep_held) = (name.to_owned(), lost.clone(), held.clone());
     tokio::spawn(async move {
         tokio::select! {
-            () = hold(config, &name, client, &keep_lost) => {}
+            () = hold(target, &name, client, &keep_lost) => {}
             () = keep_held.cancelled() => {}
         }
     });
@@ -67,16 +66,8 @@ pub async fn claim(url: &str, name: &str) -> Result<NameLock, NameError> {
 }
 
 /// A connection holding the lock on `name`; None when another has it.
-async fn lock(
-    config: &tokio_postgres::Config,
-    name: &str,
-) -> DbResult<Option<tokio_postgres::Client>> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "node name connection ended");
-        }
-    });
+async fn lock(target: &super::tls::Target, name: &str) -> DbResult<Option<tokio_postgres::Client>> {
+    let client = target.connect().await?;
     let row = client
         .query_one(
             "SELECT pg_try_advisory_lock($1, hashtext($2))",
@@ -89,7 +80,7 @@ async fn lock(
 /// Keeps the lock while its connection answers; takes it again when the
 /// connection comes back, or cancels `lost` if another node took it.
 async fn hold(
-    config: tokio_postgres::Config,
+    target: super::tls::Target,
     name: &str,
     mut client: tokio_postgres::Client,
     lost: &CancellationToken,
@@ -104,7 +95,7 @@ async fn hold(
         let mut taken_since = None;
         client = loop {
             tokio::time::sleep(RETRY_AFTER).await;
-            match lock(&config, name).await {
+            match lock(&target, name).await {
                 Ok(Some(client)) => break client,
                 Ok(None) => {
                     let since = *taken_since.get_or_insert_with(std::time::Instant::now);

@@ -376,15 +376,17 @@ fn run_ffmpeg(
     on_image: &mut dyn FnMut(Vec<u8>) -> Result<(), MediaError>,
 ) -> Result<(), MediaError> {
     tracing::debug!(?args, "spawning ffmpeg");
-    let mut child = FfmpegCommand::new_with_path(req.ffmpeg)
-        .args(args)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                MediaError::ToolMissing(format!("{}: {e}", req.ffmpeg.display()))
-            }
-            _ => MediaError::Io(e),
-        })?;
+    let mut command = FfmpegCommand::new_with_path(req.ffmpeg);
+    command
+        .as_inner_mut()
+        .env_clear()
+        .envs(super::limits::tool_environment());
+    let mut child = command.args(args).spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            MediaError::ToolMissing(format!("{}: {e}", req.ffmpeg.display()))
+        }
+        _ => MediaError::Io(e),
+    })?;
     super::limits::limit_tool(Some(child.as_inner().id()), req.cpu_limit);
     let (tx, rx) = sync_channel::<Msg>(16);
     let threads = match start_readers(&mut child, tx) {

@@ -25,6 +25,17 @@ pub fn set_memory_limit(bytes: u64) {
     MEMORY.store(bytes, Ordering::Relaxed);
 }
 
+/// The whole environment a media tool starts with: the search path and a
+/// fixed locale. Nothing of the node's (database URL, token key, SMTP and
+/// cloud credentials) reaches a program that parses untrusted files.
+pub fn tool_environment() -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut env = vec![("LC_ALL", "C".into())];
+    if let Some(path) = std::env::var_os("PATH") {
+        env.push(("PATH", path));
+    }
+    env
+}
+
 /// Caps the CPU time and the memory of the running process `pid`. The tool
 /// has run for a moment before this lands, which is harmless: the caps are
 /// on its total and on what it maps from now on.

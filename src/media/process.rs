@@ -61,6 +61,8 @@ where
         .unwrap_or_else(|| program.display().to_string());
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .env_clear()
+        .envs(super::limits::tool_environment())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -547,28 +547,12 @@ async fn deleting_on_one_node_stops_ffmpeg_on_another() {
 /// A CA and one certificate it issued, as PEM files in `dir`: the
 /// `VP_CLUSTER_TLS_*` variables for a node holding that certificate.
 fn cluster_pki(dir: &std::path::Path, name: &str) -> Vec<(String, String)> {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let node_key = KeyPair::generate().unwrap();
-    let node = CertificateParams::new(vec![format!("{name}.cluster.test")])
-        .unwrap()
-        .signed_by(&node_key, &Issuer::new(ca_params, ca_key))
-        .unwrap();
-    let write = |file: &str, pem: String| {
-        let path = dir.join(format!("{name}-{file}"));
-        std::fs::write(&path, pem).unwrap();
-        path.display().to_string()
-    };
+    let issued = crate::helpers::Issued::new(dir, name, &[format!("{name}.cluster.test")]);
+    let path = |p: std::path::PathBuf| p.display().to_string();
     vec![
-        ("VP_CLUSTER_TLS_CERT".into(), write("cert.pem", node.pem())),
-        (
-            "VP_CLUSTER_TLS_KEY".into(),
-            write("key.pem", node_key.serialize_pem()),
-        ),
-        ("VP_CLUSTER_TLS_CA".into(), write("ca.pem", ca.pem())),
+        ("VP_CLUSTER_TLS_CERT".into(), path(issued.cert)),
+        ("VP_CLUSTER_TLS_KEY".into(), path(issued.key)),
+        ("VP_CLUSTER_TLS_CA".into(), path(issued.ca)),
     ]
 }
 

@@ -985,6 +985,46 @@ pub fn fixture(name: &str) -> PathBuf {
     path
 }
 
+/// A CA and one certificate it issued for `names`, as PEM files in `dir`.
+pub struct Issued {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Issued {
+    pub fn new(dir: &Path, prefix: &str, names: &[String]) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // a CA of its own name: another test CA is a stranger, not a twin
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{prefix} test CA"));
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names.to_vec()).unwrap();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        let cert = params
+            .signed_by(&key, &Issuer::new(ca_params, ca_key))
+            .unwrap();
+        let write = |file: &str, pem: String| {
+            let path = dir.join(format!("{prefix}-{file}"));
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        Self {
+            cert: write("cert.pem", cert.pem()),
+            key: write("key.pem", key.serialize_pem()),
+            ca: write("ca.pem", ca.pem()),
+        }
+    }
+}
+
 /// A PostgreSQL server of the test's own, on a free port, that the test can
 /// stop and start (the machine's server must stay up for the others).
 pub struct TempPostgres {
@@ -1018,6 +1058,45 @@ impl TempPostgres {
     }
 
     pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// A server that takes connections over TLS only, with `issued`'s
+    /// certificate: `pg_hba.conf` has `hostssl` and nothing else for TCP.
+    pub fn start_tls_only(issued: &Issued) -> Self {
+        Self::start_with(|dir| {
+            let data = dir.join("data");
+            for (from, to) in [(&issued.cert, "server.crt"), (&issued.key, "server.key")] {
+                std::fs::copy(from, data.join(to)).unwrap();
+            }
+            let status = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "chown postgres {d}/server.crt {d}/server.key && chmod 600 {d}/server.key",
+                    d = data.display()
+                ))
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .unwrap();
+            std::io::Write::write_all(
+                &mut conf,
+                b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            )
+            .unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .unwrap();
+        })
+    }
+
+    /// Made with `initdb`, then `configure`d with its folder, then started.
+    fn start_with(configure: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("vp-pg-")
             .tempdir_in("/tmp")
@@ -1034,6 +1113,7 @@ impl TempPostgres {
             initdb.display(),
             dir.path().display()
         ));
+        configure(dir.path());
         let pg = Self {
             dir,
             port: free_port(),

@@ -5,6 +5,7 @@ mod accounts;
 mod browser;
 mod caches;
 mod cluster;
+mod db_tls;
 pub mod email_links;
 mod helpers;
 mod hostile;

@@ -752,3 +752,59 @@ async fn json_bodies_and_queries_are_bounded_and_checked() {
     assert_nothing_left(&app, "JSON").await;
     assert_eq!(app.count_rows("users").await, 1);
 }
+
+/// ffmpeg and ffprobe parse whatever users upload: they start with nothing
+/// of the node's environment (its database URL, token key, credentials).
+#[tokio::test]
+async fn the_media_tools_see_none_of_the_nodes_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrap = |tool: &str| {
+        let path = dir.path().join(tool);
+        let seen = dir.path().join(format!("{tool}.env"));
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nenv >> {}\nexec {tool} \"$@\"\n", seen.display()),
+        )
+        .unwrap();
+        let status = std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (path, seen)
+    };
+    let (ffmpeg, ffmpeg_env) = wrap("ffmpeg");
+    let (ffprobe, ffprobe_env) = wrap("ffprobe");
+    let config = NodeConfig {
+        env: vec![(
+            "VP_TOKEN_KEY".into(),
+            KeyPair::new().private().to_bytes_hex(),
+        )],
+        ..NodeConfig::tuned(&format!(
+            "ffmpeg_path = \"{}\"\nffprobe_path = \"{}\"",
+            ffmpeg.display(),
+            ffprobe.display()
+        ))
+    };
+    let app = TestApp::spawn_with(config, false).await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "2")])
+        .await;
+    assert_eq!(
+        app.wait_final(&token, &id, Duration::from_secs(120)).await["status"],
+        "done"
+    );
+    for seen in [ffprobe_env, ffmpeg_env] {
+        let env = std::fs::read_to_string(&seen).unwrap();
+        assert!(env.lines().any(|l| l == "LC_ALL=C"), "{env}");
+        for secret in ["DATABASE_URL", "VP_TOKEN_KEY", "VP_"] {
+            assert!(
+                !env.contains(secret),
+                "{secret} reached {}: {env}",
+                seen.display()
+            );
+        }
+    }
+}
