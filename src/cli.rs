@@ -37,6 +37,10 @@ pub enum Command {
     },
     /// Print the version.
     Version,
+    /// Print the environment variables the node reads, one per line (a
+    /// trailing `*` stands for a family, e.g. `AWS_*`); deployment checks
+    /// hold the manifests to this list.
+    Env,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +81,12 @@ mod tests {
                 .unwrap()
                 .command,
             Command::Migrate
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["videoproject", "env"])
+                .unwrap()
+                .command,
+            Command::Env
         ));
         assert!(matches!(
             Cli::try_parse_from(["videoproject", "version"])

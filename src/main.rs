@@ -14,9 +14,18 @@ async fn main() -> ExitCode {
     // several crates bring their own rustls provider; pick one before any TLS
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    if let Command::Version = cli.command {
-        println!("videoproject {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Command::Version => {
+            println!("videoproject {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Env => {
+            for name in Settings::environment_names() {
+                println!("{name}");
+            }
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let settings = match Settings::load() {
         Ok(s) => s,
@@ -100,7 +109,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Version => unreachable!("handled before settings load"),
+        Command::Version | Command::Env => unreachable!("handled before settings load"),
     }
 }
 

@@ -270,6 +270,23 @@ impl Settings {
         Self::load_from(|name| std::env::var(name).ok())
     }
 
+    /// Every environment variable a node reads: those of the settings, as
+    /// loading them asks for them (so the list cannot fall behind), and those
+    /// read elsewhere: the S3 client's `AWS_*`, the log filter's `RUST_LOG`,
+    /// `user add`'s `VP_USER_PASSWORD`.
+    pub fn environment_names() -> Vec<String> {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let _ = Self::load_from(|name| {
+            asked.lock().unwrap().push(name.to_owned());
+            None
+        });
+        let mut names = asked.into_inner().unwrap();
+        names.extend(["AWS_*", "RUST_LOG", "VP_USER_PASSWORD"].map(String::from));
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Loads the layers with `env` standing in for the environment (tests).
     pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULTS));
@@ -570,6 +587,21 @@ mod tests {
         assert_eq!(s.cluster_cookie.as_ref().unwrap().expose(), "12345");
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.node_name(), "node-a");
+    }
+
+    #[test]
+    fn the_environment_names_are_those_loading_asks_for() {
+        let names = Settings::environment_names();
+        for name in [
+            "VP_CONFIG",
+            "DATABASE_URL",
+            "VP_PUBLIC_URL",
+            "VP_ENV",
+            "AWS_*",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted, once each");
     }
 
     #[test]

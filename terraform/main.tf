@@ -7,6 +7,11 @@ data "aws_caller_identity" "current" {}
 locals {
   name = "videoproject-${var.environment}"
   prod = var.environment == "prod"
+  # the Kubernetes namespace of the environment's overlay (k8s/overlays/*):
+  # prod's is `videoproject`, another's `videoproject-<environment>`
+  namespace = local.prod ? "videoproject" : "videoproject-${var.environment}"
+  # the sender of every email: an address of the domain SES verifies
+  mail_from = "videoproject@${var.mail_from_domain}"
   # three zones, named: the subnets must not move when AWS adds a zone
   azs = ["${var.region}a", "${var.region}b", "${var.region}c"]
 }
@@ -269,7 +274,7 @@ resource "aws_iam_role_policy" "node_media" {
 
 resource "aws_eks_pod_identity_association" "node" {
   cluster_name    = module.eks.cluster_name
-  namespace       = "videoproject"
+  namespace       = local.namespace
   service_account = "videoproject"
   role_arn        = aws_iam_role.node.arn
 }
@@ -330,13 +335,15 @@ resource "aws_secretsmanager_secret_version" "node" {
     VP_TOKEN_KEY      = random_id.token_key.hex
     VP_SMTP_URL       = "smtps://${aws_iam_access_key.smtp.id}:${urlencode(aws_iam_access_key.smtp.ses_smtp_password_v4)}@email-smtp.${var.region}.amazonaws.com:465"
     VP_MEDIA_URL      = "s3://${module.media.s3_bucket_id}/media"
+    VP_MAIL_FROM      = local.mail_from
   })
 }
 
 # ---- image registry --------------------------------------------------------
 
 resource "aws_ecr_repository" "image" {
-  name                 = "videoproject"
+  # one per environment: a second environment must not collide
+  name                 = local.name
   image_tag_mutability = "IMMUTABLE"
 
   image_scanning_configuration {

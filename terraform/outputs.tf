@@ -37,3 +37,18 @@ output "mail_dns_records" {
   description = "DKIM CNAME records to publish so SES may send from the domain."
   value       = aws_sesv2_email_identity.mail.dkim_signing_attributes[0].tokens
 }
+
+output "namespace" {
+  description = "The Kubernetes namespace the environment's overlay deploys to."
+  value       = local.namespace
+}
+
+output "mail_from" {
+  description = "The sender of the nodes' emails (VP_MAIL_FROM, in the node secret)."
+  value       = local.mail_from
+}
+
+output "keda_secret_arn" {
+  description = "The Secrets Manager secret KEDA's connection is synced from (the videoproject-keda Secret)."
+  value       = aws_secretsmanager_secret.keda.arn
+}

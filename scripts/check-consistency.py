@@ -1,0 +1,205 @@
+"""Holds the deployment files to the binary and to each other.
+
+Usage: check-consistency.py ENV_NAMES RENDERED_DIR
+  ENV_NAMES     the output of `videoproject env`: what the binary reads
+  RENDERED_DIR  `kubectl kustomize` of each overlay, as <overlay>.yaml
+
+Fails (exit 1, one line per problem) when
+- a manifest, docker-compose.yml, the Dockerfile or Terraform's node secret
+  sets an environment variable the binary does not read (a typo, or a
+  setting that was renamed: it would be ignored without a word);
+- a StatefulSet that an autoscaler (HorizontalPodAutoscaler or KEDA
+  ScaledObject) owns sets `replicas` (every apply would reset it);
+- an autoscaler targets something the overlay does not have;
+- a KEDA PostgreSQL trigger's target (jobs per node) is not the VP_WORKERS
+  its nodes run with;
+- resources of one overlay sit in more than one namespace, or not in the
+  namespace Terraform gives that environment's pod identity;
+- the service account the pods run as is not the one Terraform gives a role;
+- the keys of the node secret Terraform writes are not those of
+  k8s/base/secret.template.yaml (which the pods read).
+"""
+
+import glob
+import re
+import sys
+
+import yaml
+
+problems = []
+
+
+def problem(message):
+    problems.append(message)
+
+
+def read_names(path):
+    exact, families = set(), []
+    with open(path) as f:
+        for line in f:
+            name = line.strip()
+            if name.endswith("*"):
+                families.append(name[:-1])
+            elif name:
+                exact.add(name)
+    return exact, families
+
+
+EXACT, FAMILIES = read_names(sys.argv[1])
+RENDERED = sys.argv[2]
+
+
+def read_by_binary(name):
+    return name in EXACT or any(name.startswith(f) for f in FAMILIES)
+
+
+def check_names(where, names, substituted=()):
+    """`substituted`: names only used inside other values, as $(NAME)."""
+    for name in sorted(set(names)):
+        if name in substituted:
+            continue
+        if not read_by_binary(name):
+            problem(f"{where}: sets {name}, which videoproject does not read (videoproject env)")
+
+
+def container_env(where, container, config_maps, secrets):
+    names = [e["name"] for e in container.get("env", [])]
+    values = " ".join(str(e.get("value", "")) for e in container.get("env", []))
+    substituted = set(re.findall(r"\$\((\w+)\)", values))
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            names += config_maps.get(source["configMapRef"]["name"], [])
+        if "secretRef" in source:
+            names += secrets.get(source["secretRef"]["name"], [])
+    check_names(where, names, substituted)
+
+
+def pod_spec(doc):
+    spec = doc.get("spec", {})
+    return spec.get("template", {}).get("spec") or {}
+
+
+TERRAFORM = "\n".join(open(p).read() for p in sorted(glob.glob("terraform/*.tf")))
+
+
+def terraform_namespace(environment):
+    """The namespace terraform/main.tf gives `environment`'s pod identity,
+    by the rule it states (asserted here word for word)."""
+    rule = 'namespace = local.prod ? "videoproject" : "videoproject-${var.environment}"'
+    if rule not in re.sub(r"\s+", " ", TERRAFORM):
+        problem("terraform/main.tf: local.namespace is not the rule this check knows: update both")
+        return None
+    if not glob.glob(f"terraform/environments/{environment}.tfvars"):
+        return None
+    return "videoproject" if environment == "prod" else f"videoproject-{environment}"
+
+
+def terraform_service_account():
+    found = re.search(r'resource "aws_eks_pod_identity_association".*?service_account\s*=\s*"([^"]+)"', TERRAFORM, re.S)
+    return found.group(1) if found else None
+
+
+TERRAFORM_SERVICE_ACCOUNT = terraform_service_account()
+
+
+def check_overlay(path):
+    overlay = path.rsplit("/", 1)[-1].removesuffix(".yaml")
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    config_maps = {
+        d["metadata"]["name"]: list(d.get("data", {}))
+        for d in docs
+        if d["kind"] == "ConfigMap"
+    }
+    # the Secret is made from the secret store; its keys are the template's
+    with open("k8s/base/secret.template.yaml") as f:
+        template = yaml.safe_load(f)
+    secrets = {template["metadata"]["name"]: list(template.get("stringData", {}))}
+    namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
+    namespaces.discard(None)
+    if len(namespaces) > 1:
+        problem(f"overlay {overlay}: resources in several namespaces {sorted(namespaces)}")
+    expected = terraform_namespace(overlay)
+    if expected and namespaces != {expected}:
+        problem(f"overlay {overlay}: namespace {sorted(namespaces)}, Terraform's pod identity for {overlay} is in {expected}")
+    accounts = {
+        pod_spec(d).get("serviceAccountName")
+        for d in docs
+        if d["kind"] == "StatefulSet"
+    }
+    if accounts != {TERRAFORM_SERVICE_ACCOUNT}:
+        problem(f"overlay {overlay}: the nodes run as {sorted(map(str, accounts))}, Terraform's pod identity is for {TERRAFORM_SERVICE_ACCOUNT}")
+    workloads = {}
+    for d in docs:
+        spec = d.get("spec", {})
+        pod = pod_spec(d)
+        if pod:
+            workloads[(d["kind"], d["metadata"]["name"])] = d
+            for c in pod.get("containers", []) + pod.get("initContainers", []):
+                container_env(f"overlay {overlay}: {d['kind']}/{d['metadata']['name']}", c, config_maps, secrets)
+    for d in docs:
+        if d["kind"] == "HorizontalPodAutoscaler":
+            target = d["spec"]["scaleTargetRef"]
+        elif d["kind"] == "ScaledObject":
+            target = d["spec"]["scaleTargetRef"]
+            target.setdefault("kind", "Deployment")
+        else:
+            continue
+        if d["kind"] == "ScaledObject":
+            workers = {
+                v
+                for doc in docs
+                if doc["kind"] == "ConfigMap"
+                for k, v in doc.get("data", {}).items()
+                if k == "VP_WORKERS"
+            }
+            for trigger in d["spec"].get("triggers", []):
+                if trigger["type"] == "postgresql":
+                    per_node = trigger["metadata"].get("targetQueryValue")
+                    if {per_node} != workers:
+                        problem(f"overlay {overlay}: ScaledObject/{d['metadata']['name']} counts {per_node} jobs per node, the nodes run VP_WORKERS={sorted(workers)}")
+        owned = workloads.get((target["kind"], target["name"]))
+        if owned is None:
+            problem(f"overlay {overlay}: {d['kind']}/{d['metadata']['name']} targets {target['kind']}/{target['name']}, which is not there")
+        elif "replicas" in owned["spec"]:
+            problem(f"overlay {overlay}: {target['kind']}/{target['name']} sets replicas, but {d['kind']}/{d['metadata']['name']} owns them")
+
+
+for path in sorted(glob.glob(f"{RENDERED}/*.yaml")):
+    check_overlay(path)
+
+# docker compose: every service that runs the image
+with open("docker-compose.yml") as f:
+    compose = yaml.safe_load(f)
+for name, service in compose.get("services", {}).items():
+    if service.get("image", "").startswith("videoproject") or service.get("build"):
+        env = service.get("environment", {})
+        names = list(env) if isinstance(env, dict) else [e.split("=", 1)[0] for e in env]
+        check_names(f"docker-compose.yml: {name}", names)
+
+# the Dockerfile's ENV lines (one or several NAME=value each)
+with open("Dockerfile") as f:
+    dockerfile = f.read().replace("\\\n", " ")
+for line in dockerfile.splitlines():
+    if line.startswith("ENV "):
+        check_names("Dockerfile", re.findall(r"(\w+)=", line))
+
+found_node_secret = False
+# Terraform: the keys of the node secret it writes, which the pods read
+# through the Secret whose keys the template shows
+with open("k8s/base/secret.template.yaml") as f:
+    template_keys = set(yaml.safe_load(f).get("stringData", {}))
+for block in re.findall(r'resource "aws_secretsmanager_secret_version" "node".*?secret_string\s*=\s*jsonencode\(\{(.*?)\}\)', TERRAFORM, re.S):
+    keys = set(re.findall(r"^\s*(\w+)\s*=", block, re.M))
+    check_names("terraform: secret_string", keys)
+    found_node_secret = True
+    if keys != template_keys:
+        problem(f"terraform's node secret has {sorted(keys)}, k8s/base/secret.template.yaml {sorted(template_keys)}")
+
+if not found_node_secret:
+    problem("terraform: no aws_secretsmanager_secret_version \"node\" with a jsonencode'd secret_string")
+
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print(f"consistency ok: {len(EXACT)} variables the binary reads, {len(glob.glob(RENDERED + '/*.yaml'))} overlays")
