@@ -16,6 +16,7 @@
 //! that matters is a fenced transaction in PostgreSQL, so a lost message or a
 //! wrong membership view costs time, not work.
 
+mod accept;
 mod health;
 pub mod seeds;
 pub mod tls;
@@ -223,6 +224,8 @@ impl NodeEventSubscription for Events {
 pub struct MembershipState {
     args: ClusterArgs,
     server: ActorRef<NodeServerMessage>,
+    /// This node's own accept loop on the cluster port (under TLS).
+    accepting: Option<accept::AcceptLoop>,
     dialer: Dialer,
     /// Addresses that turned out to be this node.
     own: HashSet<SocketAddr>,
@@ -252,22 +255,32 @@ impl Actor for Membership {
         // Under TLS every link is dialled by this node's own reconciler:
         // ractor_cluster's transitive dials would be plain TCP, which a TLS
         // peer refuses. Seeds must then name every peer (a headless Service does).
-        let (encryption, mode) = match &args.tls {
+        // And this node accepts on the cluster port itself (`accept`), so a
+        // stalled handshake holds no one else up; ractor's listener moves to
+        // a loopback port.
+        let (encryption, mode, port, listen_ip) = match &args.tls {
             Some(tls) => (
                 Some(IncomingEncryptionMode::Tls(tls.acceptor.clone())),
                 NodeConnectionMode::Isolated,
+                0,
+                std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
             ),
-            None => (None, NodeConnectionMode::Transitive),
+            None => (
+                None,
+                NodeConnectionMode::Transitive,
+                args.listen.port(),
+                args.listen.ip(),
+            ),
         };
         let server = NodeServer::new(
-            args.listen.port(),
+            port,
             args.cookie.expose().to_owned(),
             args.node.clone(),
             args.advertise.clone(),
             encryption,
             Some(mode),
         )
-        .with_listen_addr(args.listen.ip());
+        .with_listen_addr(listen_ip);
         let (server, _) = Actor::spawn_linked(
             Some("vp.cluster.server".into()),
             server,
@@ -275,6 +288,25 @@ impl Actor for Membership {
             myself.get_cell(),
         )
         .await?;
+        let accepting = match &args.tls {
+            Some(tls) => {
+                // peers are told the cluster port, not the loopback one (the
+                // listener's own notice of it is already queued ahead of this)
+                server.cast(NodeServerMessage::PortChanged {
+                    port: args.listen.port(),
+                })?;
+                Some(
+                    accept::listen(
+                        args.listen,
+                        tls.acceptor.clone(),
+                        server.clone(),
+                        HANDSHAKE_DEADLINE,
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         server.cast(NodeServerMessage::SubscribeToEvents {
             id: "vp.membership".into(),
             subscription: Box::new(Events(myself.clone())),
@@ -296,6 +328,7 @@ impl Actor for Membership {
         Ok(MembershipState {
             args,
             server,
+            accepting,
             dialer: Dialer::default(),
             own,
             peers: BTreeMap::new(),
@@ -338,6 +371,7 @@ impl Actor for Membership {
             state.args.view.set(node_id, None);
         }
         // free the listen port and the children's names before a restart
+        state.accepting.take();
         myself
             .stop_children_and_wait(
                 Some("membership stopped".into()),

@@ -567,7 +567,9 @@ async fn with_mutual_tls_the_cookie_alone_does_not_let_a_node_in() {
     // nodes holding certificates of the cluster's CA join each other
     let cluster = TestCluster::start(2, base).await;
     let tls_refusals = || -> usize {
-        let refused = |l: &&String| l.contains("Error establishing secure socket");
+        let refused = |l: &&String| {
+            l.contains("TLS handshake refused") || l.contains("Error establishing secure socket")
+        };
         cluster
             .nodes
             .iter()
@@ -613,6 +615,43 @@ async fn with_mutual_tls_the_cookie_alone_does_not_let_a_node_in() {
             assert_eq!(ready["cluster"]["peers"], 1, "node-{node}: {ready}");
         }
     }
+}
+
+/// Under TLS a socket that opens the cluster port and stalls its handshake
+/// holds up no one: another node joins meanwhile, and the socket is closed.
+#[tokio::test]
+async fn with_tls_a_stalled_handshake_keeps_no_peer_out() {
+    use tokio::io::AsyncReadExt;
+    let pki = tempfile::tempdir().unwrap();
+    let base = NodeConfig {
+        env: cluster_pki(pki.path(), "cluster"),
+        ..NodeConfig::default()
+    };
+    let cluster = TestCluster::start(1, base).await;
+    let mut stalled = tokio::net::TcpStream::connect(cluster_addr(&cluster.configs[0]))
+        .await
+        .unwrap();
+    // a member that dials node-0 (node-0 does not know it, so only its
+    // accepting can bring them together)
+    let newcomer = cluster.intruder("node-1", &[], Vec::new());
+    eventually(
+        "the newcomer to join past the stalled handshake",
+        Duration::from_secs(30),
+        || async { (cluster.readyz_of(&newcomer).await["cluster"]["peers"] == 1).then_some(()) },
+    )
+    .await;
+    cluster.wait_peers(0, 1).await;
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(25), async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stalled socket is still open");
 }
 
 /// A second process with a running node's name is refused at start, with a
