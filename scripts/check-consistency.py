@@ -17,7 +17,9 @@ Fails (exit 1, one line per problem) when
   namespace Terraform gives that environment's pod identity;
 - the service account the pods run as is not the one Terraform gives a role;
 - the keys of the node secret Terraform writes are not those of
-  k8s/base/secret.template.yaml (which the pods read).
+  k8s/base/secret.template.yaml (which the pods read);
+- the media bucket's lifecycle rule does not cover the prefix the nodes
+  write to (VP_MEDIA_URL's path, then the store's `videos/`).
 """
 
 import glob
@@ -195,6 +197,18 @@ for block in re.findall(r'resource "aws_secretsmanager_secret_version" "node".*?
     found_node_secret = True
     if keys != template_keys:
         problem(f"terraform's node secret has {sorted(keys)}, k8s/base/secret.template.yaml {sorted(template_keys)}")
+
+# the bucket's retention rule and where the nodes write
+media_url = re.search(r'VP_MEDIA_URL\s*=\s*"s3://\$\{[^}]+\}/([^"]*)"', TERRAFORM)
+with open("src/storage.rs") as f:
+    layout = re.search(r'format!\("(\w+)/\{id\}/source"\)', f.read())
+rules = re.findall(r'filter\s*=\s*\{\s*prefix\s*=\s*"([^"]*)"', TERRAFORM)
+if not (media_url and layout):
+    problem("terraform's VP_MEDIA_URL or src/storage.rs's key layout: not found")
+else:
+    written = f"{media_url.group(1).strip('/')}/{layout.group(1)}/".lstrip("/")
+    if written not in rules:
+        problem(f"terraform: no lifecycle rule for {written!r}, where the nodes write (rules: {rules})")
 
 if not found_node_secret:
     problem("terraform: no aws_secretsmanager_secret_version \"node\" with a jsonencode'd secret_string")

@@ -220,11 +220,14 @@ module "media" {
     }
   }
 
+  # the nodes keep every object under <VP_MEDIA_URL's path>/videos/ (the
+  # node secret below: s3://bucket/media); scripts/check-consistency.py holds
+  # this prefix to it. A deleted object's old versions go a week later.
   lifecycle_rule = [{
     id                                     = "retention"
     enabled                                = true
-    filter                                 = { prefix = "videos/" }
-    expiration                             = { days = var.media_retention_days }
+    filter                                 = { prefix = "media/videos/" }
+    expiration                             = { days = var.media_retention_days, expired_object_delete_marker = false }
     noncurrent_version_expiration          = { noncurrent_days = 7 }
     abort_incomplete_multipart_upload_days = 1
   }]
