@@ -19,7 +19,10 @@ Fails (exit 1, one line per problem) when
 - the keys of the node secret Terraform writes are not those of
   k8s/base/secret.template.yaml (which the pods read);
 - the media bucket's lifecycle rule does not cover the prefix the nodes
-  write to (VP_MEDIA_URL's path, then the store's `videos/`).
+  write to (VP_MEDIA_URL's path, then the store's `videos/`);
+- the release workflow pins an image name the manifests do not use;
+- a node's way down (preStop, the HTTP drain, shutdown_grace_secs and a
+  margin for the hand-back) does not fit terminationGracePeriodSeconds.
 """
 
 import glob
@@ -104,6 +107,37 @@ def terraform_service_account():
 TERRAFORM_SERVICE_ACCOUNT = terraform_service_account()
 
 
+HTTP_DRAIN_SECS = 10  # src/app.rs DRAIN
+HAND_BACK_MARGIN_SECS = 5
+
+
+def shutdown_grace_secs(overlay):
+    """shutdown_grace_secs as the overlay's nodes run: the default, or the
+    overlay's own settings file."""
+    import tomllib
+
+    with open("config/default.toml", "rb") as f:
+        grace = tomllib.load(f)["tuning"]["shutdown_grace_secs"]
+    for path in glob.glob(f"k8s/overlays/{overlay}/*.toml"):
+        with open(path, "rb") as f:
+            grace = tomllib.load(f).get("tuning", {}).get("shutdown_grace_secs", grace)
+    return grace
+
+
+def check_way_down(overlay, doc):
+    pod = pod_spec(doc)
+    period = pod.get("terminationGracePeriodSeconds", 30)
+    pause = max(
+        (c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0) for c in pod.get("containers", [])),
+        default=0,
+    )
+    need = pause + HTTP_DRAIN_SECS + shutdown_grace_secs(overlay) + HAND_BACK_MARGIN_SECS
+    if period < need:
+        problem(f"overlay {overlay}: {doc['kind']}/{doc['metadata']['name']} gets {period} s to stop, its way down takes {need} s")
+    if not pause:
+        problem(f"overlay {overlay}: {doc['kind']}/{doc['metadata']['name']} has no preStop pause: it would refuse requests still routed to it")
+
+
 def check_overlay(path):
     overlay = path.rsplit("/", 1)[-1].removesuffix(".yaml")
     with open(path) as f:
@@ -129,6 +163,9 @@ def check_overlay(path):
         for d in docs
         if d["kind"] == "StatefulSet"
     }
+    for d in docs:
+        if d["kind"] == "StatefulSet":
+            check_way_down(overlay, d)
     if accounts != {TERRAFORM_SERVICE_ACCOUNT}:
         problem(f"overlay {overlay}: the nodes run as {sorted(map(str, accounts))}, Terraform's pod identity is for {TERRAFORM_SERVICE_ACCOUNT}")
     workloads = {}
@@ -209,6 +246,14 @@ else:
     written = f"{media_url.group(1).strip('/')}/{layout.group(1)}/".lstrip("/")
     if written not in rules:
         problem(f"terraform: no lifecycle rule for {written!r}, where the nodes write (rules: {rules})")
+
+# the image the release pins by digest is the one the manifests name
+with open("k8s/base/kustomization.yaml") as f:
+    base_images = {i["name"] for i in yaml.safe_load(f).get("images", [])}
+with open(".github/workflows/release.yml") as f:
+    pinned = set(re.findall(r"^\s*- name: (\S+)\s*$", f.read(), re.M))
+if not pinned or not pinned <= base_images:
+    problem(f"release.yml pins {sorted(pinned)}, the manifests' image is {sorted(base_images)}")
 
 if not found_node_secret:
     problem("terraform: no aws_secretsmanager_secret_version \"node\" with a jsonencode'd secret_string")
