@@ -145,6 +145,7 @@ pub async fn run(
         sessions.clone(),
         settings.tuning.max_streams_per_user,
     );
+    let streams = feeds.clone();
     let state = Arc::new(AppState {
         pool,
         store,
@@ -181,7 +182,9 @@ pub async fn run(
     tracing::info!("shutting down: no more claims, draining HTTP");
     crate::supervisor::drain_pool();
     let _ = stop_http.send(());
-    // live event streams never end by themselves; do not wait for them forever
+    // live event streams never end by themselves: end them, so the drain
+    // waits for requests only (their clients reconnect to another node)
+    streams.close_all();
     let _ = tokio::time::timeout(DRAIN, &mut server).await;
     if name.lost.is_cancelled() {
         anyhow::bail!("another node took this node's name `{node}`");

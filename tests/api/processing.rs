@@ -509,3 +509,28 @@ async fn sigterm_with_jobs_that_finish_and_run_on_hands_back_at_once() {
         "{long_history:?}"
     );
 }
+
+/// A live event stream does not hold a stopping node up: SIGTERM ends it
+/// cleanly at once (its client reconnects elsewhere), instead of leaving it
+/// to be cut when the drain's time runs out.
+#[tokio::test]
+async fn sigterm_ends_live_event_streams_cleanly() {
+    let mut app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    // answered: the stream has its place in the user's feed
+    let mut stream = app.get(&token, "/api/v1/events").send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let (status, ended) = tokio::join!(app.node.terminate(Duration::from_secs(30)), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        }
+    });
+    assert!(
+        matches!(ended, Ok(None)),
+        "the stream ended cleanly, not cut: {ended:?}"
+    );
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -60,6 +60,9 @@ pub struct Feeds {
     authenticator: SharedAuthenticator,
     per_user: usize,
     users: Mutex<HashMap<UserId, Weak<Feed>>>,
+    /// Cancelled when the node drains: every stream ends (its client
+    /// reconnects, to another node), so none holds the drain up.
+    draining: CancellationToken,
 }
 
 struct Feed {
@@ -117,7 +120,13 @@ impl Feeds {
             authenticator,
             per_user,
             users: Mutex::new(HashMap::new()),
+            draining: CancellationToken::new(),
         })
+    }
+
+    /// Ends every stream, now and from now on: the node is going away.
+    pub fn close_all(&self) {
+        self.draining.cancel();
     }
 
     /// A place in `user`'s feed for a stream that presented `credentials`,
@@ -157,7 +166,8 @@ impl Feeds {
         }
         let id = inner.next_id;
         inner.next_id += 1;
-        let close = CancellationToken::new();
+        // a stream of a draining node ends as it starts
+        let close = self.draining.child_token();
         inner.streams.insert(
             id,
             Member {
