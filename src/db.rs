@@ -131,10 +131,18 @@ pub async fn migrate(pool: &Pool) -> DbResult<usize> {
     Ok(report?.applied_migrations().len())
 }
 
-/// Readiness: can we run a query now?
-pub async fn ping(pool: &Pool) -> DbResult<()> {
-    let conn = pool.get().await?;
-    conn.simple_query("SELECT 1").await?;
+/// Readiness: can we run a query now? On a connection of its own
+/// (`probe`, opened when missing or broken), so a pool that every request
+/// holds busy does not make the answer wait.
+pub async fn ping(url: &str, probe: &mut Option<tokio_postgres::Client>) -> DbResult<()> {
+    if probe.as_ref().is_none_or(|c| c.is_closed()) {
+        let mut target = target(url)?;
+        target.config.application_name("videoproject readiness");
+        *probe = Some(target.connect().await?);
+    }
+    if let Some(client) = probe {
+        client.simple_query("SELECT 1").await?;
+    }
     Ok(())
 }
 

@@ -19,19 +19,35 @@ const FRESH_FOR: Duration = Duration::from_secs(1);
 /// while one reads wait for it and share its result.
 #[derive(Default)]
 struct Readings {
-    database_up: Mutex<Option<(Instant, bool)>>,
+    database_up: Mutex<DatabaseUp>,
     gauges: Mutex<Option<Instant>>,
 }
 
+#[derive(Default)]
+struct DatabaseUp {
+    last: Option<(Instant, bool)>,
+    /// The readiness check's own connection.
+    probe: Option<tokio_postgres::Client>,
+}
+
+/// A readiness check answers within this, inside a probe's timeout (3 s).
+const PING_WITHIN: Duration = Duration::from_secs(2);
+
 impl Readings {
     async fn database_up(&self, state: &State) -> bool {
-        let mut last = self.database_up.lock().await;
-        match *last {
-            Some((at, up)) if at.elapsed() < FRESH_FOR => up,
+        let mut up = self.database_up.lock().await;
+        match up.last {
+            Some((at, is_up)) if at.elapsed() < FRESH_FOR => is_up,
             _ => {
-                let up = db::ping(&state.pool).await.is_ok();
-                *last = Some((Instant::now(), up));
-                up
+                let url = state.settings.database_url.expose();
+                let ping = db::ping(url, &mut up.probe);
+                let is_up = matches!(tokio::time::timeout(PING_WITHIN, ping).await, Ok(Ok(())));
+                if !is_up {
+                    // whatever it was doing, it is not to be trusted
+                    up.probe = None;
+                }
+                up.last = Some((Instant::now(), is_up));
+                is_up
             }
         }
     }

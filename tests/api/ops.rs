@@ -253,3 +253,53 @@ async fn a_production_node_refuses_to_start_without_its_token_key() {
     let app = TestApp::spawn_on(db, config, false).await;
     assert_eq!(app.get_anonymous("/healthz").await.status(), 200);
 }
+
+/// Readiness is asked with a short timeout (3 s in the manifests). With
+/// every pool connection held by requests waiting on a lock, /readyz still
+/// answers in time, and truly: the database is up.
+#[tokio::test]
+async fn readiness_answers_in_time_while_every_pool_connection_is_busy() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let mut holder = app.db.client().await;
+    let lock = holder.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // more requests than the pool has connections, each stuck on the lock
+    let stuck: Vec<_> = (0..60)
+        .map(|_| tokio::spawn(app.get(&token, "/api/v1/me").send()))
+        .collect();
+    eventually(
+        "every pool connection to wait on the lock",
+        Duration::from_secs(20),
+        || async {
+            let waiting: i64 = app
+                .db
+                .client()
+                .await
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (waiting >= 32).then_some(())
+        },
+    )
+    .await;
+    let ready = app
+        .http
+        .get(app.url("/readyz"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("/readyz answered within the probe's timeout");
+    assert_eq!(ready.status(), 200);
+    lock.rollback().await.unwrap();
+    for request in stuck {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+}
