@@ -22,7 +22,9 @@ Fails (exit 1, one line per problem) when
   write to (VP_MEDIA_URL's path, then the store's `videos/`);
 - the release workflow pins an image name the manifests do not use;
 - a node's way down (preStop, the HTTP drain, shutdown_grace_secs and a
-  margin for the hand-back) does not fit terminationGracePeriodSeconds.
+  margin for the hand-back) does not fit terminationGracePeriodSeconds;
+- a NetworkPolicy lets PostgreSQL be reached elsewhere than Terraform's
+  VPC, or NetworkPolicies exist while Terraform leaves them unenforced.
 """
 
 import glob
@@ -138,6 +140,26 @@ def check_way_down(overlay, doc):
         problem(f"overlay {overlay}: {doc['kind']}/{doc['metadata']['name']} has no preStop pause: it would refuse requests still routed to it")
 
 
+def terraform_vpc_cidr():
+    found = re.search(r'variable "vpc_cidr".*?default\s*=\s*"([^"]+)"', TERRAFORM, re.S)
+    return found.group(1) if found else None
+
+
+VPC_CIDR = terraform_vpc_cidr()
+ENFORCED = re.search(r"enableNetworkPolicy\s*=\s*\"true\"", TERRAFORM) is not None
+
+
+def check_network_policy(overlay, doc):
+    name = f"overlay {overlay}: NetworkPolicy/{doc['metadata']['name']}"
+    if not ENFORCED:
+        problem(f"{name}: Terraform does not turn on the VPC CNI's enableNetworkPolicy, so it is ignored")
+    for rule in doc["spec"].get("egress", []):
+        if any(p.get("port") == 5432 for p in rule.get("ports", [])):
+            cidrs = {t["ipBlock"]["cidr"] for t in rule.get("to", []) if "ipBlock" in t}
+            if cidrs != {VPC_CIDR}:
+                problem(f"{name}: PostgreSQL reached at {sorted(cidrs)}, Terraform's VPC is {VPC_CIDR}")
+
+
 def check_overlay(path):
     overlay = path.rsplit("/", 1)[-1].removesuffix(".yaml")
     with open(path) as f:
@@ -166,6 +188,8 @@ def check_overlay(path):
     for d in docs:
         if d["kind"] == "StatefulSet":
             check_way_down(overlay, d)
+        if d["kind"] == "NetworkPolicy":
+            check_network_policy(overlay, d)
     if accounts != {TERRAFORM_SERVICE_ACCOUNT}:
         problem(f"overlay {overlay}: the nodes run as {sorted(map(str, accounts))}, Terraform's pod identity is for {TERRAFORM_SERVICE_ACCOUNT}")
     workloads = {}

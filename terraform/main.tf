@@ -87,9 +87,14 @@ module "eks" {
   }
 
   addons = {
-    coredns                = {}
-    kube-proxy             = {}
-    vpc-cni                = { before_compute = true }
+    coredns    = {}
+    kube-proxy = {}
+    # enforce NetworkPolicies (k8s/base/networkpolicy.yaml): without the
+    # agent they are accepted and ignored
+    vpc-cni = {
+      before_compute       = true
+      configuration_values = jsonencode({ enableNetworkPolicy = "true" })
+    }
     eks-pod-identity-agent = { before_compute = true }
     aws-ebs-csi-driver     = {}
   }
