@@ -24,7 +24,9 @@ Fails (exit 1, one line per problem) when
 - a node's way down (preStop, the HTTP drain, shutdown_grace_secs and a
   margin for the hand-back) does not fit terminationGracePeriodSeconds;
 - a NetworkPolicy lets PostgreSQL be reached elsewhere than Terraform's
-  VPC, or NetworkPolicies exist while Terraform leaves them unenforced.
+  VPC, or NetworkPolicies exist while Terraform leaves them unenforced;
+- a setting names a file (VP_CONFIG, a TLS file, a key file) that the pod
+  neither mounts nor gets from the image (config/ → /etc/videoproject/).
 """
 
 import glob
@@ -69,16 +71,33 @@ def check_names(where, names, substituted=()):
             problem(f"{where}: sets {name}, which videoproject does not read (videoproject env)")
 
 
-def container_env(where, container, config_maps, secrets):
+FILE_SETTINGS = re.compile(r"^VP_(CONFIG|.*_FILE|CLUSTER_TLS_(CERT|KEY|CA))$")
+
+
+def check_files(where, container, values):
+    mounts = [m["mountPath"].rstrip("/") for m in container.get("volumeMounts", [])]
+    for name, path in values.items():
+        if not FILE_SETTINGS.match(name):
+            continue
+        mounted = any(path == m or path.startswith(m + "/") for m in mounts)
+        in_image = path.startswith("/etc/videoproject/") and glob.glob("config/" + path.removeprefix("/etc/videoproject/"))
+        if not (mounted or in_image):
+            problem(f"{where}: {name}={path} is neither mounted nor in the image")
+
+
+def container_env(where, container, config_maps, secrets, config_values=None):
     names = [e["name"] for e in container.get("env", [])]
-    values = " ".join(str(e.get("value", "")) for e in container.get("env", []))
-    substituted = set(re.findall(r"\$\((\w+)\)", values))
+    joined = " ".join(str(e.get("value", "")) for e in container.get("env", []))
+    substituted = set(re.findall(r"\$\((\w+)\)", joined))
+    values = {e["name"]: str(e.get("value", "")) for e in container.get("env", [])}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             names += config_maps.get(source["configMapRef"]["name"], [])
+            values.update((config_values or {}).get(source["configMapRef"]["name"], {}))
         if "secretRef" in source:
             names += secrets.get(source["secretRef"]["name"], [])
     check_names(where, names, substituted)
+    check_files(where, container, values)
 
 
 def pod_spec(doc):
@@ -169,6 +188,11 @@ def check_overlay(path):
         for d in docs
         if d["kind"] == "ConfigMap"
     }
+    config_values = {
+        d["metadata"]["name"]: {k: str(v) for k, v in d.get("data", {}).items()}
+        for d in docs
+        if d["kind"] == "ConfigMap"
+    }
     # the Secret is made from the secret store; its keys are the template's
     with open("k8s/base/secret.template.yaml") as f:
         template = yaml.safe_load(f)
@@ -199,7 +223,7 @@ def check_overlay(path):
         if pod:
             workloads[(d["kind"], d["metadata"]["name"])] = d
             for c in pod.get("containers", []) + pod.get("initContainers", []):
-                container_env(f"overlay {overlay}: {d['kind']}/{d['metadata']['name']}", c, config_maps, secrets)
+                container_env(f"overlay {overlay}: {d['kind']}/{d['metadata']['name']}", c, config_maps, secrets, config_values)
     for d in docs:
         if d["kind"] == "HorizontalPodAutoscaler":
             target = d["spec"]["scaleTargetRef"]

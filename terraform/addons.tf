@@ -1,7 +1,9 @@
-# Scaling on the work: KEDA runs in the cluster and sizes the videoproject
-# StatefulSet from the jobs queued and processing in PostgreSQL
-# (k8s/base/scaledobject.yaml). Its connection is a secret of its own,
-# synced into the videoproject-keda Secret of the environment's namespace.
+# What the manifests need in the cluster besides the nodes: KEDA, which
+# sizes the videoproject StatefulSet from the jobs queued and processing in
+# PostgreSQL (k8s/base/scaledobject.yaml; its connection is a secret of its
+# own, synced into the videoproject-keda Secret), and cert-manager, which
+# issues the nodes' cluster certificates (k8s/overlays/prod/cluster-tls.yaml)
+# and the ingress's.
 
 provider "helm" {
   kubernetes = {
@@ -23,6 +25,20 @@ resource "helm_release" "keda" {
   namespace        = "keda"
   create_namespace = true
   depends_on       = [module.eks]
+}
+
+resource "helm_release" "cert_manager" {
+  name             = "cert-manager"
+  repository       = "https://charts.jetstack.io"
+  chart            = "cert-manager"
+  version          = "v1.19.1"
+  namespace        = "cert-manager"
+  create_namespace = true
+  set = [{
+    name  = "crds.enabled"
+    value = "true"
+  }]
+  depends_on = [module.eks]
 }
 
 resource "aws_secretsmanager_secret" "keda" {
