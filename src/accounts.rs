@@ -119,16 +119,16 @@ pub async fn verify_email(pool: &Pool, secret: &str) -> Result<User, AccountErro
     Ok(user)
 }
 
-/// Sends a reset link to `email`'s account. Nothing tells the caller
-/// whether there is one: an unknown or disabled address, or one that had
-/// its emails for the day, is answered like the others.
+/// Sends a reset link to `email`'s account, if there is one (enabled, and
+/// with fewer than its reset emails for the day). The caller answers
+/// before this runs, so neither the answer nor its timing tells which
+/// addresses have accounts.
 pub async fn request_reset(
     pool: &Pool,
-    email: &str,
+    email: &Email,
     links: &LinkPolicy,
 ) -> Result<(), AccountError> {
-    let email = Email::parse(email)?;
-    let Some(user) = users::find_active(pool, &email).await? else {
+    let Some(user) = users::find_active(pool, email).await? else {
         return Ok(());
     };
     let mut conn = pool.get().await.map_err(DbError::from)?;
@@ -150,12 +150,18 @@ pub async fn reset_password(
 ) -> Result<User, AccountError> {
     let password = Password::parse(password)?;
     let secret = LinkSecret::parse(secret).ok_or(AccountError::LinkExpired)?;
+    let digest = secret.digest();
+    // hashed before the transaction, which then holds the link's row only
+    // for a moment; a link that could not open costs no hash
+    if !account_links::is_open(pool, &digest, Purpose::PasswordReset).await? {
+        return Err(AccountError::LinkExpired);
+    }
+    let hash = auth::hash_password(password).await?;
     let mut conn = pool.get().await.map_err(DbError::from)?;
     let tx = conn.transaction().await.map_err(DbError::from)?;
-    let user = account_links::consume(&tx, &secret.digest(), Purpose::PasswordReset)
+    let user = account_links::consume(&tx, &digest, Purpose::PasswordReset)
         .await?
         .ok_or(AccountError::LinkExpired)?;
-    let hash = auth::hash_password(password).await?;
     let user = users::reset_password(&tx, user, &hash)
         .await?
         .ok_or(AccountError::LinkExpired)?;

@@ -49,12 +49,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings.check_token_key_source()?;
-    if settings.env == crate::settings::Environment::Production && settings.public_url.is_none() {
-        tracing::warn!(
-            "VP_PUBLIC_URL is not set: links in account emails point at this node's own address"
-        );
-    }
+    settings.check_production()?;
     let settings = Arc::new(settings);
     let node = settings.node_name();
     let workers = settings.workers();

@@ -258,6 +258,10 @@ impl Actor for Membership {
         // And this node accepts on the cluster port itself (`accept`), so a
         // stalled handshake holds no one else up; ractor's listener moves to
         // a loopback port.
+        let listener = match &args.tls {
+            Some(_) => Some(accept::bind(args.listen).await?),
+            None => None,
+        };
         let (encryption, mode, port, listen_ip) = match &args.tls {
             Some(tls) => (
                 Some(IncomingEncryptionMode::Tls(tls.acceptor.clone())),
@@ -288,24 +292,21 @@ impl Actor for Membership {
             myself.get_cell(),
         )
         .await?;
-        let accepting = match &args.tls {
-            Some(tls) => {
+        let accepting = match (&args.tls, listener) {
+            (Some(tls), Some(listener)) => {
                 // peers are told the cluster port, not the loopback one (the
                 // listener's own notice of it is already queued ahead of this)
                 server.cast(NodeServerMessage::PortChanged {
                     port: args.listen.port(),
                 })?;
-                Some(
-                    accept::listen(
-                        args.listen,
-                        tls.acceptor.clone(),
-                        server.clone(),
-                        HANDSHAKE_DEADLINE,
-                    )
-                    .await?,
-                )
+                Some(accept::start(
+                    listener,
+                    tls.acceptor.clone(),
+                    server.clone(),
+                    HANDSHAKE_DEADLINE,
+                ))
             }
-            None => None,
+            _ => None,
         };
         server.cast(NodeServerMessage::SubscribeToEvents {
             id: "vp.membership".into(),
@@ -371,7 +372,9 @@ impl Actor for Membership {
             state.args.view.set(node_id, None);
         }
         // free the listen port and the children's names before a restart
-        state.accepting.take();
+        if let Some(accepting) = state.accepting.take() {
+            accepting.stop().await;
+        }
         myself
             .stop_children_and_wait(
                 Some("membership stopped".into()),

@@ -441,6 +441,11 @@ impl Settings {
                 "tuning: max_connections and max_connections_per_address must be at least 1",
             );
         }
+        if t.account_emails_per_day == 0 {
+            return invalid(
+                "tuning: account_emails_per_day must be at least 1 (sign-up sends a verification link)",
+            );
+        }
         if t.max_uploads_per_user == 0 || t.upload_min_rate_bytes == 0 || t.upload_idle_secs == 0 {
             return invalid(
                 "tuning: max_uploads_per_user, upload_min_rate_bytes and upload_idle_secs must be at least 1",
@@ -449,15 +454,21 @@ impl Settings {
         Ok(())
     }
 
-    /// A serving node's token key must come from the environment or a file
-    /// in production: it is never made and kept in the database there.
-    pub fn check_token_key_source(&self) -> Result<(), ConfigError> {
-        if self.env == Environment::Production
-            && self.token_key.is_none()
-            && self.token_key_file.is_none()
-        {
+    /// What a serving node needs in production: its token key from the
+    /// environment or a file (never made and kept in the database there),
+    /// and the address people reach it by (the links in account emails).
+    pub fn check_production(&self) -> Result<(), ConfigError> {
+        if self.env != Environment::Production {
+            return Ok(());
+        }
+        if self.token_key.is_none() && self.token_key_file.is_none() {
             return Err(ConfigError::Invalid(
                 "VP_ENV=production needs the token key from VP_TOKEN_KEY or VP_TOKEN_KEY_FILE (hex Ed25519 private keys, e.g. `openssl rand -hex 32`)".into(),
+            ));
+        }
+        if self.public_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "VP_ENV=production needs VP_PUBLIC_URL, where people reach the page (e.g. https://videos.example.com): the links in account emails start with it".into(),
             ));
         }
         Ok(())

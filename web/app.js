@@ -128,6 +128,9 @@ function endSession(message) {
   session.clear();
   live.stop();
   videos.clear();
+  // a new password being chosen stays on screen: its link is gone from the
+  // address bar and could not be opened again
+  if (resetSecret) return;
   showAuth();
   $("auth-error").textContent = message || "";
 }
@@ -261,6 +264,8 @@ let resetSecret = null; // the reset link's, while its card is shown
 
 function showReset(secret) {
   resetSecret = secret;
+  // the workspace is not shown: nothing of it keeps running behind the card
+  live.stop();
   showCard("reset");
   $("reset-error").textContent = "";
   $("new-password").focus();
@@ -728,6 +733,11 @@ function main() {
   $("forgot-back").addEventListener("click", () => { showAuth(); });
   $("forgot-form").addEventListener("submit", submitForgot);
   $("reset-form").addEventListener("submit", submitReset);
+  $("reset-back").addEventListener("click", () => {
+    resetSecret = null;
+    if (current) startWorkspace();
+    else showAuth();
+  });
   $("verify-resend").addEventListener("click", resendVerification);
   setUpDrop();
   syncMode();

@@ -7,6 +7,7 @@
 //! listener then sits on a loopback port, still behind TLS, unused.)
 
 use std::net::SocketAddr;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,28 +23,43 @@ const MAX_HANDSHAKES: usize = 64;
 /// The accept loop; it stops when this is dropped.
 pub struct AcceptLoop(tokio::task::JoinHandle<()>);
 
+impl AcceptLoop {
+    /// Stops accepting and waits until the port is free again.
+    pub async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for AcceptLoop {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-/// Binds `addr` and hands every peer whose TLS handshake completes within
+/// Takes the cluster port (before anything else starts: a port that is
+/// taken must fail the start, leaving nothing running).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Hands every peer of `listener` whose TLS handshake completes within
 /// `deadline` to `server`.
-pub async fn listen(
-    addr: SocketAddr,
+pub fn start(
+    listener: TcpListener,
     tls: TlsAcceptor,
     server: ActorRef<NodeServerMessage>,
     deadline: Duration,
-) -> std::io::Result<AcceptLoop> {
-    let listener = TcpListener::bind(addr).await?;
+) -> AcceptLoop {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    Ok(AcceptLoop(tokio::spawn(async move {
+    AcceptLoop(tokio::spawn(async move {
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
+                    // out of file descriptors, most likely: let some close
                     tracing::warn!(error = %e, "cluster port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
@@ -79,7 +95,7 @@ pub async fn listen(
                 }
             });
         }
-    })))
+    }))
 }
 
 fn refused(reason: &'static str) {

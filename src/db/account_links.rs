@@ -64,6 +64,20 @@ pub async fn consume(
     Ok(row.map(|r| UserId(r.get(0))))
 }
 
+/// Whether the link would open now (not used, not expired), without using
+/// it up or locking it.
+pub async fn is_open(pool: &Pool, digest: &[u8], purpose: Purpose) -> DbResult<bool> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM account_links
+                 WHERE digest = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now())",
+            &[&digest, &purpose.as_str()],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Uses up every open link of `user` for `purpose` (the one that was opened
 /// makes the others pointless).
 pub async fn retire(tx: &Transaction<'_>, user: UserId, purpose: Purpose) -> DbResult<()> {

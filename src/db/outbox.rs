@@ -220,8 +220,10 @@ pub async fn insert_for_user(
 }
 
 /// Queues an account email (a link) for `user`, unless the address got
-/// `per_day` of them in the last day already; true when queued. The user's
-/// row is locked meanwhile, so concurrent requests count each other.
+/// `per_day` of that kind in the last day already (reset requests, which
+/// anyone may make, cannot use up the verification emails); true when
+/// queued. The user's row is locked meanwhile, so concurrent requests count
+/// each other.
 pub async fn insert_account_email(
     tx: &Transaction<'_>,
     user: UserId,
@@ -237,7 +239,7 @@ pub async fn insert_account_email(
              WHERE u.id = $2 AND (
                  SELECT count(*) FROM notifications n
                  WHERE n.user_id = u.id AND n.channel = 'email'
-                   AND n.kind IN ('verify_email', 'password_reset')
+                   AND n.kind = $3
                    AND n.created_at > now() - interval '1 day') < $6",
             &[
                 &Uuid::now_v7(),
@@ -275,6 +277,10 @@ pub async fn may_email_unverified(pool: &Pool, id: Uuid, per_day: u32) -> DbResu
     Ok(row.is_some_and(|r| r.get(0)))
 }
 
+/// What an account email's text becomes once it was sent or given up: the
+/// link in it opens an account, and the outbox is no place to keep it.
+const LINK_NOT_KEPT: &str = "(an account link; not kept once sent)";
+
 /// Claims up to `limit` due messages for `hold` (another node skips them meanwhile).
 pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<Pending>> {
     let conn = pool.get().await?;
@@ -309,8 +315,10 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
 pub async fn mark_sent(pool: &Pool, id: Uuid) -> DbResult<()> {
     let conn = pool.get().await?;
     conn.execute(
-        "UPDATE notifications SET sent_at = now(), locked_until = NULL, last_error = NULL WHERE id = $1",
-        &[&id],
+        "UPDATE notifications SET sent_at = now(), locked_until = NULL, last_error = NULL,
+             body = CASE WHEN kind IN ('verify_email', 'password_reset') THEN $2 ELSE body END
+         WHERE id = $1",
+        &[&id, &LINK_NOT_KEPT],
     )
     .await?;
     Ok(())
@@ -328,9 +336,10 @@ pub async fn mark_failed(
     conn.execute(
         "UPDATE notifications SET locked_until = NULL, last_error = $2,
              next_attempt_at = now() + make_interval(secs => $3),
-             gave_up_at = CASE WHEN $4 THEN now() END
+             gave_up_at = CASE WHEN $4 THEN now() END,
+             body = CASE WHEN $4 AND kind IN ('verify_email', 'password_reset') THEN $5 ELSE body END
          WHERE id = $1",
-        &[&id, &error, &delay.as_secs_f64(), &give_up],
+        &[&id, &error, &delay.as_secs_f64(), &give_up, &LINK_NOT_KEPT],
     )
     .await?;
     Ok(())

@@ -13,7 +13,8 @@
 //! | `verify-full` | always | chain to `sslrootcert`, and the host name |
 //!
 //! `sslrootcert` is a PEM file of CA certificates (for RDS, Amazon's
-//! bundle), or `system` for the machine's trust store.
+//! bundle), or `system` for the machine's trust store, which only
+//! `verify-full` may use (and means when no mode is given).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -114,34 +115,50 @@ impl SslMode {
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a URL; gives back the URL for
-/// tokio-postgres (asking for TLS when a verifying mode was named).
+/// tokio-postgres (asking for TLS when a verifying mode was named). The
+/// other parameters are kept byte for byte (tokio-postgres decodes `%20`,
+/// not `+`). `sslrootcert=system` without a mode means `verify-full`, as in
+/// libpq: the public CAs vouch for anyone's name, so only the name check
+/// makes them mean something.
 fn split_tls(url: &str) -> DbResult<(String, SslMode, Option<String>)> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         // the key=value form: as tokio-postgres reads it
         return Ok((url.to_owned(), SslMode::Prefer, None));
     }
-    let mut parsed = url::Url::parse(url).map_err(|e| DbError::Config(e.to_string()))?;
-    let mut mode = SslMode::Prefer;
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = None;
     let mut rootcert = None;
     let mut rest = Vec::new();
-    for (key, value) in parsed.query_pairs() {
-        match key.as_ref() {
-            "sslmode" => mode = value.parse()?,
-            "sslrootcert" => rootcert = Some(value.into_owned()),
-            _ => rest.push((key.into_owned(), value.into_owned())),
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .map(|v| v.into_owned())
+                .map_err(|e| DbError::Config(format!("{key} in DATABASE_URL: {e}")))
+        };
+        match key {
+            "sslmode" => mode = Some(decoded()?.parse::<SslMode>()?),
+            "sslrootcert" => rootcert = Some(decoded()?),
+            _ => rest.push(pair),
         }
     }
-    let wire = match mode {
-        SslMode::Disable => "disable",
-        SslMode::Prefer => "prefer",
-        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "require",
+    let mode = match (mode, rootcert.as_deref()) {
+        (None, Some("system")) => SslMode::VerifyFull,
+        (Some(mode), Some("system")) if mode != SslMode::VerifyFull => {
+            return Err(DbError::Config(format!(
+                "sslrootcert=system needs sslmode=verify-full (with sslmode={} any holder of a public certificate would pass)",
+                mode.as_str()
+            )));
+        }
+        (mode, _) => mode.unwrap_or(SslMode::Prefer),
     };
-    parsed
-        .query_pairs_mut()
-        .clear()
-        .extend_pairs(rest)
-        .append_pair("sslmode", wire);
-    Ok((parsed.into(), mode, rootcert))
+    rest.push(match mode {
+        SslMode::Disable => "sslmode=disable",
+        SslMode::Prefer => "sslmode=prefer",
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "sslmode=require",
+    });
+    Ok((format!("{base}?{}", rest.join("&")), mode, rootcert))
 }
 
 fn client_config(mode: SslMode, rootcert: Option<&str>) -> DbResult<ClientConfig> {
@@ -208,6 +225,17 @@ mod tests {
             tokio_postgres::config::SslMode::Require
         );
 
+        // the other parameters travel untouched
+        let (url, _, _) =
+            split_tls("postgres://u@db/vp?options=-c%20statement_timeout%3D5s&sslmode=require")
+                .unwrap();
+        assert_eq!(
+            url,
+            "postgres://u@db/vp?options=-c%20statement_timeout%3D5s&sslmode=require"
+        );
+        let config = tokio_postgres::Config::from_str(&url).unwrap();
+        assert_eq!(config.get_options(), Some("-c statement_timeout=5s"));
+
         let (url, mode, root) = split_tls("postgres://u@db/vp").unwrap();
         assert_eq!((mode, root), (SslMode::Prefer, None));
         assert_eq!(url, "postgres://u@db/vp?sslmode=prefer");
@@ -229,6 +257,22 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("sslmode=always"), "{e}");
+        // the public CAs vouch for names only: system roots need verify-full
+        for weak in ["require", "verify-ca", "prefer"] {
+            let e = Target::parse(&format!(
+                "postgres://u@db/vp?sslmode={weak}&sslrootcert=system"
+            ))
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(e.contains("needs sslmode=verify-full"), "{weak}: {e}");
+        }
+        assert_eq!(
+            split_tls("postgres://u@db/vp?sslrootcert=system")
+                .unwrap()
+                .1,
+            SslMode::VerifyFull
+        );
         let e = Target::parse("postgres://u@db/vp?sslmode=verify-ca&sslrootcert=/nonexistent.pem")
             .err()
             .unwrap()

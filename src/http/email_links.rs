@@ -12,6 +12,7 @@ use super::error::ErrorBody;
 use super::{ApiError, State, authenticated, json_body, with_state};
 use crate::accounts;
 use crate::auth::Principal;
+use crate::domain::Email;
 
 pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let verify = warp::path!("email-verifications")
@@ -123,10 +124,15 @@ async fn request_reset(
     let Some(email) = body.email else {
         return Err(ApiError::InvalidInput("email is required".into()).into());
     };
+    let email = Email::parse(&email).map_err(ApiError::from)?;
     counted(&state.limiter.reset, address.as_deref())?;
-    accounts::request_reset(&state.pool, &email, &state.links)
-        .await
-        .map_err(ApiError::from)?;
+    // answered before the lookup: a known address must not take longer
+    let (pool, links) = (state.pool.clone(), state.links.clone());
+    tokio::spawn(async move {
+        if let Err(e) = accounts::request_reset(&pool, &email, &links).await {
+            tracing::warn!(error = %e, "password reset request failed");
+        }
+    });
     Ok(warp::reply::with_status(
         warp::reply::json(&ResetRequested {
             message: "If an account has this address, we emailed it a link to set a new password.",

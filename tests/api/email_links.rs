@@ -233,6 +233,26 @@ async fn a_forgotten_password_is_replaced_through_a_single_use_link_that_ends_ev
     let mail = smtp.message_with("Subject: Set a new password").await;
     assert!(mail.contains("To: ann@example.com"), "{mail}");
     let secret = link_secret(&mail, "reset");
+    // once sent, the outbox keeps nothing that opens the account
+    let kept: String = eventually(
+        "the reset email marked sent",
+        Duration::from_secs(10),
+        || async {
+            let row = app
+                .db
+                .client()
+                .await
+                .query_opt(
+                    "SELECT body FROM notifications WHERE kind = 'password_reset' AND sent_at IS NOT NULL",
+                    &[],
+                )
+                .await
+                .unwrap();
+            row.map(|r| r.get(0))
+        },
+    )
+    .await;
+    assert!(!kept.contains(&secret), "{kept}");
     let confirm = |password: &'static str| {
         let body = json!({"token": &secret, "password": password});
         async move {

@@ -221,28 +221,37 @@ async fn an_operator_can_disable_an_account_and_enable_it_again() {
 }
 
 /// In production a node will not make its own token key and keep it in the
-/// database: without one from the environment it refuses to start.
+/// database: without one from the environment it refuses to start. Nor does
+/// it start without the address people reach it by (its emails' links).
 #[tokio::test]
 async fn a_production_node_refuses_to_start_without_its_token_key() {
     let db = crate::helpers::TestDb::create().await;
     let media = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::helpers::binary())
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("VP_HTTP_ADDR", "127.0.0.1:0")
-        .env("VP_MEDIA_URL", format!("file://{}", media.path().display()))
-        .env("VP_ENV", "production")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    let refused = |extra: &[(&str, String)]| {
+        let out = std::process::Command::new(crate::helpers::binary())
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &db.url)
+            .env("VP_HTTP_ADDR", "127.0.0.1:0")
+            .env("VP_MEDIA_URL", format!("file://{}", media.path().display()))
+            .env("VP_ENV", "production")
+            .envs(extra.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = refused(&[]);
     assert!(said.contains("VP_TOKEN_KEY"), "{said}");
-    // with a key it starts
+    let key = biscuit_auth::KeyPair::new().private().to_bytes_hex();
+    let said = refused(&[("VP_TOKEN_KEY", key)]);
+    assert!(said.contains("VP_PUBLIC_URL"), "{said}");
+    // with a key, and the address people reach it by, it starts
     let config = crate::helpers::NodeConfig {
         env: vec![
             ("VP_ENV".into(), "production".into()),
+            ("VP_PUBLIC_URL".into(), "https://videos.test".into()),
             (
                 "VP_TOKEN_KEY".into(),
                 biscuit_auth::KeyPair::new().private().to_bytes_hex(),
