@@ -16,8 +16,11 @@ Fails (exit 1, one line per problem) when
 - resources of one overlay sit in more than one namespace, or not in the
   namespace Terraform gives that environment's pod identity;
 - the service account the pods run as is not the one Terraform gives a role;
-- the keys of the node secret Terraform writes are not those of
-  k8s/base/secret.template.yaml (which the pods read);
+- the keys of the node and migration secrets Terraform writes are not
+  those of k8s/base/secret.template.yaml (which the pods read);
+- the nodes do not connect as the role the migration Job grants rows to,
+  KEDA not as the one it grants job counts to, or the Job does not migrate
+  as RDS's master user (which nothing else may use);
 - the media bucket's lifecycle rule does not cover the prefix the nodes
   write to (VP_MEDIA_URL's path, then the store's `videos/`);
 - the release workflow pins an image name the manifests do not use;
@@ -25,6 +28,8 @@ Fails (exit 1, one line per problem) when
   margin for the hand-back) does not fit terminationGracePeriodSeconds;
 - a NetworkPolicy lets PostgreSQL be reached elsewhere than Terraform's
   VPC, or NetworkPolicies exist while Terraform leaves them unenforced;
+- an object of an overlay lacks the app.kubernetes.io/name label the
+  release applies by, or is of a kind Terraform's deploy Role cannot manage;
 - a setting names a file (VP_CONFIG, a TLS file, a key file) that the pod
   neither mounts nor gets from the image (config/ → /etc/videoproject/).
 """
@@ -106,6 +111,10 @@ def pod_spec(doc):
 
 
 TERRAFORM = "\n".join(open(p).read() for p in sorted(glob.glob("terraform/*.tf")))
+with open("k8s/base/secret.template.yaml") as f:
+    SECRET_TEMPLATES = {
+        d["metadata"]["name"]: d.get("stringData", {}) for d in yaml.safe_load_all(f) if d
+    }
 
 
 def terraform_namespace(environment):
@@ -179,6 +188,30 @@ def check_network_policy(overlay, doc):
                 problem(f"{name}: PostgreSQL reached at {sorted(cidrs)}, Terraform's VPC is {VPC_CIDR}")
 
 
+def plural(kind):
+    """The resource name of a kind, as RBAC rules name it."""
+    lower = kind.lower()
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + ("es" if lower.endswith("s") else "s")
+
+
+def deploy_role():
+    """(api group, resource) pairs of Terraform's kubernetes_role_v1.deploy."""
+    block = re.search(r'resource "kubernetes_role_v1" "deploy" \{(.*?)\n\}', TERRAFORM, re.S)
+    pairs = set()
+    for rule in re.findall(r"rule \{(.*?)\}", block.group(1) if block else "", re.S):
+        groups = re.findall(r'"([^"]*)"', re.search(r"api_groups\s*=\s*\[(.*?)\]", rule, re.S).group(1))
+        resources = re.findall(r'"([^"]*)"', re.search(r"resources\s*=\s*\[(.*?)\]", rule, re.S).group(1))
+        pairs |= {(g, r) for g in groups for r in resources}
+    if not pairs:
+        problem('terraform: no kubernetes_role_v1 "deploy" with rules')
+    return pairs
+
+
+DEPLOY_ROLE = deploy_role()
+
+
 def check_overlay(path):
     overlay = path.rsplit("/", 1)[-1].removesuffix(".yaml")
     with open(path) as f:
@@ -193,10 +226,8 @@ def check_overlay(path):
         for d in docs
         if d["kind"] == "ConfigMap"
     }
-    # the Secret is made from the secret store; its keys are the template's
-    with open("k8s/base/secret.template.yaml") as f:
-        template = yaml.safe_load(f)
-    secrets = {template["metadata"]["name"]: list(template.get("stringData", {}))}
+    # the Secrets are made from the secret store; their keys are the template's
+    secrets = {name: list(keys) for name, keys in SECRET_TEMPLATES.items()}
     namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
     namespaces.discard(None)
     if len(namespaces) > 1:
@@ -224,6 +255,17 @@ def check_overlay(path):
             workloads[(d["kind"], d["metadata"]["name"])] = d
             for c in pod.get("containers", []) + pod.get("initContainers", []):
                 container_env(f"overlay {overlay}: {d['kind']}/{d['metadata']['name']}", c, config_maps, secrets, config_values)
+    # the release applies what carries the name label, as Terraform's deploy
+    # role, which may manage the kinds its Role lists and nothing else
+    for d in docs:
+        if d["kind"] == "Namespace":
+            continue
+        what = f"overlay {overlay}: {d['kind']}/{d['metadata']['name']}"
+        if "app.kubernetes.io/name" not in (d["metadata"].get("labels") or {}):
+            problem(f"{what} has no app.kubernetes.io/name label: the release would not apply it")
+        group = d["apiVersion"].rsplit("/", 1)[0] if "/" in d["apiVersion"] else ""
+        if (group, plural(d["kind"])) not in DEPLOY_ROLE:
+            problem(f"{what}: Terraform's deploy Role cannot manage {plural(d['kind'])} in {group or 'the core group'}")
     for d in docs:
         if d["kind"] == "HorizontalPodAutoscaler":
             target = d["spec"]["scaleTargetRef"]
@@ -271,17 +313,75 @@ for line in dockerfile.splitlines():
     if line.startswith("ENV "):
         check_names("Dockerfile", re.findall(r"(\w+)=", line))
 
-found_node_secret = False
-# Terraform: the keys of the node secret it writes, which the pods read
-# through the Secret whose keys the template shows
-with open("k8s/base/secret.template.yaml") as f:
-    template_keys = set(yaml.safe_load(f).get("stringData", {}))
-for block in re.findall(r'resource "aws_secretsmanager_secret_version" "node".*?secret_string\s*=\s*jsonencode\(\{(.*?)\}\)', TERRAFORM, re.S):
-    keys = set(re.findall(r"^\s*(\w+)\s*=", block, re.M))
-    check_names("terraform: secret_string", keys)
-    found_node_secret = True
+# Terraform: the keys of each secret it writes, which the pods read through
+# the Secret whose keys the template shows
+TERRAFORM_SECRETS = {"node": "videoproject-secrets", "migrate": "videoproject-migrate"}
+for resource, secret in TERRAFORM_SECRETS.items():
+    blocks = re.findall(
+        rf'resource "aws_secretsmanager_secret_version" "{resource}".*?secret_string\s*=\s*jsonencode\(\{{(.*?)\}}\)',
+        TERRAFORM,
+        re.S,
+    )
+    if len(blocks) != 1:
+        problem(f"terraform: no secret_string for aws_secretsmanager_secret_version.{resource}")
+        continue
+    keys = set(re.findall(r"^\s*(\w+)\s*=", blocks[0], re.M))
+    check_names(f"terraform: {resource} secret", keys)
+    template_keys = set(SECRET_TEMPLATES.get(secret, {}))
     if keys != template_keys:
-        problem(f"terraform's node secret has {sorted(keys)}, k8s/base/secret.template.yaml {sorted(template_keys)}")
+        problem(f"terraform's {resource} secret has {sorted(keys)}, k8s/base/secret.template.yaml's {secret} {sorted(template_keys)}")
+
+# the database roles: the nodes connect as the role the migration Job grants
+# row access to, KEDA as the one it grants the job counts to, and the Job
+# migrates as the owner (RDS's master user), which nothing else uses
+def url_user(url):
+    m = re.match(r"\s*postgres(?:ql)?://([^:@/]+)", url or "")
+    return m.group(1) if m else None
+
+
+# Terraform's urls by name: local.database_url.<name>
+TERRAFORM_URLS = {
+    name: url_user(url)
+    for block in re.findall(r"database_url\s*=\s*\{(.*?)\n\s*\}", TERRAFORM, re.S)
+    for name, url in re.findall(r'^\s*(\w+)\s*=\s*"(postgres[^"]*)"', block, re.M)
+}
+
+
+def terraform_secret_users(resource):
+    """The user of each url in one of Terraform's secrets, written out or
+    taken from local.database_url."""
+    block = re.search(
+        rf'resource "aws_secretsmanager_secret_version" "{resource}".*?jsonencode\(\{{(.*?)\}}\)', TERRAFORM, re.S
+    )
+    body = block.group(1) if block else ""
+    users = {key: url_user(url) for key, url in re.findall(r'^\s*(\w+)\s*=\s*"(postgres[^"]*)"', body, re.M)}
+    for key, name in re.findall(r"^\s*(\w+)\s*=\s*local\.database_url\.(\w+)\s*$", body, re.M):
+        users[key] = TERRAFORM_URLS.get(name)
+    return users
+
+
+master = re.search(r'module "database".*?\busername\s*=\s*"(\w+)"', TERRAFORM, re.S)
+for where, node, migrate, keda in [
+    (
+        "k8s/base/secret.template.yaml",
+        {k: url_user(v) for k, v in SECRET_TEMPLATES.get("videoproject-secrets", {}).items()},
+        {k: url_user(v) for k, v in SECRET_TEMPLATES.get("videoproject-migrate", {}).items()},
+        None,
+    ),
+    (
+        "terraform",
+        terraform_secret_users("node"),
+        terraform_secret_users("migrate"),
+        terraform_secret_users("keda").get("connection"),
+    ),
+]:
+    app, owner = migrate.get("VP_APP_DATABASE_URL"), migrate.get("DATABASE_URL")
+    if not app or node.get("DATABASE_URL") != app or app == owner:
+        problem(f"{where}: the nodes connect as {node.get('DATABASE_URL')!r}, the migration Job grants rows to {app!r} and migrates as {owner!r}")
+    if keda is not None and keda != migrate.get("VP_MONITOR_DATABASE_URL"):
+        problem(f"{where}: KEDA connects as {keda!r}, the migration Job grants job counts to {migrate.get('VP_MONITOR_DATABASE_URL')!r}")
+    if where == "terraform" and (not master or master.group(1) != owner):
+        problem(f"terraform: the Job migrates as {owner!r}, RDS's master user is {master.group(1) if master else None!r}")
 
 # the bucket's retention rule and where the nodes write
 media_url = re.search(r'VP_MEDIA_URL\s*=\s*"s3://\$\{[^}]+\}/([^"]*)"', TERRAFORM)
@@ -302,9 +402,6 @@ with open(".github/workflows/release.yml") as f:
     pinned = set(re.findall(r"^\s*- name: (\S+)\s*$", f.read(), re.M))
 if not pinned or not pinned <= base_images:
     problem(f"release.yml pins {sorted(pinned)}, the manifests' image is {sorted(base_images)}")
-
-if not found_node_secret:
-    problem("terraform: no aws_secretsmanager_secret_version \"node\" with a jsonencode'd secret_string")
 
 if problems:
     print("\n".join(problems))

@@ -15,7 +15,7 @@ use crate::cluster::ClusterArgs;
 use crate::http::{self, AppState};
 use crate::notify::{Mailer, NotifierArgs, WebhookSender};
 use crate::processor::ProcessorContext;
-use crate::settings::Settings;
+use crate::settings::{Migrations, Settings};
 use crate::storage::MediaStore;
 use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::upload::UploadArgs;
@@ -24,24 +24,80 @@ use crate::{db, telemetry};
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Connects, creating the database on a fresh machine, and migrates.
+/// How often a node waiting for the migration job looks at the schema.
+const SCHEMA_POLL: Duration = Duration::from_secs(2);
+
+/// Connects and brings the schema to this binary's version: applies the
+/// migrations (creating the database on a fresh machine), or waits for
+/// the migration job to apply them.
 pub async fn prepare_database(
     settings: &Settings,
     pool_size: usize,
+    migrations: Migrations,
 ) -> anyhow::Result<deadpool_postgres::Pool> {
     let url = settings.database_url.expose();
-    if db::create_database_if_missing(url)
-        .await
-        .context("connecting to PostgreSQL")?
+    if migrations == Migrations::Apply
+        && db::create_database_if_missing(url)
+            .await
+            .context("connecting to PostgreSQL")?
     {
         tracing::info!("created the database");
     }
     let pool = db::connect(url, pool_size)?;
-    let applied = db::migrate(&pool).await.context("applying migrations")?;
-    if applied > 0 {
-        tracing::info!(applied, "migrations applied");
+    match migrations {
+        Migrations::Apply => {
+            let applied = db::migrate(&pool).await.context("applying migrations")?;
+            if applied > 0 {
+                tracing::info!(applied, "migrations applied");
+            }
+        }
+        Migrations::Await => await_schema(&pool).await,
     }
     Ok(pool)
+}
+
+/// Waits until the schema is at this binary's version (the migration job
+/// runs before the nodes; a failed job leaves them waiting, not crashing).
+async fn await_schema(pool: &deadpool_postgres::Pool) {
+    let mut said = None;
+    loop {
+        match db::schema::behind(pool).await {
+            Ok(None) => return,
+            Ok(Some(behind)) if said != Some(behind) => {
+                tracing::warn!(
+                    at = behind.at,
+                    needs = behind.needs,
+                    "waiting for the migration job: the schema is older than this binary"
+                );
+                said = Some(behind);
+            }
+            Ok(Some(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "waiting for the database"),
+        }
+        tokio::time::sleep(SCHEMA_POLL).await;
+    }
+}
+
+/// `videoproject migrate`: applies the migrations, then gives the nodes'
+/// and the autoscaler's roles (when their urls are set) their access.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let pool = prepare_database(settings, 2, Migrations::Apply).await?;
+    let roles = [
+        (&settings.app_database_url, db::schema::Access::Rows),
+        (
+            &settings.monitor_database_url,
+            db::schema::Access::JobStates,
+        ),
+    ];
+    for (url, access) in roles {
+        if let Some(url) = url {
+            let role = db::schema::grant(&pool, url.expose(), access)
+                .await
+                .with_context(|| format!("granting {access:?} access"))?;
+            tracing::info!(%role, ?access, "role granted its access");
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(
@@ -53,7 +109,16 @@ pub async fn run(
     let settings = Arc::new(settings);
     let node = settings.node_name();
     let workers = settings.workers();
-    let pool = prepare_database(&settings, 32 + workers * 2).await?;
+    // a long migration, or a wait for the migration job, under probes that
+    // must see the process alive
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, %node, "answering probes; preparing the database");
+    let pool = http::starting::answer_while(
+        &listener,
+        &node,
+        prepare_database(&settings, 32 + workers * 2, settings.migrations),
+    )
+    .await?;
     let changes = db::changes::listen(settings.database_url.expose())?;
 
     crate::auth::prepare_passwords();
@@ -157,7 +222,6 @@ pub async fn run(
         changes,
         cluster: cluster_view,
     });
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, %node, workers, "http listening");
 
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod node_name;
 pub mod outbox;
 pub mod pages;
+pub mod schema;
 pub mod tls;
 pub mod users;
 

@@ -19,6 +19,7 @@ mod ops;
 mod page;
 mod rendered;
 mod server;
+pub mod starting;
 pub use rendered::Rendered;
 pub use server::serve;
 mod upload;

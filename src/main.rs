@@ -54,7 +54,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             app::run(settings, listener, app::shutdown_signal()).await
         }
         Command::Migrate => {
-            app::prepare_database(&settings, 2).await?;
+            app::migrate(&settings).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -70,7 +70,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let pool = app::prepare_database(&settings, 2).await?;
+            let pool = app::prepare_database(&settings, 2, settings.migrations).await?;
             let user = videoproject::accounts::register(&pool, &email, &password, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -91,7 +91,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             state,
             limit,
         } => {
-            let pool = app::prepare_database(&settings, 2).await?;
+            let pool = app::prepare_database(&settings, 2, settings.migrations).await?;
             match command {
                 None => {
                     let state = state.as_deref().map(admin::parse_state).transpose()?;
@@ -115,7 +115,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
 
 /// `user disable` and `user enable`.
 async fn set_disabled(settings: &Settings, email: &str, disabled: bool) -> anyhow::Result<()> {
-    let pool = app::prepare_database(settings, 2).await?;
+    let pool = app::prepare_database(settings, 2, settings.migrations).await?;
     admin::set_disabled(&pool, email, disabled).await?;
     if disabled {
         println!("{email} is disabled: no sign-in, its tokens are refused");

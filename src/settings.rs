@@ -108,6 +108,30 @@ impl FromStr for LogFormat {
     }
 }
 
+/// What `serve` does about the database schema at start. Where a job runs
+/// `videoproject migrate` before the nodes (Kubernetes), nodes only wait
+/// for it: they may connect as a role that cannot change the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Migrations {
+    /// Apply pending migrations (one node at a time), then serve.
+    #[default]
+    Apply,
+    /// Wait until the schema is at this binary's version, changing nothing.
+    Await,
+}
+
+impl FromStr for Migrations {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "apply" => Ok(Self::Apply),
+            "await" => Ok(Self::Await),
+            other => Err(format!("expected `apply` or `await`, got `{other}`")),
+        }
+    }
+}
+
 /// Where a node runs. In production a node refuses to start without its
 /// token key from the environment or a file (in development the key is made
 /// once and kept in the database, in plain text).
@@ -219,6 +243,14 @@ impl Tuning {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub database_url: Secret,
+    /// `migrate` only: the nodes' database url (their role is made a login
+    /// that reads and writes rows, and changes no table).
+    #[serde(default)]
+    pub app_database_url: Option<Secret>,
+    /// `migrate` only: the autoscaler's database url (its role may count
+    /// the jobs by state, nothing else).
+    #[serde(default)]
+    pub monitor_database_url: Option<Secret>,
     pub http_addr: SocketAddr,
     /// Where people reach the page (`https://videos.example.com`): the links
     /// in account emails start with it. Unset: `http://` and `http_addr`.
@@ -261,6 +293,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     #[serde(default)]
     pub env: Environment,
+    #[serde(default)]
+    pub migrations: Migrations,
     pub tuning: Tuning,
 }
 
@@ -332,6 +366,12 @@ impl Settings {
         if let Some(v) = text("DATABASE_URL") {
             self.database_url = Secret::new(v);
         }
+        if let Some(v) = text("VP_APP_DATABASE_URL") {
+            self.app_database_url = Some(Secret::new(v));
+        }
+        if let Some(v) = text("VP_MONITOR_DATABASE_URL") {
+            self.monitor_database_url = Some(Secret::new(v));
+        }
         if let Some(v) = parse(env, "VP_HTTP_ADDR")? {
             self.http_addr = v;
         }
@@ -394,6 +434,9 @@ impl Settings {
         }
         if let Some(v) = parse(env, "VP_ENV")? {
             self.env = v;
+        }
+        if let Some(v) = parse(env, "VP_MIGRATIONS")? {
+            self.migrations = v;
         }
         Ok(())
     }
@@ -654,6 +697,21 @@ mod tests {
         assert!(load(&[("VP_WORKERS", "0")]).is_err());
         assert!(load(&[("VP_CLUSTER_SEEDS", "a:1")]).is_err());
         assert!(load(&[("VP_CONFIG", "/nonexistent/vp.toml")]).is_err());
+        let err = load(&[("VP_MIGRATIONS", "later")]).unwrap_err().to_string();
+        assert!(err.starts_with("VP_MIGRATIONS"), "{err}");
+    }
+
+    #[test]
+    fn nodes_migrate_unless_told_to_wait() {
+        assert_eq!(load(&[]).unwrap().migrations, Migrations::Apply);
+        let s = load(&[
+            ("VP_MIGRATIONS", "await"),
+            ("VP_APP_DATABASE_URL", "postgres://app:pw@db/v"),
+        ])
+        .unwrap();
+        assert_eq!(s.migrations, Migrations::Await);
+        assert_eq!(s.app_database_url.unwrap().expose(), "postgres://app:pw@db/v");
+        assert!(s.monitor_database_url.is_none());
     }
 
     #[test]

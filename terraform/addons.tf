@@ -48,11 +48,11 @@ resource "aws_secretsmanager_secret" "keda" {
   recovery_window_in_days = 30
 }
 
-# KEDA's image holds no RDS CA bundle: its queries are encrypted (require),
-# and read one count
+# KEDA's image holds no RDS CA bundle: its queries are encrypted (require);
+# its role may count jobs by state and read nothing else
 resource "aws_secretsmanager_secret_version" "keda" {
   secret_id = aws_secretsmanager_secret.keda.id
   secret_string = jsonencode({
-    connection = "postgresql://videoproject:${urlencode(random_password.database.result)}@${module.database.db_instance_address}:5432/videoproject?sslmode=require"
+    connection = "postgresql://videoproject_keda:${urlencode(random_password.database_keda.result)}@${local.database_host}?sslmode=require"
   })
 }

@@ -77,7 +77,11 @@ module "eks" {
   vpc_id             = module.vpc.vpc_id
   subnet_ids         = module.vpc.private_subnets
 
-  endpoint_public_access                   = true
+  # the API from inside the VPC, and from outside only from the operators'
+  # networks (none: no public endpoint at all)
+  endpoint_private_access                  = true
+  endpoint_public_access                   = length(var.api_public_cidrs) > 0
+  endpoint_public_access_cidrs             = var.api_public_cidrs
   enable_cluster_creator_admin_permissions = true
 
   create_kms_key = false
@@ -143,9 +147,33 @@ resource "aws_security_group" "database" {
   }
 }
 
+# Three roles: the master (the schema's owner) is used only by the migration
+# Job, which makes the other two logins with these passwords and their
+# access: the nodes' (rows, no DDL) and KEDA's (the jobs' states only).
 resource "random_password" "database" {
   length  = 40
   special = false
+}
+
+resource "random_password" "database_app" {
+  length  = 40
+  special = false
+}
+
+resource "random_password" "database_keda" {
+  length  = 40
+  special = false
+}
+
+locals {
+  database_host = "${module.database.db_instance_address}:5432/videoproject"
+  # TLS checked against RDS's CA bundle, which the image carries
+  database_tls = "sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
+  database_url = {
+    owner = "postgres://videoproject_admin:${random_password.database.result}@${local.database_host}?${local.database_tls}"
+    app   = "postgres://videoproject_app:${random_password.database_app.result}@${local.database_host}?${local.database_tls}"
+    keda  = "postgres://videoproject_keda:${random_password.database_keda.result}@${local.database_host}?${local.database_tls}"
+  }
 }
 
 module "database" {
@@ -164,10 +192,10 @@ module "database" {
   storage_encrypted     = true
   kms_key_id            = aws_kms_key.data.arn
 
-  db_name  = "videoproject"
-  username = "videoproject"
-  # the nodes read DATABASE_URL from their secret (below), so the password
-  # is ours rather than one RDS rotates behind their back
+  db_name = "videoproject"
+  # the schema's owner, for the migration Job only (its secret, below); the
+  # password is ours rather than one RDS rotates behind the Job's back
+  username                    = "videoproject_admin"
   manage_master_user_password = false
   password                    = random_password.database.result
   port                        = 5432
@@ -338,12 +366,30 @@ resource "aws_secretsmanager_secret" "node" {
 resource "aws_secretsmanager_secret_version" "node" {
   secret_id = aws_secretsmanager_secret.node.id
   secret_string = jsonencode({
-    DATABASE_URL      = "postgres://videoproject:${random_password.database.result}@${module.database.db_instance_address}:5432/videoproject?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
+    DATABASE_URL      = local.database_url.app
     VP_CLUSTER_COOKIE = random_password.cluster_cookie.result
     VP_TOKEN_KEY      = random_id.token_key.hex
     VP_SMTP_URL       = "smtps://${aws_iam_access_key.smtp.id}:${urlencode(aws_iam_access_key.smtp.ses_smtp_password_v4)}@email-smtp.${var.region}.amazonaws.com:465"
     VP_MEDIA_URL      = "s3://${module.media.s3_bucket_id}/media"
     VP_MAIL_FROM      = local.mail_from
+  })
+}
+
+# The migration Job's secret: the owner's url, and those of the roles it
+# grants their access to (synced into the videoproject-migrate Secret).
+resource "aws_secretsmanager_secret" "migrate" {
+  name                    = "${local.name}/migrate"
+  description             = "The videoproject migration Job's database urls; synced into the videoproject-migrate Secret"
+  kms_key_id              = aws_kms_key.data.arn
+  recovery_window_in_days = 30
+}
+
+resource "aws_secretsmanager_secret_version" "migrate" {
+  secret_id = aws_secretsmanager_secret.migrate.id
+  secret_string = jsonencode({
+    DATABASE_URL            = local.database_url.owner
+    VP_APP_DATABASE_URL     = local.database_url.app
+    VP_MONITOR_DATABASE_URL = local.database_url.keda
   })
 }
 

@@ -52,3 +52,13 @@ output "keda_secret_arn" {
   description = "The Secrets Manager secret KEDA's connection is synced from (the videoproject-keda Secret)."
   value       = aws_secretsmanager_secret.keda.arn
 }
+
+output "migrate_secret_arn" {
+  description = "The migration Job's database urls (owner, nodes' role, KEDA's role): create the videoproject-migrate Secret from it"
+  value       = aws_secretsmanager_secret.migrate.arn
+}
+
+output "deploy_role_arn" {
+  description = "The release workflow's role (the repository variable AWS_DEPLOY_ROLE_ARN); null without github_repository"
+  value       = one(aws_iam_role.deploy[*].arn)
+}

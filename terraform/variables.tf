@@ -106,7 +106,30 @@ variable "mail_from_domain" {
 }
 
 variable "admin_role_arns" {
-  description = "IAM roles that administer the EKS cluster (cluster-admin), e.g. the platform team's and the deploy role of the release workflow."
+  description = "IAM roles that administer the EKS cluster (cluster-admin): the platform team's. The release workflow has a narrower role of its own (github_repository)."
   type        = list(string)
   default     = []
+}
+
+variable "api_public_cidrs" {
+  description = "Networks (CIDR) that may reach the Kubernetes API from outside the VPC: the operators' and the deploying runners' egress. Empty: the API is private to the VPC."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.api_public_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "api_public_cidrs takes networks such as 203.0.113.0/24, never the whole internet."
+  }
+}
+
+variable "github_repository" {
+  description = "owner/name of the repository whose release workflow deploys here (its OIDC tokens become the deploy role). Empty: no deploy role."
+  type        = string
+  default     = ""
+}
+
+variable "github_environment" {
+  description = "The GitHub environment the release job runs in (release.yml): only its tokens may take the deploy role."
+  type        = string
+  default     = "production"
 }

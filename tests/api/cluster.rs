@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Node, NodeConfig, PASSWORD, TestDb, cluster_configs, error_code, eventually, fixture,
-    free_port, start_node, zip_contents,
+    JobEvent, Node, NodeConfig, PASSWORD, TestDb, assert_done_once, cluster_configs, error_code,
+    eventually, fixture, free_port, job_events, job_files, start_node,
 };
 
 const PROCESSING: Duration = Duration::from_secs(180);
@@ -171,75 +171,28 @@ impl TestCluster {
         (row.get(0), row.get(1))
     }
 
-    async fn events(&self, id: &str) -> Vec<(String, String, String, Option<String>, f64)> {
-        self.db
-            .client()
-            .await
-            .query(
-                "SELECT coalesce(from_state::text, ''), to_state::text, node, detail, extract(epoch FROM at)::float8
-                 FROM job_events WHERE job_id = $1::text::uuid ORDER BY id",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-            .collect()
+    async fn events(&self, id: &str) -> Vec<JobEvent> {
+        job_events(&self.db, id).await
     }
 
-    /// Every file of the job in the shared media directory.
     fn job_files(&self, id: &str) -> Vec<String> {
-        let dir = self.media.path().join("videos").join(id);
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        job_files(self.media.path(), id)
     }
 
+    /// Done once with `frames` frames, downloaded from another node than
+    /// the one that took the upload.
     async fn assert_done_once(&self, token: &str, id: &str, frames: u64) {
-        let v = self.video(0, token, id).await;
-        assert_eq!(v["status"], "done", "{v}");
-        assert_eq!(v["frames"], frames);
-        let zips: Vec<String> = self
-            .job_files(id)
-            .into_iter()
-            .filter(|f| f.starts_with("frames-"))
-            .collect();
-        assert_eq!(
-            zips.len(),
-            1,
-            "one zip per job, nothing else: {:?}",
-            self.job_files(id)
-        );
-        let r = self
-            .http
-            .get(self.url(
-                2 % self.nodes.len(),
-                &format!("/api/v1/videos/{id}/frames.zip"),
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let (names, _) = zip_contents(&r.bytes().await.unwrap());
-        assert_eq!(names.len() as u64, frames + 1, "the zip is whole");
-        let done = self
-            .events(id)
-            .await
-            .iter()
-            .filter(|e| e.1 == "done")
-            .count();
-        assert_eq!(
-            done,
-            1,
-            "exactly one completion: {:?}",
-            self.events(id).await
-        );
+        let base = format!("http://{}", self.nodes[2 % self.nodes.len()].addr);
+        assert_done_once(
+            &self.http,
+            &base,
+            &self.db,
+            self.media.path(),
+            token,
+            id,
+            frames,
+        )
+        .await;
     }
 }
 
@@ -267,8 +220,8 @@ async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
     let mut waits = Vec::new();
     for id in &ids {
         let events = cluster.events(id).await;
-        let queued = events.iter().find(|e| e.1 == "queued").unwrap().4;
-        let claimed = events.iter().find(|e| e.1 == "processing").unwrap().4;
+        let queued = events.iter().find(|e| e.to == "queued").unwrap().at;
+        let claimed = events.iter().find(|e| e.to == "processing").unwrap().at;
         waits.push(claimed - queued);
     }
     waits.sort_by(f64::total_cmp);
@@ -400,13 +353,13 @@ async fn killing_a_busy_node_loses_nothing_and_it_rejoins() {
     let events = cluster.events(&victim_job).await;
     let taken_back = events
         .iter()
-        .find(|e| e.1 == "queued" && e.3.as_deref() == Some("node node-1 left the cluster"))
+        .find(|e| e.to == "queued" && e.detail.as_deref() == Some("node node-1 left the cluster"))
         .unwrap_or_else(|| {
             panic!("taken back because node-1 left, not by lease expiry: {events:?}")
         });
     println!(
         "take-over after SIGKILL: jobs taken back after {:.0} ms, running again after {} ms (when a slot was free)",
-        (taken_back.4 - killed_epoch) * 1000.0,
+        (taken_back.at - killed_epoch) * 1000.0,
         taken_over.as_millis()
     );
 
@@ -452,7 +405,7 @@ async fn a_paused_node_is_fenced_out_when_it_wakes() {
     assert!(
         events
             .iter()
-            .any(|e| e.1 == "queued" && e.3.as_deref() == Some(detail.as_str())),
+            .any(|e| e.to == "queued" && e.detail.as_deref() == Some(detail.as_str())),
         "taken over because the heartbeat dropped the paused node: {events:?}"
     );
     eventually("the video to be done", PROCESSING, || async {

@@ -350,6 +350,9 @@ pub struct NodeConfig {
     pub file_size_limit: Option<u64>,
     /// The most files the node may have open (RLIMIT_NOFILE, soft and hard).
     pub open_files_limit: Option<u64>,
+    /// A file the node sees as its `/etc/hosts` (in a mount namespace of
+    /// its own), as a pod sees the cluster's DNS: see [`private_hosts_work`].
+    pub hosts: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -411,6 +414,25 @@ pub fn script(name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// Whether this machine lets a process see a file of ours as its
+/// `/etc/hosts` (a private mount namespace: root, or a kernel that allows
+/// it), probed once. The scaling benchmark's.
+#[allow(dead_code)]
+pub fn private_hosts_work() -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let hosts = fixture_dir().join("hosts-probe");
+        std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "mount", "--bind"])
+            .arg(&hosts)
+            .arg("/etc/hosts")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
@@ -422,6 +444,7 @@ impl Default for NodeConfig {
             env: Vec::new(),
             file_size_limit: None,
             open_files_limit: None,
+            hosts: None,
         }
     }
 }
@@ -507,6 +530,17 @@ pub fn binary() -> &'static str {
 }
 
 pub fn start_node(database_url: &str, media: &Path, config: &NodeConfig) -> Node {
+    start_node_until(database_url, media, config, "http listening")
+}
+
+/// Starts a node and returns once it logs `message` with its HTTP address:
+/// `http listening` (ready to serve), or `answering probes` (preparing).
+pub fn start_node_until(
+    database_url: &str,
+    media: &Path,
+    config: &NodeConfig,
+    message: &'static str,
+) -> Node {
     let mut limits = Vec::new();
     if let Some(bytes) = config.file_size_limit {
         limits.push(format!("--fsize={bytes}"));
@@ -514,21 +548,31 @@ pub fn start_node(database_url: &str, media: &Path, config: &NodeConfig) -> Node
     if let Some(files) = config.open_files_limit {
         limits.push(format!("--nofile={files}"));
     }
-    let mut cmd = if limits.is_empty() {
+    let mut cmd = if limits.is_empty() && config.hosts.is_none() {
         Command::new(binary())
     } else {
+        let mut steps = Vec::new();
+        if let Some(hosts) = &config.hosts {
+            steps.push(format!("mount --bind '{}' /etc/hosts", hosts.display()));
+        }
         // SIGXFSZ ignored (it survives exec), so a write past a file size
         // limit fails with EFBIG instead of killing the node
-        let mut sh = Command::new("sh");
-        sh.args([
-            "-c",
-            &format!(
-                "trap '' XFSZ; exec prlimit {} -- \"$0\" \"$@\"",
-                limits.join(" ")
-            ),
-            binary(),
-        ]);
-        sh
+        steps.push("trap '' XFSZ".to_owned());
+        steps.push(if limits.is_empty() {
+            "exec \"$0\" \"$@\"".to_owned()
+        } else {
+            format!("exec prlimit {} -- \"$0\" \"$@\"", limits.join(" "))
+        });
+        // unshare execs the shell, which execs the node: one process
+        let mut wrapper = if config.hosts.is_some() {
+            let mut u = Command::new("unshare");
+            u.args(["--mount", "--propagation", "private", "sh"]);
+            u
+        } else {
+            Command::new("sh")
+        };
+        wrapper.args(["-c", &steps.join(" && "), binary()]);
+        wrapper
     };
     cmd.arg("serve")
         .env_clear()
@@ -565,7 +609,7 @@ pub fn start_node(database_url: &str, media: &Path, config: &NodeConfig) -> Node
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["fields"]["message"] == "http listening"
+                && v["fields"]["message"] == message
                 && let Some(tx) = tx.take()
             {
                 let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
@@ -877,6 +921,101 @@ pub fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// One line of a job's history (`job_events`).
+#[derive(Debug, Clone)]
+pub struct JobEvent {
+    /// Shown when an assertion about the history fails.
+    #[allow(dead_code)]
+    pub from: String,
+    pub to: String,
+    #[allow(dead_code)]
+    pub node: String,
+    pub detail: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+}
+
+/// A job's history, oldest first.
+pub async fn job_events(db: &TestDb, id: &str) -> Vec<JobEvent> {
+    db.client()
+        .await
+        .query(
+            "SELECT coalesce(from_state::text, ''), to_state::text, node, detail, extract(epoch FROM at)::float8
+             FROM job_events WHERE job_id = $1::text::uuid ORDER BY id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| JobEvent {
+            from: r.get(0),
+            to: r.get(1),
+            node: r.get(2),
+            detail: r.get(3),
+            at: r.get(4),
+        })
+        .collect()
+}
+
+/// Every file of job `id` in a media directory, sorted.
+pub fn job_files(media: &Path, id: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(media.join("videos").join(id))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Asserts that video `id` is done with `frames` frames: one zip stored, the
+/// zip whole when downloaded from the node at `base` (`http://host:port`),
+/// and exactly one completion in its history.
+pub async fn assert_done_once(
+    http: &reqwest::Client,
+    base: &str,
+    db: &TestDb,
+    media: &Path,
+    token: &str,
+    id: &str,
+    frames: u64,
+) {
+    let r = http
+        .get(format!("{base}/api/v1/videos/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let v = r.json::<Value>().await.unwrap()["video"].clone();
+    assert_eq!(v["status"], "done", "{v}");
+    assert_eq!(v["frames"], frames, "{v}");
+    let files = job_files(media, id);
+    let zips = files.iter().filter(|f| f.starts_with("frames-")).count();
+    assert_eq!(zips, 1, "one zip per job, nothing else: {files:?}");
+    let r = http
+        .get(format!("{base}/api/v1/videos/{id}/frames.zip"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (names, _) = zip_contents(&r.bytes().await.unwrap());
+    assert_eq!(names.len() as u64, frames + 1, "the zip is whole");
+    let events = job_events(db, id).await;
+    let done = events.iter().filter(|e| e.to == "done").count();
+    assert_eq!(done, 1, "exactly one completion: {events:?}");
+}
+
+/// The first `key: value` line of a YAML manifest, its value unquoted: the
+/// tests and the benchmarks read what the manifests say, not a copy.
+pub fn manifest_field<'a>(doc: &'a str, key: &str) -> &'a str {
+    doc.lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().trim_matches('"'))
+        .unwrap_or_else(|| panic!("`{key}:` in the manifest"))
 }
 
 /// Reads the error code of an error answer.

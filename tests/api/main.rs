@@ -10,6 +10,7 @@ pub mod email_links;
 mod helpers;
 mod hostile;
 mod isolation;
+mod migrations;
 mod ops;
 mod page;
 mod peaks;
