@@ -130,7 +130,8 @@ def terraform_namespace(environment):
 
 
 def terraform_service_account():
-    found = re.search(r'resource "aws_eks_pod_identity_association".*?service_account\s*=\s*"([^"]+)"', TERRAFORM, re.S)
+    """The service account of the nodes' pod identity (not the add-ons')."""
+    found = re.search(r'resource "aws_eks_pod_identity_association" "node".*?service_account\s*=\s*"([^"]+)"', TERRAFORM, re.S)
     return found.group(1) if found else None
 
 

@@ -79,8 +79,18 @@ for resource in [
     "aws_kms_key.data",
     "aws_eks_pod_identity_association.node",
     "aws_sesv2_email_identity.mail",
+    "aws_secretsmanager_secret.migrate",
+    "helm_release.keda",
+    "helm_release.cluster_autoscaler",
+    "aws_eks_pod_identity_association.cluster_autoscaler",
+    "kubernetes_namespace_v1.app",
+    "kubernetes_role_v1.deploy",
+    "aws_eks_access_entry.deploy",
 ]:
     need(resource in resources, f"resource {resource}")
+need("var.api_public_cidrs" in text(eks.get("endpoint_public_access_cidrs")),
+     "the EKS API is reachable from outside only from api_public_cidrs")
+need(db.get("username") != "videoproject_app", "the nodes' role is not RDS's master user")
 need(resources.get("aws_kms_key.data", Block()).get("enable_key_rotation") is True, "the KMS key rotates")
 
 for name, body in blocks["variable"].items():

@@ -710,7 +710,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.migrations, Migrations::Await);
-        assert_eq!(s.app_database_url.unwrap().expose(), "postgres://app:pw@db/v");
+        assert_eq!(
+            s.app_database_url.unwrap().expose(),
+            "postgres://app:pw@db/v"
+        );
         assert!(s.monitor_database_url.is_none());
     }
 

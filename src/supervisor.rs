@@ -1,10 +1,11 @@
 //! The root of the node's actors: starts `Upload`, `ProcessorPool` and
 //! `Notifier`, restarts any that fails (within a budget, beyond which the
 //! node stops rather than limp), and stops them in order on shutdown.
-//! Actors find each other by registered name, so a restarted actor is
-//! reachable at once.
+//! Actors find this node's children through [`child`], so a restarted actor
+//! is reachable at once.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -26,13 +27,29 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// Wait before starting again a child whose restart failed.
 const RESTART_RETRY: Duration = Duration::from_secs(2);
 
+/// This node's children by name. Not ractor's name registry: a peer's pool
+/// is seen here through its process group as a proxy of the same name, and
+/// a proxy that stops (its node left) takes that name out of the registry,
+/// which left this node unable to find, drain and hand back its own pool.
+static CHILDREN: Mutex<BTreeMap<&'static str, ActorCell>> = Mutex::new(BTreeMap::new());
+
+/// The running child called `name` on this node.
+fn child(name: &str) -> Option<ActorCell> {
+    CHILDREN
+        .lock()
+        .expect("children")
+        .get(name)
+        .filter(|c| c.get_status() <= ractor::ActorStatus::Running)
+        .cloned()
+}
+
 pub fn upload() -> Option<ActorRef<UploadMsg>> {
-    ActorRef::where_is(UPLOAD)
+    child(UPLOAD).map(ActorRef::from)
 }
 
 /// Tells this node's pool to stop claiming (the first step of a shutdown).
 pub fn drain_pool() {
-    if let Some(pool) = ActorRef::<PoolMsg>::where_is(POOL) {
+    if let Some(pool) = child(POOL).map(ActorRef::<PoolMsg>::from) {
         let _ = pool.cast(PoolMsg::Drain(crate::cluster::wire::Local::new(())));
     }
 }
@@ -50,7 +67,7 @@ pub fn cancel_job(id: crate::domain::JobId) {
 
 /// Hints the notifier that the outbox has mail; harmless if lost.
 pub fn wake_notifier() {
-    if let Some(n) = ActorRef::<NotifierMsg>::where_is(NOTIFIER) {
+    if let Some(n) = child(NOTIFIER).map(ActorRef::<NotifierMsg>::from) {
         let _ = n.cast(NotifierMsg::Wake);
     }
 }
@@ -98,28 +115,44 @@ impl Supervisor {
     ) -> Result<ActorCell, ActorProcessingErr> {
         let cell = myself.get_cell();
         let name_owned = Some(name.to_owned());
-        let spawned = match name {
-            UPLOAD => Actor::spawn_linked(name_owned, UploadAdmission, args.upload.clone(), cell)
-                .await?
-                .0
-                .get_cell(),
-            POOL => Actor::spawn_linked(name_owned, ProcessorPool, args.processor.clone(), cell)
-                .await?
-                .0
-                .get_cell(),
-            MEMBERSHIP => match &args.cluster {
-                Some(cluster) => Actor::spawn_linked(name_owned, Membership, cluster.clone(), cell)
+        let (name, spawned) = match name {
+            UPLOAD => (
+                UPLOAD,
+                Actor::spawn_linked(name_owned, UploadAdmission, args.upload.clone(), cell)
                     .await?
                     .0
                     .get_cell(),
+            ),
+            POOL => (
+                POOL,
+                Actor::spawn_linked(name_owned, ProcessorPool, args.processor.clone(), cell)
+                    .await?
+                    .0
+                    .get_cell(),
+            ),
+            MEMBERSHIP => match &args.cluster {
+                Some(cluster) => (
+                    MEMBERSHIP,
+                    Actor::spawn_linked(name_owned, Membership, cluster.clone(), cell)
+                        .await?
+                        .0
+                        .get_cell(),
+                ),
                 None => return Err("no cluster configured".into()),
             },
-            NOTIFIER => Actor::spawn_linked(name_owned, Notifier, args.notifier.clone(), cell)
-                .await?
-                .0
-                .get_cell(),
+            NOTIFIER => (
+                NOTIFIER,
+                Actor::spawn_linked(name_owned, Notifier, args.notifier.clone(), cell)
+                    .await?
+                    .0
+                    .get_cell(),
+            ),
             other => return Err(format!("unknown child {other}").into()),
         };
+        CHILDREN
+            .lock()
+            .expect("children")
+            .insert(name, spawned.clone());
         Ok(spawned)
     }
 }
@@ -159,7 +192,7 @@ impl Actor for Supervisor {
                 // uploads first (no new work), then the pool (hands jobs
                 // back), then leave the cluster, then mail
                 for name in [UPLOAD, POOL, MEMBERSHIP, NOTIFIER] {
-                    if let Some(cell) = ractor::registry::where_is(name) {
+                    if let Some(cell) = child(name) {
                         // the pool may use its whole grace period
                         let wait = state.args.processor.shutdown_grace + Duration::from_secs(30);
                         cell.stop_and_wait(Some("shutdown".into()), Some(wait))

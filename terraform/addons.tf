@@ -56,3 +56,80 @@ resource "aws_secretsmanager_secret_version" "keda" {
     connection = "postgresql://videoproject_keda:${urlencode(random_password.database_keda.result)}@${local.database_host}?sslmode=require"
   })
 }
+
+# ---- node autoscaling --------------------------------------------------------
+# KEDA adds pods as the queue grows; the Cluster Autoscaler adds EC2 nodes
+# when pods cannot be placed (up to node_count.max) and removes nodes that
+# stay underused. It finds the managed node group by the tags EKS puts on
+# its Auto Scaling group, and reaches AWS through Pod Identity.
+
+resource "aws_iam_role" "cluster_autoscaler" {
+  name               = "${local.name}-cluster-autoscaler"
+  assume_role_policy = local.pod_identity_trust
+}
+
+resource "aws_iam_role_policy" "cluster_autoscaler" {
+  name = "scale-node-groups"
+  role = aws_iam_role.cluster_autoscaler.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid    = "Read"
+        Effect = "Allow"
+        Action = [
+          "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+          "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
+          "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
+          "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+        ]
+        Resource = "*"
+      },
+      {
+        Sid      = "ReadThisClustersNodeGroups"
+        Effect   = "Allow"
+        Action   = ["eks:DescribeNodegroup"]
+        Resource = "arn:aws:eks:${var.region}:${data.aws_caller_identity.current.account_id}:nodegroup/${module.eks.cluster_name}/*/*"
+      },
+      {
+        Sid      = "ScaleThisClustersGroupsOnly"
+        Effect   = "Allow"
+        Action   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+        Resource = "arn:aws:autoscaling:${var.region}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/*"
+        Condition = {
+          StringEquals = { "aws:ResourceTag/k8s.io/cluster-autoscaler/${module.eks.cluster_name}" = "owned" }
+        }
+      },
+    ]
+  })
+}
+
+resource "aws_eks_pod_identity_association" "cluster_autoscaler" {
+  cluster_name    = module.eks.cluster_name
+  namespace       = "kube-system"
+  service_account = "cluster-autoscaler"
+  role_arn        = aws_iam_role.cluster_autoscaler.arn
+}
+
+resource "helm_release" "cluster_autoscaler" {
+  name       = "cluster-autoscaler"
+  repository = "https://kubernetes.github.io/autoscaler"
+  chart      = "cluster-autoscaler"
+  version    = "9.52.1"
+  namespace  = "kube-system"
+  values = [yamlencode({
+    cloudProvider = "aws"
+    awsRegion     = var.region
+    autoDiscovery = { clusterName = module.eks.cluster_name }
+    rbac          = { serviceAccount = { create = true, name = "cluster-autoscaler" } }
+    extraArgs = {
+      # the nodes' spool is an emptyDir: without this no node would go
+      "skip-nodes-with-local-storage" = "false"
+      "balance-similar-node-groups"   = "true"
+      "expander"                      = "least-waste"
+      # as slow to shrink as KEDA (k8s/base/scaledobject.yaml)
+      "scale-down-unneeded-time" = "10m"
+    }
+  })]
+  depends_on = [module.eks, aws_eks_pod_identity_association.cluster_autoscaler]
+}

@@ -266,11 +266,10 @@ module "media" {
   }]
 }
 
-# The nodes reach the bucket with EKS Pod Identity: the `videoproject`
-# service account gets this role, no keys.
-resource "aws_iam_role" "node" {
-  name = "${local.name}-node"
-  assume_role_policy = jsonencode({
+# Roles that pods take through EKS Pod Identity (no keys): the nodes', the
+# Cluster Autoscaler's (addons.tf).
+locals {
+  pod_identity_trust = jsonencode({
     Version = "2012-10-17"
     Statement = [{
       Effect    = "Allow"
@@ -278,6 +277,13 @@ resource "aws_iam_role" "node" {
       Action    = ["sts:AssumeRole", "sts:TagSession"]
     }]
   })
+}
+
+# The nodes reach the bucket with EKS Pod Identity: the `videoproject`
+# service account gets this role, no keys.
+resource "aws_iam_role" "node" {
+  name               = "${local.name}-node"
+  assume_role_policy = local.pod_identity_trust
 }
 
 resource "aws_iam_role_policy" "node_media" {

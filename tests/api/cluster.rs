@@ -441,6 +441,40 @@ async fn a_paused_node_is_fenced_out_when_it_wakes() {
     cluster.assert_done_once(&token, &id, 1500).await;
 }
 
+/// A peer's departure must not cost a node its own way down: ractor drops a
+/// departed peer's pool proxy under the name this node's pool is found by.
+#[tokio::test]
+async fn after_a_peer_left_a_stopping_node_still_hands_its_jobs_back() {
+    let mut cluster = TestCluster::start(
+        2,
+        NodeConfig {
+            workers: 1,
+            ..NodeConfig::paced_with("shutdown_grace_secs = 1\n")
+        },
+    )
+    .await;
+    let token = cluster.user("ann@example.com").await;
+    let left = cluster.nodes[1].terminate(Duration::from_secs(30)).await;
+    assert!(left.success());
+    cluster.wait_peers(0, 0).await;
+
+    let id = cluster.upload(0, &token, "v60", &[("count", "3")]).await;
+    eventually("node-0 to run the job", PROCESSING, || async {
+        (cluster.owner(&id).await == (Some("node-0".into()), "processing".into())).then_some(())
+    })
+    .await;
+    let stopped = cluster.nodes[0].terminate(Duration::from_secs(30)).await;
+    assert!(stopped.success());
+    let events = cluster.events(&id).await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.to.as_str(), last.detail.as_deref()),
+        ("queued", Some("node shutting down")),
+        "handed back at once, not left to a lease: {events:?}"
+    );
+    assert_eq!(cluster.owner(&id).await, (None, "queued".into()));
+}
+
 #[tokio::test]
 async fn deleting_on_one_node_stops_ffmpeg_on_another() {
     let cluster = TestCluster::start(

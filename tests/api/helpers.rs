@@ -85,6 +85,12 @@ impl TestDb {
         }
     }
 
+    /// The connection this database was made on (to the server's own
+    /// database), for what outlives the test database.
+    pub fn admin_url(&self) -> &str {
+        &self.admin
+    }
+
     /// The server of a [`TestDb::private`] database.
     pub fn server(&self) -> &TempPostgres {
         self.server.as_ref().expect("a private database")
@@ -103,24 +109,35 @@ impl Drop for TestDb {
             // the whole server goes
             return;
         }
-        let (name, admin) = (self.name.clone(), self.admin.clone());
-        // best effort: a separate runtime, since Drop may run outside one
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        run_as_admin(
+            &self.admin,
+            vec![format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )],
+        );
     }
+}
+
+/// Runs `statements` as `admin`, best effort (clean-up), on a runtime of
+/// its own: `Drop` may run outside one.
+pub fn run_as_admin(admin: &str, statements: Vec<String>) {
+    let admin = admin.to_owned();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                tokio::spawn(conn);
+                for statement in statements {
+                    let _ = client.batch_execute(&statement).await;
+                }
+            }
+        });
+    })
+    .join();
 }
 
 pub fn free_port() -> u16 {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::helpers::{
     NodeConfig, TestApp, TestDb, binary, error_code, eventually, fixture, manifest_field,
-    start_node_until,
+    run_as_admin, start_node_until,
 };
 
 /// What a node logs, with its address, before it prepares the database.
@@ -95,26 +95,12 @@ struct Roles {
 
 impl Drop for Roles {
     fn drop(&mut self) {
-        let (names, admin) = (self.names.clone(), self.admin.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    for name in names {
-                        let _ = client
-                            .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                            .await;
-                    }
-                }
-            });
-        })
-        .join();
+        let drops = self
+            .names
+            .iter()
+            .map(|n| format!("DROP ROLE IF EXISTS {n}"))
+            .collect();
+        run_as_admin(&self.admin, drops);
     }
 }
 
@@ -145,7 +131,7 @@ async fn in_production_nodes_wait_for_the_migration_job_and_change_no_table() {
     let (app_role, monitor_role) = (format!("vp_app_{suffix}"), format!("vp_keda_{suffix}"));
     let _roles = Roles {
         names: vec![app_role.clone(), monitor_role.clone()],
-        admin: db.url.clone(),
+        admin: db.admin_url().to_owned(),
     };
     let role_url = |role: &str| {
         let url = db
