@@ -177,7 +177,7 @@ pub async fn run(
             stall_timeout: Duration::from_secs(tuning.ffmpeg_stall_secs),
             probe_timeout: Duration::from_secs(tuning.probe_timeout_secs),
             job_timeout: Duration::from_secs(tuning.job_timeout_secs),
-            budget: tuning.budget(),
+            budget: crate::media::Budget::of(tuning),
             shutdown_grace: Duration::from_secs(tuning.shutdown_grace_secs),
             per_user_cap: i64::from(tuning.max_processing_per_user),
             retention: Duration::from_secs(u64::from(settings.retention_days) * 86_400),

@@ -22,7 +22,7 @@ pub mod seeds;
 pub mod tls;
 pub mod wire;
 
-pub use tls::{ClusterTls, TlsFiles};
+pub use tls::ClusterTls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -37,6 +37,7 @@ use ractor_cluster::{
 };
 
 use crate::db::{self, jobs::Abandoned};
+use crate::jobs::{RENEW_EVERY, SILENT_FOR};
 use crate::notify::message;
 use crate::settings::Secret;
 use health::{Health, HealthMsg};
@@ -56,9 +57,6 @@ const MAX_MISSES: u32 = 3;
 /// exchanged) this soon after it was first seen, or it is closed: a socket
 /// that opens the port and says nothing must not hold a session for ever.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-/// A departed peer's job is taken back once its lease has gone unrenewed
-/// this long (owners renew every half second).
-const SILENT_FOR: Duration = Duration::from_millis(1500);
 
 /// How this node takes part in the cluster.
 #[derive(Clone)]
@@ -538,7 +536,7 @@ fn session_down(myself: &ActorRef<MembershipMsg>, state: &mut MembershipState, s
     tracing::warn!(peer = %name, "peer left; its silent jobs will be taken back");
     // A dead node has stopped renewing; one that only lost its session to
     // us has not. Look again once a live owner would have renewed.
-    myself.send_after(SILENT_FOR + Duration::from_millis(500), move || {
+    myself.send_after(SILENT_FOR + RENEW_EVERY, move || {
         MembershipMsg::TakeBack(name.clone())
     });
 }

@@ -108,6 +108,14 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Where the cluster's PEM files are (`VP_CLUSTER_TLS_CERT`, `_KEY`, `_CA`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 /// What `serve` does about the database schema at start. Where a job runs
 /// `videoproject migrate` before the nodes (Kubernetes), nodes only wait
 /// for it: they may connect as a role that cannot change the schema.
@@ -215,16 +223,6 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    /// What one job may cost.
-    pub fn budget(&self) -> crate::media::Budget {
-        crate::media::Budget {
-            source_pixels: self.max_source_pixels,
-            output_pixels: self.max_output_pixels,
-            zip_bytes: self.max_zip_bytes,
-            zip_per_upload_byte: self.zip_bytes_per_upload_byte,
-        }
-    }
-
     /// Emails about videos an unverified address receives a day, with
     /// `require_verified_email` counted in (none).
     pub fn unverified_emails_per_day(&self) -> u32 {
@@ -551,13 +549,13 @@ impl Settings {
     }
 
     /// The cluster TLS files, when all three are set.
-    pub fn cluster_tls(&self) -> Option<crate::cluster::TlsFiles> {
+    pub fn cluster_tls(&self) -> Option<TlsFiles> {
         match (
             &self.cluster_tls_cert,
             &self.cluster_tls_key,
             &self.cluster_tls_ca,
         ) {
-            (Some(cert), Some(key), Some(ca)) => Some(crate::cluster::TlsFiles {
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 ca: ca.clone(),

@@ -8,7 +8,6 @@
 //! change).
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -16,18 +15,11 @@ use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ServerConfig};
 
+use crate::settings::TlsFiles;
 use crate::tls::{ChainOnly, read_certs};
 
 /// The name a node asks for when it dials a peer; not checked (see above).
 const PEER_NAME: &str = "videoproject-cluster";
-
-/// Where the PEM files are (`VP_CLUSTER_TLS_CERT`, `_KEY`, `_CA`).
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub ca: PathBuf,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

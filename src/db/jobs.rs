@@ -843,3 +843,319 @@ pub async fn list_events(
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect())
 }
+
+/// The queue's SQL against a real PostgreSQL, called from several
+/// connections at once: what the nodes of a cluster do.
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::db::testing;
+    use crate::domain::Email;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    fn mail(filename: &str, reason: &str) -> NewNotification {
+        crate::notify::message::job_failed(filename, reason)
+    }
+
+    async fn user(pool: &Pool, n: usize) -> UserId {
+        let email = Email::parse(&format!("user{n}@example.com")).unwrap();
+        let conn = pool.get().await.unwrap();
+        crate::db::users::insert_user(&conn, &email, "hash", true)
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// A job of `user`, `queued` as an upload leaves it.
+    async fn queued(pool: &Pool, user: UserId) -> JobId {
+        let id = JobId::new();
+        let options = serde_json::json!({});
+        let new = NewJob {
+            id,
+            user_id: user,
+            filename: "clip.mp4",
+            options: &options,
+            max_attempts: 3,
+            node: "uploader",
+            idempotency_key: None,
+        };
+        insert_uploading(pool, new).await.unwrap().unwrap();
+        mark_stored(pool, id, "uploader", 1000, &serde_json::json!({}), &options)
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn events(pool: &Pool, id: JobId) -> Vec<(JobState, Option<String>)> {
+        let conn = pool.get().await.unwrap();
+        conn.query(
+            "SELECT to_state, detail FROM job_events WHERE job_id = $1 ORDER BY id",
+            &[&id.0],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn two_claimers_never_get_one_job() {
+        let db = testing::database().await;
+        let mut ids = BTreeSet::new();
+        for u in 0..4 {
+            let user = user(&db.pool, u).await;
+            for _ in 0..6 {
+                ids.insert(queued(&db.pool, user).await);
+            }
+        }
+        // eight workers on their own connections, claiming until none is left
+        let claimers = (0..8).map(|w| {
+            let pool = db.pool.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(c) = claim_next(&pool, &format!("node-{w}"), LEASE, 100)
+                    .await
+                    .unwrap()
+                {
+                    mine.push(c.job.id);
+                }
+                mine
+            })
+        });
+        let mut claimed = Vec::new();
+        for c in claimers {
+            claimed.extend(c.await.unwrap());
+        }
+        let distinct: BTreeSet<JobId> = claimed.iter().copied().collect();
+        assert_eq!(claimed.len(), distinct.len(), "a job claimed twice");
+        assert_eq!(distinct, ids, "every job claimed");
+    }
+
+    #[tokio::test]
+    async fn a_stale_lease_token_writes_nothing() {
+        let db = testing::database().await;
+        let user = user(&db.pool, 0).await;
+        let id = queued(&db.pool, user).await;
+        let stale = claim_next(&db.pool, "a", LEASE, 10).await.unwrap().unwrap();
+        // node a stalls past its lease: the job is taken back and claimed by b
+        let conn = db.pool.get().await.unwrap();
+        conn.execute(
+            "UPDATE jobs SET lease_until = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+        let taken = requeue_abandoned(&db.pool, "b", Abandoned::LeaseExpired, mail)
+            .await
+            .unwrap();
+        assert_eq!(taken, vec![(id, RetryOutcome::Requeued)]);
+        let current = claim_next(&db.pool, "b", LEASE, 10).await.unwrap().unwrap();
+        assert_eq!(current.job.id, id);
+        let before = events(&db.pool, id).await;
+
+        let token = stale.lease_token;
+        assert!(!heartbeat(&db.pool, id, token, 0.9, LEASE).await.unwrap());
+        let output = Output {
+            frames: 3,
+            zip_bytes: 10,
+            zip_object: "stale.zip",
+        };
+        assert!(
+            !complete(&db.pool, id, token, "a", output, |_| None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !fail(&db.pool, id, token, "a", "late", |f| mail(f, "late"))
+                .await
+                .unwrap()
+        );
+        let retried = retry_or_fail(&db.pool, id, token, "a", "late", Duration::ZERO, mail)
+            .await
+            .unwrap();
+        assert_eq!(retried, RetryOutcome::LeaseLost);
+
+        assert_eq!(events(&db.pool, id).await, before, "nothing recorded");
+        let job = get(&db.pool, id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.progress), (JobState::Processing, 0.0));
+        // the current holder still can
+        assert!(
+            heartbeat(&db.pool, id, current.lease_token, 0.5, LEASE)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_departed_nodes_silent_jobs_move_once_and_its_live_ones_stay() {
+        let db = testing::database().await;
+        let user = user(&db.pool, 0).await;
+        let mut silent = BTreeSet::new();
+        for _ in 0..6 {
+            queued(&db.pool, user).await;
+            silent.insert(
+                claim_next(&db.pool, "a", LEASE, 100)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .job
+                    .id,
+            );
+        }
+        // these stopped renewing 10 s ago; one more was renewed just now
+        let conn = db.pool.get().await.unwrap();
+        conn.execute(
+            "UPDATE jobs SET lease_until = now() + interval '20 seconds'",
+            &[],
+        )
+        .await
+        .unwrap();
+        queued(&db.pool, user).await;
+        let live = claim_next(&db.pool, "a", LEASE, 100)
+            .await
+            .unwrap()
+            .unwrap();
+
+        // every other node sees a leave at once
+        let takers = (0..4).map(|n| {
+            let pool = db.pool.clone();
+            tokio::spawn(async move {
+                let why = Abandoned::Departed {
+                    node: "a",
+                    lease: LEASE,
+                    silent_for: Duration::from_millis(1500),
+                };
+                requeue_abandoned(&pool, &format!("peer-{n}"), why, mail)
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut moved = Vec::new();
+        for t in takers {
+            moved.extend(t.await.unwrap().into_iter().map(|(id, _)| id));
+        }
+        let distinct: BTreeSet<JobId> = moved.iter().copied().collect();
+        assert_eq!(moved.len(), 6, "each silent job moved once: {moved:?}");
+        assert_eq!(distinct, silent);
+        for id in &silent {
+            let left = events(&db.pool, *id)
+                .await
+                .into_iter()
+                .filter(|(_, d)| d.as_deref() == Some("node a left the cluster"))
+                .count();
+            assert_eq!(left, 1);
+        }
+        let job = get(&db.pool, live.job.id).await.unwrap().unwrap();
+        assert_eq!(
+            job.state,
+            JobState::Processing,
+            "a live owner keeps its work"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_users_burst_does_not_starve_another() {
+        let db = testing::database().await;
+        let (busy, quiet) = (user(&db.pool, 0).await, user(&db.pool, 1).await);
+        for _ in 0..10 {
+            queued(&db.pool, busy).await;
+        }
+        // the quiet user's two come after all ten
+        for _ in 0..2 {
+            queued(&db.pool, quiet).await;
+        }
+        let mut by_user = BTreeMap::new();
+        let mut order = Vec::new();
+        while let Some(c) = claim_next(&db.pool, "a", LEASE, 2).await.unwrap() {
+            *by_user.entry(c.job.user_id).or_insert(0) += 1;
+            order.push(c.job.user_id);
+        }
+        assert_eq!(order, vec![busy, quiet, busy, quiet], "turns, then the cap");
+        assert_eq!(by_user[&busy], 2, "no user runs more than its cap");
+    }
+
+    #[tokio::test]
+    async fn completion_and_its_email_commit_together_and_a_cancel_fences_the_worker() {
+        let db = testing::database().await;
+        let user = user(&db.pool, 0).await;
+        let outbox = |pool: Pool| async move {
+            let conn = pool.get().await.unwrap();
+            let n: i64 = conn
+                .query_one("SELECT count(*) FROM notifications", &[])
+                .await
+                .unwrap()
+                .get(0);
+            n
+        };
+
+        // the owner asked for an email on success too
+        let conn = db.pool.get().await.unwrap();
+        conn.execute("UPDATE users SET notify_on_success = true", &[])
+            .await
+            .unwrap();
+        let done = queued(&db.pool, user).await;
+        let claim = claim_next(&db.pool, "a", LEASE, 10).await.unwrap().unwrap();
+        let output = Output {
+            frames: 3,
+            zip_bytes: 10,
+            zip_object: "frames.zip",
+        };
+        let success = |f: &str| Some(mail(f, "done"));
+        assert!(
+            complete(&db.pool, done, claim.lease_token, "a", output, success)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            outbox(db.pool.clone()).await,
+            1,
+            "the email with the result"
+        );
+        let job = get(&db.pool, done).await.unwrap().unwrap();
+        assert_eq!((job.state, job.frames), (JobState::Done, Some(3)));
+
+        // a deleted job: its worker's next renewal and completion are refused
+        let cancelled = queued(&db.pool, user).await;
+        let claim = claim_next(&db.pool, "a", LEASE, 10).await.unwrap().unwrap();
+        let was = cancel_for_owner(&db.pool, user, cancelled, "b")
+            .await
+            .unwrap();
+        assert_eq!(was, Some(JobState::Processing));
+        assert!(
+            !heartbeat(&db.pool, cancelled, claim.lease_token, 0.5, LEASE)
+                .await
+                .unwrap()
+        );
+        let output = Output {
+            frames: 3,
+            zip_bytes: 10,
+            zip_object: "late.zip",
+        };
+        assert!(
+            !complete(&db.pool, cancelled, claim.lease_token, "a", output, success)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            outbox(db.pool.clone()).await,
+            1,
+            "no email for a cancelled job"
+        );
+
+        // retention: finished jobs older than the cut-off, once
+        conn.execute(
+            "UPDATE jobs SET finished_at = now() - interval '2 days' WHERE id = $1",
+            &[&done.0],
+        )
+        .await
+        .unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(list_expirable(&db.pool, day, 10).await.unwrap(), vec![done]);
+        mark_expired(&db.pool, done).await.unwrap();
+        assert!(list_expirable(&db.pool, day, 10).await.unwrap().is_empty());
+    }
+}

@@ -484,7 +484,7 @@ async fn receive(
         }
     };
     // what the job would cost, before it is queued
-    if let Err(over) = state.settings.tuning.budget().plan(
+    if let Err(over) = crate::media::Budget::of(&state.settings.tuning).plan(
         &info,
         options.spacing(),
         options.max_frames,

@@ -21,6 +21,18 @@ pub struct Budget {
     pub zip_per_upload_byte: u64,
 }
 
+impl Budget {
+    /// What one job may cost, from the tuning.
+    pub fn of(tuning: &crate::settings::Tuning) -> Self {
+        Self {
+            source_pixels: tuning.max_source_pixels,
+            output_pixels: tuning.max_output_pixels,
+            zip_bytes: tuning.max_zip_bytes,
+            zip_per_upload_byte: tuning.zip_bytes_per_upload_byte,
+        }
+    }
+}
+
 /// A zip may always be this large, whatever its upload's size.
 pub const ZIP_FLOOR: u64 = 256 * 1024 * 1024;
 /// The least bytes a second of real video takes: a file holds at most its

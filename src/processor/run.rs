@@ -115,8 +115,7 @@ async fn heartbeat(
     cancel: &CancelFlag,
     frames_done: Arc<AtomicU32>,
 ) {
-    // Frequent enough for a live progress bar, and well inside the lease.
-    let every = (ctx.lease / 3).min(Duration::from_millis(500));
+    let every = (ctx.lease / 3).min(crate::jobs::RENEW_EVERY);
     loop {
         tokio::time::sleep(every).await;
         // `produce` publishes progress in ten-thousandths
