@@ -21,7 +21,7 @@
 #[path = "../tests/api/helpers.rs"]
 mod helpers;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -144,7 +144,7 @@ struct Fleet {
     hosts: Option<PathBuf>,
     max_nodes: usize,
     running: BTreeMap<usize, Node>,
-    stopping: BTreeMap<usize, Instant>,
+    stopping: BTreeSet<usize>,
     stops: JoinSet<Stopped>,
     stopped: Vec<Stopped>,
     /// The Service's endpoints: ready nodes that are not stopping.
@@ -168,7 +168,7 @@ impl Fleet {
         for i in self
             .running
             .keys()
-            .chain(self.stopping.keys())
+            .chain(self.stopping.iter())
             .chain(starting.as_ref())
         {
             text.push_str(&format!("{} videoproject-{i} {SEED_NAME}\n", address(*i)));
@@ -211,7 +211,7 @@ impl Fleet {
     /// (a StatefulSet waits for it), and adds it to the endpoints once ready.
     async fn scale_up(&mut self, http: &reqwest::Client) -> bool {
         let ordinal = self.running.len();
-        if self.stopping.contains_key(&ordinal) {
+        if self.stopping.contains(&ordinal) {
             return false;
         }
         let config = self.config(ordinal);
@@ -242,7 +242,7 @@ impl Fleet {
     fn scale_down(&mut self) {
         let (ordinal, mut node) = self.running.pop_last().expect("a node to stop");
         self.endpoints.write().unwrap().retain(|a| *a != node.addr);
-        self.stopping.insert(ordinal, Instant::now());
+        self.stopping.insert(ordinal);
         // waited for well past the budget: a late stop is measured, not cut
         let patience = self.manifests.grace * 2;
         self.stops.spawn(async move {
@@ -436,7 +436,7 @@ async fn main() {
         hosts,
         max_nodes: size.max_nodes,
         running: BTreeMap::new(),
-        stopping: BTreeMap::new(),
+        stopping: BTreeSet::new(),
         stops: JoinSet::new(),
         stopped: Vec::new(),
         endpoints: Arc::default(),
@@ -637,34 +637,31 @@ async fn main() {
         ),
         lost.is_empty() && fleet.stopped.len() == size.max_nodes - size.min_nodes,
     );
-    let detail_count = |pattern: &'static str| {
-        let db = &db;
-        async move {
-            let n: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM job_events WHERE detail LIKE $1",
-                    &[&pattern],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            n
-        }
-    };
-    let handed_back = detail_count("node shutting down").await;
-    let expired = detail_count("lease of node % expired").await;
-    let departed = detail_count("node % left the cluster").await;
-    println!("jobs handed back by a stopping node: {handed_back}");
-    let waited = db
+    // how each job that went back to the queue got there
+    let mut handed_back = 0;
+    let (mut expired, mut departed) = (0, 0);
+    let requeued = db
         .query(
-            "SELECT job_id::text FROM job_events
-             WHERE detail LIKE 'lease of node % expired' OR detail LIKE 'node % left the cluster'",
+            "SELECT job_id::text, detail FROM job_events
+             WHERE to_state = 'queued' AND from_state = 'processing'",
             &[],
         )
         .await
         .unwrap();
-    for row in waited {
-        let id: String = row.get(0);
+    for row in requeued {
+        let (id, detail): (String, Option<String>) = (row.get(0), row.get(1));
+        let detail = detail.unwrap_or_default();
+        if detail == "node shutting down" {
+            handed_back += 1;
+            continue;
+        }
+        if detail.ends_with("left the cluster") {
+            departed += 1;
+        } else if detail.starts_with("lease of node") {
+            expired += 1;
+        } else {
+            continue;
+        }
         println!(
             "  job {id}: {:#?}",
             helpers::job_events(&fleet.db, &id).await
@@ -680,6 +677,7 @@ async fn main() {
             }
         }
     }
+    println!("jobs handed back by a stopping node: {handed_back}");
     check(
         &format!(
             "no job waited for a lease: {expired} taken back after their lease ran out, {departed} after their node left"

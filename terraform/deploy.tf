@@ -29,6 +29,8 @@ resource "kubernetes_namespace_v1" "app" {
 locals {
   deploy      = var.github_repository != ""
   deploy_user = "${local.name}-deploy"
+  # what the release does to the kinds it manages
+  manage = ["get", "list", "watch", "create", "update", "patch", "delete"]
 }
 
 # made once per account, like the state bucket (docs/deploy.md)
@@ -107,37 +109,37 @@ resource "kubernetes_role_v1" "deploy" {
   rule {
     api_groups = [""]
     resources  = ["configmaps", "serviceaccounts", "services"]
-    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    verbs      = local.manage
   }
   rule {
     api_groups = ["apps"]
     resources  = ["statefulsets"]
-    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    verbs      = local.manage
   }
   rule {
     api_groups = ["batch"]
     resources  = ["jobs"]
-    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    verbs      = local.manage
   }
   rule {
     api_groups = ["policy"]
     resources  = ["poddisruptionbudgets"]
-    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    verbs      = local.manage
   }
   rule {
     api_groups = ["networking.k8s.io"]
     resources  = ["ingresses", "networkpolicies"]
-    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    verbs      = local.manage
   }
   rule {
     api_groups = ["keda.sh"]
     resources  = ["scaledobjects", "triggerauthentications"]
-    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    verbs      = local.manage
   }
   rule {
     api_groups = ["cert-manager.io"]
     resources  = ["certificates", "issuers"]
-    verbs      = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    verbs      = local.manage
   }
   rule {
     api_groups = [""]

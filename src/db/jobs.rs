@@ -1027,7 +1027,7 @@ mod tests {
                 let why = Abandoned::Departed {
                     node: "a",
                     lease: LEASE,
-                    silent_for: Duration::from_millis(1500),
+                    silent_for: crate::jobs::SILENT_FOR,
                 };
                 requeue_abandoned(&pool, &format!("peer-{n}"), why, mail)
                     .await
