@@ -13,9 +13,7 @@
 //! load tool is `bench/burst.sh`; the method and numbers are in
 //! docs/BENCHMARKS.md.
 
-#[allow(dead_code)]
-#[path = "../tests/api/helpers.rs"]
-mod helpers;
+use videoproject_test_support as helpers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -13,9 +13,7 @@
 //! and checks correctness, not speed (CI runs it). Without it the targets are
 //! checked too; method and numbers are in docs/BENCHMARKS.md.
 
-#[allow(dead_code)]
-#[path = "../tests/api/helpers.rs"]
-mod helpers;
+use videoproject_test_support as helpers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -17,9 +17,7 @@
 //!
 //!   cargo bench --bench scaling -- [--quick]
 
-#[allow(dead_code)]
-#[path = "../tests/api/helpers.rs"]
-mod helpers;
+use videoproject_test_support as helpers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;

@@ -175,55 +175,24 @@ pub async fn create_database_if_missing(url: &str) -> DbResult<bool> {
 
 /// A fresh, migrated database on the machine's PostgreSQL for the unit
 /// tests of the queries (`VP_TEST_DATABASE_URL` names the server's admin
-/// connection), dropped when the returned guard is.
+/// connection), dropped when the returned guard is: the black-box tests'
+/// own (test-support/).
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
 
     pub struct Fresh {
         pub pool: Pool,
-        name: String,
-        admin: String,
+        _database: videoproject_test_support::TestDb,
     }
 
     pub async fn database() -> Fresh {
-        let admin = std::env::var("VP_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("vp_unit_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL must be running (see README: scripts/test)");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let pool = connect(&format!("{base}/{name}"), 16).unwrap();
+        let database = videoproject_test_support::TestDb::create().await;
+        let pool = connect(&database.url, 16).unwrap();
         migrate(&pool).await.unwrap();
-        Fresh { pool, name, admin }
-    }
-
-    impl Drop for Fresh {
-        fn drop(&mut self) {
-            let (name, admin) = (self.name.clone(), self.admin.clone());
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok((client, conn)) =
-                        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
-                    {
-                        tokio::spawn(conn);
-                        let _ = client
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .await;
-                    }
-                });
-            })
-            .join();
+        Fresh {
+            pool,
+            _database: database,
         }
     }
 }

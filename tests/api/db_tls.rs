@@ -22,7 +22,7 @@ async fn run(args: &[&str], database_url: &str, media: &Path) -> Output {
     let child = tokio::process::Command::new(binary())
         .args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(crate::helpers::kept_env())
         .env("DATABASE_URL", database_url)
         .env("VP_HTTP_ADDR", "127.0.0.1:0")
         .env("VP_CLUSTER_ADDR", "127.0.0.1:0")

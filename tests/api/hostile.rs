@@ -3,8 +3,9 @@
 //! the behaviour that must hold instead. Sizes are quick (CI); the limits are
 //! tuned down so the attacks bite within seconds.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures::FutureExt;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -97,7 +98,6 @@ async fn stuck_uploads_time_out_and_one_user_never_holds_every_place() {
 
     // each stuck upload is answered: four had no place (429), four timed
     // out waiting for their next part (408)
-    let started = Instant::now();
     let mut statuses = Vec::new();
     for c in &mut stuck {
         statuses.push(c.status(Duration::from_secs(30)).await);
@@ -116,7 +116,6 @@ async fn stuck_uploads_time_out_and_one_user_never_holds_every_place() {
             Some(429)
         ]
     );
-    assert!(started.elapsed() < Duration::from_secs(30));
     app.wait_metric("vp_uploads_in_flight 0").await;
     // nothing of mallory's is left; ann's video is
     assert_eq!(app.count_rows("jobs").await, 1);
@@ -133,23 +132,25 @@ async fn an_upload_slower_than_the_minimum_rate_is_cut_off() {
     assert!(c.send(&upload_head(&app, Some(&token))).await);
     assert!(c.send(&chunk(file_part_head())).await);
     // 100 bytes every 200 ms: never idle, but 500 bytes a second
-    let started = Instant::now();
-    let trickle = async {
-        // the attack's own pace, not a wait for the node
-        let mut pace = tokio::time::interval(Duration::from_millis(200));
-        for _ in 0..300 {
-            pace.tick().await;
-            if !c.send(&chunk(&[0u8; 100])).await {
-                break;
-            }
+    const CHUNKS: usize = 300;
+    // the attack's own pace, not a wait for the node
+    let mut pace = tokio::time::interval(Duration::from_millis(200));
+    let mut sent = 0;
+    // until the node answers or closes: the order of events, not a clock
+    while sent < CHUNKS && c.stream.readable().now_or_never().is_none() {
+        pace.tick().await;
+        if !c.send(&chunk(&[0u8; 100])).await {
+            break;
         }
-    };
-    tokio::time::timeout(Duration::from_secs(15), trickle)
-        .await
-        .ok();
+        sent += 1;
+    }
+    // the node cut the trickle off while it was still coming
+    assert!(
+        sent < CHUNKS,
+        "all {CHUNKS} chunks of the trickle were taken"
+    );
     let status = c.status(Duration::from_secs(5)).await;
     assert_eq!(status, Some(408), "a trickle is cut off");
-    assert!(started.elapsed() < Duration::from_secs(15));
     eventually(
         "the trickle to leave nothing",
         Duration::from_secs(10),

@@ -7,7 +7,6 @@ mod caches;
 mod cluster;
 mod db_tls;
 pub mod email_links;
-mod helpers;
 mod hostile;
 mod isolation;
 mod migrations;
@@ -19,3 +18,6 @@ mod s3;
 mod security;
 mod videos;
 mod webhooks;
+
+// the harness the benchmarks share (test-support/)
+use videoproject_test_support as helpers;

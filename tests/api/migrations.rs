@@ -183,7 +183,7 @@ async fn in_production_nodes_wait_for_the_migration_job_and_change_no_table() {
         Command::new(binary())
             .arg("migrate")
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(crate::helpers::kept_env())
             .env("DATABASE_URL", &db.url)
             .env("VP_APP_DATABASE_URL", app)
             .env("VP_MONITOR_DATABASE_URL", &monitor_url)

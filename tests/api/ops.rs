@@ -231,7 +231,7 @@ async fn a_production_node_refuses_to_start_without_its_token_key() {
         let out = std::process::Command::new(crate::helpers::binary())
             .arg("serve")
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(crate::helpers::kept_env())
             .env("DATABASE_URL", &db.url)
             .env("VP_HTTP_ADDR", "127.0.0.1:0")
             .env("VP_MEDIA_URL", format!("file://{}", media.path().display()))

@@ -117,16 +117,14 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
 
     pg.stop();
     let video = || app.get(&token, &format!("/api/v1/videos/{id}")).send();
-    let asked = std::time::Instant::now();
-    let r = video().await.unwrap();
-    let answered_in = asked.elapsed();
+    // answered while the database is still down: a call does not wait for it
+    let r = tokio::time::timeout(PROCESSING, video())
+        .await
+        .expect("a call must not hang while the database is down")
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(error_code(r).await, "unavailable");
-    assert!(
-        answered_in < Duration::from_secs(10),
-        "a call must not hang while the database is down: {answered_in:?}"
-    );
     let app = &app;
     let status = |path: &'static str| async move { app.get_anonymous(path).await.status() };
     assert_eq!(status("/healthz").await, 200);
