@@ -2,18 +2,24 @@
 //! with ffmpeg and packing them into a streaming zip.
 //!
 //! * [`plan`] — pure timestamp planning and strategy choice (seek per frame vs. one pass).
+//! * [`budget`] — what one job may cost, checked before and held to while it runs.
 //! * [`probe`] — `ffprobe` JSON parsing and validation (is this a video at all?).
 //! * [`cores`] — the node's cores, shared by the jobs running on it.
-//! * [`extract`] — blocking frame extraction via `ffmpeg-sidecar`, with stall watchdog and
+//! * [`extract`] — blocking frame extraction with ffmpeg, with stall watchdog and
 //!   cancellation; run it in `spawn_blocking`.
 //! * [`split`] — splits ffmpeg's `image2pipe` byte stream into whole images.
 //! * [`archive`] — writes frames plus a `manifest.json` into a zip on any `Write`.
-//! * [`process`] — the async subprocess wrapper used for ffprobe.
+//! * [`process`] — the one way a tool is started: cleared environment, [`limits`], kill on
+//!   drop, metrics, start-up errors.
+//! * [`failure`] — what a failed ffmpeg or ffprobe run means, as a [`MediaError`].
+//! * `input` — how an upload is named to the tools (local file, allowed demuxers only).
 
 pub mod archive;
 pub mod budget;
 pub mod cores;
 pub mod extract;
+mod failure;
+mod input;
 mod limits;
 pub mod plan;
 pub mod probe;
@@ -79,6 +85,16 @@ pub enum MediaError {
     /// The job would spend, or spent, more than its budget.
     #[error("over budget: {0}")]
     OverBudget(#[from] OverBudget),
+}
+
+impl From<process::ProcessError> for MediaError {
+    fn from(e: process::ProcessError) -> Self {
+        match e {
+            process::ProcessError::Missing { .. } => MediaError::ToolMissing(e.to_string()),
+            process::ProcessError::TimedOut { after, .. } => MediaError::TimedOut(after),
+            process::ProcessError::Io { source, .. } => MediaError::Io(source),
+        }
+    }
 }
 
 impl From<SplitError> for MediaError {
@@ -163,78 +179,6 @@ fn capitalize(s: &str) -> String {
     out
 }
 
-/// Demuxers an upload may be read with: containers and raw streams that hold
-/// their pictures themselves. Playlists (hls, dash), concat scripts, image
-/// sequences and the like make ffmpeg open other files or URLs, so they are
-/// not on it, and an upload that probes as one of them is refused.
-const DEMUXERS: &str = "mov,matroska,avi,mpegts,mpeg,mpegvideo,m4v,h264,hevc,flv,asf,ogg,mxf,\
-nut,ivf,dv,yuv4mpegpipe,gif,rm,wtv";
-
-/// The input as an ffmpeg/ffprobe argument: always through the `file`
-/// protocol, so neither a leading `-` nor a `scheme:` in the path is read as
-/// anything but a local file.
-fn input_arg(input: &str) -> String {
-    format!("file:{input}")
-}
-
-/// The options that confine ffmpeg or ffprobe to reading `input` itself,
-/// then the input: local files only (no network protocol exists for it) and
-/// only the demuxers of [`DEMUXERS`].
-fn input_args(input: &str) -> [String; 6] {
-    [
-        "-protocol_whitelist".into(),
-        "file".into(),
-        "-format_whitelist".into(),
-        DEMUXERS.into(),
-        "-i".into(),
-        input_arg(input),
-    ]
-}
-
-/// ffmpeg's words when an input's demuxer is not on [`DEMUXERS`].
-const NOT_ON_WHITELIST: &str = "not on whitelist";
-
-/// The refusal of an input whose demuxer is not on [`DEMUXERS`].
-fn unsupported_container() -> MediaError {
-    MediaError::NotAVideo(
-        "the file is not a video in a container we accept (playlists, concat scripts \
-         and files that refer to other files are refused)"
-            .into(),
-    )
-}
-
-/// Makes one line of tool output fit for a user-facing reason: drops `[ctx @ 0x…]` and
-/// `[level]` prefixes and a leading `input:`, removes control characters, shortens.
-fn sanitize_line(line: &str, input: Option<&str>) -> String {
-    let mut s = line.trim();
-    while let Some(rest) = s.strip_prefix('[') {
-        match rest.find(']') {
-            Some(end) => s = rest[end + 1..].trim_start(),
-            None => break,
-        }
-    }
-    if let Some(input) = input.filter(|i| !i.is_empty())
-        && let Some(rest) = s.strip_prefix(input)
-    {
-        s = rest.trim_start_matches(':').trim_start();
-    }
-    let cleaned: String = s
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim()
-        .trim_end_matches('.')
-        .to_string();
-    const MAX: usize = 120;
-    if cleaned.chars().count() > MAX {
-        let mut short: String = cleaned.chars().take(MAX).collect();
-        short.push('…');
-        short
-    } else {
-        cleaned
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,38 +224,5 @@ mod tests {
             MediaError::Corrupt("Invalid NAL unit size".into()).reason(),
             "The video appears to be damaged (Invalid NAL unit size)."
         );
-    }
-
-    #[test]
-    fn inputs_are_confined_to_a_local_file() {
-        assert_eq!(input_arg("-x.mp4"), "file:-x.mp4");
-        assert_eq!(input_arg("/up/x.mp4"), "file:/up/x.mp4");
-        assert_eq!(input_arg("http://x/y"), "file:http://x/y");
-        let args = input_args("/up/x");
-        assert_eq!(args[..2], ["-protocol_whitelist", "file"]);
-        assert_eq!(args[4..], ["-i", "file:/up/x"]);
-    }
-
-    #[test]
-    fn sanitize() {
-        let cases: &[(&str, Option<&str>, &str)] = &[
-            (
-                "/tmp/x/in.bin: Invalid data found when processing input",
-                Some("/tmp/x/in.bin"),
-                "Invalid data found when processing input",
-            ),
-            (
-                "[h264 @ 0x5640959bf7c0] [error] Invalid NAL unit size (-2 > 3216).",
-                None,
-                "Invalid NAL unit size (-2 > 3216)",
-            ),
-            ("[fatal] moov atom not found\r", None, "moov atom not found"),
-            ("  plain\u{7} text ", None, "plain text"),
-        ];
-        for (line, input, expected) in cases {
-            assert_eq!(sanitize_line(line, *input), *expected);
-        }
-        let long = "x".repeat(500);
-        assert_eq!(sanitize_line(&long, None).chars().count(), 121);
     }
 }

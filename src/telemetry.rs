@@ -47,6 +47,13 @@ pub fn metrics() -> PrometheusHandle {
                 )
                 .expect("static buckets are valid")
                 .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("vp_media_tool_seconds".into()),
+                    &[
+                        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0,
+                    ],
+                )
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full("vp_frames_per_second".into()),
                     &[0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0],
                 )

@@ -25,21 +25,10 @@ pub fn set_memory_limit(bytes: u64) {
     MEMORY.store(bytes, Ordering::Relaxed);
 }
 
-/// The whole environment a media tool starts with: the search path and a
-/// fixed locale. Nothing of the node's (database URL, token key, SMTP and
-/// cloud credentials) reaches a program that parses untrusted files.
-pub fn tool_environment() -> Vec<(&'static str, std::ffi::OsString)> {
-    let mut env = vec![("LC_ALL", "C".into())];
-    if let Some(path) = std::env::var_os("PATH") {
-        env.push(("PATH", path));
-    }
-    env
-}
-
-/// Caps the CPU time and the memory of the running process `pid`. The tool
-/// has run for a moment before this lands, which is harmless: the caps are
-/// on its total and on what it maps from now on.
-pub fn limit_tool(pid: Option<u32>, budget: Duration) {
+/// Caps the CPU time (when a budget is given) and the memory of the running
+/// process `pid`. The tool has run for a moment before this lands, which is
+/// harmless: the caps are on its total and on what it maps from now on.
+pub(super) fn limit_tool(pid: Option<u32>, budget: Option<Duration>) {
     let Some(pid) = pid.and_then(|p| Pid::from_raw(p as i32)) else {
         return;
     };
@@ -53,6 +42,7 @@ pub fn limit_tool(pid: Option<u32>, budget: Duration) {
             tracing::warn!(pid = %pid.as_raw_nonzero(), error = %e, "could not limit a media tool's memory");
         }
     }
+    let Some(budget) = budget else { return };
     let secs = budget.as_secs().max(1);
     let limit = Rlimit {
         current: Some(secs),
@@ -67,20 +57,18 @@ pub fn limit_tool(pid: Option<u32>, budget: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::process;
+    use crate::media::process::{Process, Tool};
     use std::path::Path;
 
     #[tokio::test]
     async fn a_tool_that_spins_is_stopped_by_its_cpu_budget() {
         let started = std::time::Instant::now();
-        let out = process::run_limited(
-            Path::new("sh"),
-            ["-c", "while :; do :; done"],
-            Duration::from_secs(60),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        let out = Process::new(Tool::Ffmpeg, Path::new("sh"))
+            .args(["-c", "while :; do :; done"])
+            .cpu_limit(Duration::from_secs(1))
+            .output(Duration::from_secs(60))
+            .await
+            .unwrap();
         assert!(!out.success);
         assert_eq!(out.code, None, "ended by a signal");
         assert!(started.elapsed() < Duration::from_secs(30));

@@ -1,4 +1,5 @@
-//! `ffprobe` wrapper: runs it, parses its JSON and decides whether the input is a usable video.
+//! `ffprobe`: runs it (through [`super::process`]), parses its JSON and decides whether the
+//! input is a usable video.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::MediaError;
-use super::process::{self, first_error_line};
+use super::process::{Process, Tool};
 
 /// What the service needs to know about an uploaded file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -207,15 +208,6 @@ pub fn parse_probe(json: &str) -> Result<MediaInfo, MediaError> {
     })
 }
 
-/// Stderr fragments meaning ffprobe failed for a local reason, not because of the file's content.
-const ENVIRONMENT_ERRORS: &[&str] = &[
-    "no such file or directory",
-    "permission denied",
-    "cannot allocate memory",
-    "too many open files",
-    "resource temporarily unavailable",
-];
-
 /// Probes running at once, at most: one per core. Under a burst of uploads,
 /// probes sharing the cores all finish late; taken in turn, the first finish
 /// early and their jobs start while the others wait.
@@ -232,7 +224,6 @@ pub async fn probe(
     input: &str,
     timeout: Duration,
 ) -> Result<MediaInfo, MediaError> {
-    let arg = super::input_arg(input);
     let options = [
         "-v",
         "error",
@@ -241,7 +232,7 @@ pub async fn probe(
         "-show_format",
         "-show_streams",
     ];
-    let input_args = super::input_args(input);
+    let input_args = super::input::input_args(input);
     let args = options
         .into_iter()
         .chain(input_args.iter().map(String::as_str));
@@ -250,23 +241,12 @@ pub async fn probe(
         Ok(Ok(permit)) => permit,
         _ => return Err(MediaError::TimedOut(timeout)),
     };
-    let out = process::run(ffprobe, args, timeout).await?;
-    if !out.success {
-        let line = first_error_line(&out.stderr, Some(&arg));
-        let lower = line.as_deref().unwrap_or_default().to_ascii_lowercase();
-        if lower.contains(super::NOT_ON_WHITELIST) {
-            return Err(super::unsupported_container());
-        }
-        if out.code.is_none() || ENVIRONMENT_ERRORS.iter().any(|e| lower.contains(e)) {
-            return Err(MediaError::Exited {
-                code: out.code,
-                reason: line.unwrap_or_else(|| "ffprobe failed".into()),
-            });
-        }
-        return Err(MediaError::NotAVideo(match line {
-            Some(l) => format!("the file is not a video (ffprobe: {l})"),
-            None => "the file is not a video".into(),
-        }));
+    let out = Process::new(Tool::Ffprobe, ffprobe)
+        .args(args)
+        .output(timeout)
+        .await?;
+    if let Some(failed) = super::failure::of_ffprobe(out.exit(), &out.stderr, input) {
+        return Err(failed);
     }
     if out.truncated {
         return Err(MediaError::BadOutput("ffprobe output too large".into()));
