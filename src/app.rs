@@ -100,6 +100,15 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `addr` and a newline to `path` whole: written beside it, then
+/// renamed, so a reader never sees half of it.
+fn write_addr_file(path: &std::path::Path, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, format!("{addr}\n"))?;
+    std::fs::rename(&partial, path)
+}
+
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
@@ -112,6 +121,10 @@ pub async fn run(
     // a long migration, or a wait for the migration job, under probes that
     // must see the process alive
     let addr = listener.local_addr()?;
+    if let Some(path) = &settings.addr_file {
+        write_addr_file(path, addr)
+            .with_context(|| format!("writing the address to {}", path.display()))?;
+    }
     tracing::info!(%addr, %node, "answering probes; preparing the database");
     let pool = http::starting::answer_while(
         &listener,

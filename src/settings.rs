@@ -250,6 +250,10 @@ pub struct Settings {
     #[serde(default)]
     pub monitor_database_url: Option<Secret>,
     pub http_addr: SocketAddr,
+    /// Where the node writes the address its HTTP server listens on, once
+    /// it listens: for scripts and tests that start it on port 0.
+    #[serde(default)]
+    pub addr_file: Option<PathBuf>,
     /// Where people reach the page (`https://videos.example.com`): the links
     /// in account emails start with it. Unset: `http://` and `http_addr`.
     #[serde(default)]
@@ -372,6 +376,9 @@ impl Settings {
         }
         if let Some(v) = parse(env, "VP_HTTP_ADDR")? {
             self.http_addr = v;
+        }
+        if let Some(v) = text("VP_ADDR_FILE") {
+            self.addr_file = Some(v.into());
         }
         if let Some(v) = text("VP_PUBLIC_URL") {
             self.public_url = Some(v);

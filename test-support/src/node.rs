@@ -1,11 +1,9 @@
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 use crate::fixtures::fixture_dir;
 use crate::free_port;
@@ -136,6 +134,25 @@ impl Node {
         self.child.id()
     }
 
+    /// Polls `check` until it yields, while the node runs: a node that
+    /// exits or takes a minute fails the test with its log.
+    fn wait_for<T>(&mut self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(found) = check() {
+                return found;
+            }
+            let exited = self.child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "node did not {what} ({exited:?}); its log:\n{}",
+                    self.log_lines().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: a crash, nothing runs after it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -220,18 +237,27 @@ pub fn kept_env() -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// Starts a node and returns once it serves: its `/healthz` says `ok`
+/// (the database prepared, every route up).
 pub fn start_node(database_url: &str, media: &Path, config: &NodeConfig) -> Node {
-    start_node_until(database_url, media, config, "http listening")
+    let mut node = start_node_listening(database_url, media, config);
+    let addr = node.addr;
+    let healthy = || {
+        let mut stream = TcpStream::connect(addr).ok()?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer.contains(r#""status":"ok""#).then_some(())
+    };
+    node.wait_for("serve", healthy);
+    node
 }
 
-/// Starts a node and returns once it logs `message` with its HTTP address:
-/// `http listening` (ready to serve), or `answering probes` (preparing).
-pub fn start_node_until(
-    database_url: &str,
-    media: &Path,
-    config: &NodeConfig,
-    message: &'static str,
-) -> Node {
+/// Starts a node and returns once it listens (it may still be preparing
+/// its database): the address comes from the file it writes (`VP_ADDR_FILE`).
+pub fn start_node_listening(database_url: &str, media: &Path, config: &NodeConfig) -> Node {
     let mut limits = Vec::new();
     if let Some(bytes) = config.file_size_limit {
         limits.push(format!("--fsize={bytes}"));
@@ -286,6 +312,10 @@ pub fn start_node_until(
     for (k, v) in &config.env {
         cmd.env(k, v);
     }
+    let addr_file = media.join(format!("{}.addr", config.node_name));
+    // a restarted node's old address is no answer
+    let _ = std::fs::remove_file(&addr_file);
+    cmd.env("VP_ADDR_FILE", &addr_file);
     if let Some(toml) = &config.config_toml {
         let path = media.join(format!("{}.toml", config.node_name));
         std::fs::write(&path, toml).unwrap();
@@ -294,29 +324,23 @@ pub fn start_node_until(
     let mut child = cmd.spawn().expect("start videoproject");
     let stderr = child.stderr.take().unwrap();
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
     let sink = logs.clone();
     std::thread::spawn(move || {
-        let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["fields"]["message"] == message
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
-            }
             sink.lock().unwrap().push(line);
         }
     });
-    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(addr) => addr.parse().expect("listening address"),
-        Err(_) => {
-            let _ = child.kill();
-            panic!(
-                "node did not start; its log:\n{}",
-                logs.lock().unwrap().join("\n")
-            );
-        }
+    let mut node = Node {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        logs,
     };
-    Node { child, addr, logs }
+    node.addr = node.wait_for("listen", || {
+        std::fs::read_to_string(&addr_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    node
 }

@@ -10,11 +10,10 @@ use serde_json::Value;
 
 use crate::helpers::{
     NodeConfig, TestApp, TestDb, binary, error_code, eventually, fixture, manifest_field,
-    run_as_admin, start_node_until,
+    run_as_admin, start_node_listening,
 };
 
 /// What a node logs, with its address, before it prepares the database.
-const PREPARING: &str = "answering probes; preparing the database";
 /// The lock `videoproject migrate` and `serve` take to migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x5650_4d49_4752;
 const SCALED_OBJECT: &str = include_str!("../../k8s/base/scaledobject.yaml");
@@ -68,7 +67,7 @@ async fn a_node_answers_its_probes_while_a_migration_holds_it() {
         .await
         .unwrap();
     let media = tempfile::tempdir().unwrap();
-    let node = start_node_until(&db.url, media.path(), &NodeConfig::default(), PREPARING);
+    let node = start_node_listening(&db.url, media.path(), &NodeConfig::default());
     let http = reqwest::Client::new();
     let base = format!("http://{}", node.addr);
     assert_starting(&http, &base).await;
@@ -151,7 +150,7 @@ async fn in_production_nodes_wait_for_the_migration_job_and_change_no_table() {
         ],
         ..NodeConfig::default()
     };
-    let node = start_node_until(&db.url, media.path(), &config, PREPARING);
+    let node = start_node_listening(&db.url, media.path(), &config);
     let http = reqwest::Client::new();
     let base = format!("http://{}", node.addr);
     assert_starting(&http, &base).await;
