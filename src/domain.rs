@@ -10,7 +10,7 @@ mod password;
 pub use email::Email;
 pub use filename::Filename;
 pub use ids::{IdempotencyKey, JobId, UserId};
-pub use options::{FrameOptions, OptionsError, RawOptions};
+pub use options::{FrameOptions, OptionsError, RawOptions, StoredOptions};
 pub use password::Password;
 
 /// Why a value from the outside was refused; the message is shown to the client.

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use deadpool_postgres::Pool;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
-use serde_json::Value;
 
 use crate::db::{self, DbError, jobs::JobRow};
-use crate::domain::{JobId, UserId};
+use crate::domain::{FrameOptions, JobId, UserId};
+use crate::media::MediaInfo;
 use crate::storage::MediaStore;
 use crate::supervisor;
 
@@ -79,9 +79,9 @@ pub enum UploadMsg {
 pub struct StoredUpload {
     pub job: JobId,
     pub size_bytes: i64,
-    pub media_info: Value,
+    pub media_info: MediaInfo,
     /// The final options, including fields sent after the file.
-    pub options: Value,
+    pub options: FrameOptions,
 }
 
 #[derive(Clone)]

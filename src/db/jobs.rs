@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
-use serde_json::Value;
+use postgres_types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::outbox::{self, NewNotification};
 use super::{DbError, DbResult};
-use crate::domain::{IdempotencyKey, JobId, UserId};
+use crate::domain::{FrameOptions, IdempotencyKey, JobId, StoredOptions, UserId};
 use crate::jobs::{JobEvent, JobState, next};
+use crate::media::MediaInfo;
 
 const COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, media_info, frames, \
      zip_bytes, zip_object, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
@@ -32,9 +33,11 @@ pub struct JobRow {
     pub filename: String,
     pub state: JobState,
     pub progress: f32,
-    pub options: Value,
+    pub options: StoredOptions,
     pub size_bytes: Option<i64>,
-    pub media_info: Option<Value>,
+    /// The probe made when the upload was accepted; None in lists, and for
+    /// a stored probe that no longer reads (the processor probes again).
+    pub media_info: Option<MediaInfo>,
     pub frames: Option<i32>,
     pub zip_bytes: Option<i64>,
     /// The zip object that is the result (once done).
@@ -56,9 +59,9 @@ impl JobRow {
             filename: r.get("filename"),
             state: r.get("state"),
             progress: r.get("progress"),
-            options: r.get("options"),
+            options: r.get::<_, Json<StoredOptions>>("options").0,
             size_bytes: r.get("size_bytes"),
-            media_info: r.get("media_info"),
+            media_info: stored_probe(r),
             frames: r.get("frames"),
             zip_bytes: r.get("zip_bytes"),
             zip_object: r.get("zip_object"),
@@ -69,6 +72,18 @@ impl JobRow {
             updated_at: r.get("updated_at"),
             finished_at: r.get("finished_at"),
             expired_at: r.get("expired_at"),
+        }
+    }
+}
+
+/// The `media_info` column as its type. A probe that does not read is only
+/// a lost shortcut: the processor probes the file again.
+fn stored_probe(r: &Row) -> Option<MediaInfo> {
+    match r.try_get::<_, Option<Json<MediaInfo>>>("media_info") {
+        Ok(probe) => probe.map(|Json(info)| info),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored probe unreadable; the processor probes again");
+            None
         }
     }
 }
@@ -84,7 +99,7 @@ pub struct NewJob<'a> {
     pub id: JobId,
     pub user_id: UserId,
     pub filename: &'a str,
-    pub options: &'a Value,
+    pub options: &'a FrameOptions,
     pub max_attempts: i32,
     pub node: &'a str,
     pub idempotency_key: Option<&'a IdempotencyKey>,
@@ -173,7 +188,7 @@ pub async fn insert_uploading(pool: &Pool, new: NewJob<'_>) -> DbResult<Result<J
                 &new.id.0,
                 &new.user_id.0,
                 &new.filename,
-                &new.options,
+                &Json(new.options),
                 &new.max_attempts,
                 &new.node,
                 &new.idempotency_key.map(IdempotencyKey::as_str),
@@ -221,8 +236,8 @@ pub async fn mark_stored(
     id: JobId,
     node: &str,
     size_bytes: i64,
-    media_info: &Value,
-    options: &Value,
+    media_info: &MediaInfo,
+    options: &FrameOptions,
 ) -> DbResult<JobRow> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
@@ -241,7 +256,7 @@ pub async fn mark_stored(
                      run_after = now(), updated_at = now()
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&id.0, &to, &size_bytes, &media_info, &options],
+            &[&id.0, &to, &size_bytes, &Json(media_info), &Json(options)],
         )
         .await?;
     locked.record_move(&tx, id, to, node, None).await?;
@@ -869,10 +884,39 @@ mod tests {
             .id
     }
 
+    /// Options and probe as an upload of a 4 s clip stores them.
+    fn options() -> FrameOptions {
+        FrameOptions {
+            interval: Some(0.5),
+            count: None,
+            max_frames: 100,
+            format: crate::media::ImageFormat::Png,
+            width: Some(320),
+        }
+    }
+
+    fn probe() -> MediaInfo {
+        MediaInfo {
+            duration_secs: 4.0,
+            format_name: "mov,mp4,m4a,3gp,3g2,mj2".into(),
+            size_bytes: Some(1000),
+            bit_rate: Some(2000),
+            video: crate::media::VideoStream {
+                codec: "h264".into(),
+                width: 640,
+                height: 360,
+                frame_rate: Some(25.0),
+                frames: Some(100),
+                duration_secs: Some(4.0),
+            },
+            has_audio: false,
+        }
+    }
+
     /// A job of `user`, `queued` as an upload leaves it.
     async fn queued(pool: &Pool, user: UserId) -> JobId {
         let id = JobId::new();
-        let options = serde_json::json!({});
+        let options = options();
         let new = NewJob {
             id,
             user_id: user,
@@ -883,10 +927,58 @@ mod tests {
             idempotency_key: None,
         };
         insert_uploading(pool, new).await.unwrap().unwrap();
-        mark_stored(pool, id, "uploader", 1000, &serde_json::json!({}), &options)
+        mark_stored(pool, id, "uploader", 1000, &probe(), &options)
             .await
             .unwrap();
         id
+    }
+
+    #[tokio::test]
+    async fn stored_json_reads_back_as_its_types() {
+        let db = testing::database().await;
+        let user = user(&db.pool, 0).await;
+        let written = queued(&db.pool, user).await;
+        let job = get(&db.pool, written).await.unwrap().unwrap();
+        assert_eq!(job.options, StoredOptions::Frames(options()));
+        assert_eq!(job.media_info, Some(probe()));
+
+        // a row in the shape every version so far wrote, as JSON text
+        let conn = db.pool.get().await.unwrap();
+        let id = JobId::new();
+        conn.execute(
+            r#"INSERT INTO jobs (id, user_id, filename, state, options, media_info, max_attempts)
+               VALUES ($1, $2, 'old.mp4', 'queued',
+                 '{"format": "png", "interval": 0.5, "max_frames": 100, "width": 320}',
+                 '{"duration_secs": 4.0, "format_name": "mov,mp4,m4a,3gp,3g2,mj2",
+                   "size_bytes": 1000, "bit_rate": 2000, "has_audio": false,
+                   "video": {"codec": "h264", "width": 640, "height": 360,
+                             "frame_rate": 25.0, "frames": 100, "duration_secs": 4.0}}', 3)"#,
+            &[&id.0, &user.0],
+        )
+        .await
+        .unwrap();
+        let job = get(&db.pool, id).await.unwrap().unwrap();
+        assert_eq!(job.options, StoredOptions::Frames(options()));
+        assert_eq!(job.media_info, Some(probe()));
+        // claims hand the processor the same types
+        while let Some(claim) = claim_next(&db.pool, "a", LEASE, 10).await.unwrap() {
+            assert_eq!(claim.job.options.frames().unwrap(), &options());
+            assert_eq!(claim.job.media_info, Some(probe()));
+        }
+
+        // what no version wrote is kept as found, and the probe is dropped
+        conn.execute(
+            "UPDATE jobs SET options = '{}', media_info = '{\"duration\": 1}' WHERE id = $1",
+            &[&id.0],
+        )
+        .await
+        .unwrap();
+        let job = get(&db.pool, id).await.unwrap().unwrap();
+        assert_eq!(
+            job.options,
+            StoredOptions::Unreadable(serde_json::json!({}))
+        );
+        assert_eq!(job.media_info, None);
     }
 
     async fn events(pool: &Pool, id: JobId) -> Vec<(JobState, Option<String>)> {

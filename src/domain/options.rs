@@ -171,6 +171,59 @@ impl FrameOptions {
     }
 }
 
+/// The options stored with a job (the `options` column). Every version of
+/// this service wrote [`FrameOptions`] in the same shape; a row made by hand
+/// (an operator, a fixture) may hold anything, which is kept as found: shown
+/// as it is, and refused by the processor.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum StoredOptions {
+    Frames(FrameOptions),
+    Unreadable(serde_json::Value),
+}
+
+impl StoredOptions {
+    /// The options a job runs with, or why they cannot be read.
+    pub fn frames(&self) -> Result<&FrameOptions, serde_json::Error> {
+        match self {
+            StoredOptions::Frames(options) => Ok(options),
+            // the same words as reading them gives
+            StoredOptions::Unreadable(value) => Err(FrameOptions::deserialize(value)
+                .err()
+                .unwrap_or_else(|| serde::de::Error::custom("not frame options"))),
+        }
+    }
+}
+
+impl From<FrameOptions> for StoredOptions {
+    fn from(options: FrameOptions) -> Self {
+        StoredOptions::Frames(options)
+    }
+}
+
+/// Through a JSON value, whose keys are sorted: the same bytes as when the
+/// column was read as plain JSON.
+impl Serialize for StoredOptions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StoredOptions::Frames(options) => serde_json::to_value(options)
+                .map_err(serde::ser::Error::custom)?
+                .serialize(serializer),
+            StoredOptions::Unreadable(value) => value.serialize(serializer),
+        }
+    }
+}
+
+/// The stored JSON, compact (the operator's view of a job).
+impl std::fmt::Display for StoredOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string(self) {
+            Ok(json) => f.write_str(&json),
+            Err(_) => Err(std::fmt::Error),
+        }
+    }
+}
+
 fn parse_int(v: &str) -> Option<u64> {
     if v.is_empty() || v.len() > 12 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -209,6 +262,29 @@ mod tests {
             raw.insert(k, v)?;
         }
         FrameOptions::parse(&raw, 10_000)
+    }
+
+    #[test]
+    fn stored_options_read_as_today_and_keep_what_they_cannot_read() {
+        let stored = r#"{"format":"png","interval":0.5,"max_frames":20,"width":320}"#;
+        let read: StoredOptions = serde_json::from_str(stored).unwrap();
+        let options = parse(&[
+            ("interval", "0.5"),
+            ("format", "png"),
+            ("width", "320"),
+            ("max_frames", "20"),
+        ])
+        .unwrap();
+        assert_eq!(read, StoredOptions::Frames(options.clone()));
+        assert_eq!(read.frames().unwrap(), &options);
+        // written back in the same shape
+        assert_eq!(read.to_string(), stored);
+
+        let odd: StoredOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(odd, StoredOptions::Unreadable(serde_json::json!({})));
+        assert_eq!(odd.to_string(), "{}");
+        let why = odd.frames().unwrap_err().to_string();
+        assert!(why.contains("missing field"), "{why}");
     }
 
     #[test]

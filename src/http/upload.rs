@@ -423,13 +423,13 @@ async fn receive(
             });
         }
         // options sent before the file are checked before it is streamed
-        let options_json = to_json(&FrameOptions::parse(&options, frames_cap)?)?;
+        let early_options = FrameOptions::parse(&options, frames_cap)?;
         let filename = Filename::clean(part.filename());
         let new = NewJob {
             id: JobId::new(),
             user_id: principal.user_id,
             filename: filename.as_str(),
-            options: &options_json,
+            options: &early_options,
             max_attempts: state.settings.tuning.job_max_attempts as i32,
             node: &state.node,
             idempotency_key: key.as_ref(),
@@ -459,7 +459,6 @@ async fn receive(
     let id = guard.id;
     // the final options, with any fields sent after the file
     let options = FrameOptions::parse(&options, frames_cap)?;
-    let options_json = to_json(&options)?;
     if size == 0 {
         return Err(ApiError::UnsupportedMedia("the file is empty".into()));
     }
@@ -494,16 +493,14 @@ async fn receive(
         tracing::info!(job_id = %id, reason = %over, "upload refused: over budget");
         return Err(ApiError::OverBudget(over.sentence()));
     }
-    let info_json = serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.to_string()))?;
-
     let upload = supervisor::upload().ok_or(ApiError::Unavailable {
         retry_after_secs: 5,
     })?;
     let stored = StoredUpload {
         job: id,
         size_bytes: size as i64,
-        media_info: info_json,
-        options: options_json,
+        media_info: info,
+        options,
     };
     let job = call_t!(upload, UploadMsg::Commit, 30_000, stored)
         .map_err(|_| ApiError::Unavailable {
@@ -519,10 +516,6 @@ async fn receive(
     metrics::counter!("vp_upload_bytes_total").increment(size);
     tracing::info!(job_id = %id, size, "upload queued");
     Ok(accepted(&state, &principal, &job))
-}
-
-fn to_json(options: &FrameOptions) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(options).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The answer to a retry with a known Idempotency-Key: the same video once

@@ -12,7 +12,7 @@ use crate::auth::Principal;
 use crate::db::changes::Topic;
 use crate::db::pages::{Page, PageKey};
 use crate::db::{self, jobs::JobRow, outbox::Delivery};
-use crate::domain::JobId;
+use crate::domain::{JobId, StoredOptions};
 use crate::jobs::JobState;
 use crate::supervisor;
 
@@ -56,7 +56,7 @@ pub struct VideoView {
     size_bytes: Option<i64>,
     /// The frame options in force (interval or count, max_frames, format, width).
     #[schema(value_type = Object)]
-    options: serde_json::Value,
+    options: StoredOptions,
     /// How many frames the zip holds, once done.
     frames: Option<i32>,
     zip_bytes: Option<i64>,

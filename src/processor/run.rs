@@ -14,7 +14,6 @@ use tracing::Instrument;
 use super::ProcessorContext;
 use super::sink::ChannelWriter;
 use crate::db::{self, changes::Topic, jobs::Claim};
-use crate::domain::FrameOptions;
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError, OverBudget};
 use crate::notify::message;
 use crate::storage::{MediaStore, StorageError};
@@ -98,8 +97,7 @@ fn time_limit(ctx: &ProcessorContext, claim: &Claim) -> Duration {
         .job
         .media_info
         .as_ref()
-        .and_then(|m| m.get("duration_secs"))
-        .and_then(|d| d.as_f64())
+        .map(|m| m.duration_secs)
         .filter(|d| d.is_finite() && *d > 0.0)
         .unwrap_or(0.0);
     let size = claim.job.size_bytes.unwrap_or(0).max(0) as u64;
@@ -148,13 +146,19 @@ async fn produce(
     progress: Arc<AtomicU32>,
 ) -> Result<Produced, RunError> {
     let id = claim.job.id;
-    let options: FrameOptions = serde_json::from_value(claim.job.options.clone())
-        .map_err(|e| RunError::Options(e.to_string()))?;
+    let options = claim
+        .job
+        .options
+        .frames()
+        .map_err(|e| RunError::Options(e.to_string()))?
+        .clone();
     ctx.store.size(&MediaStore::source_key(id)).await?;
     // held to the end of the run: a spooled copy goes when it is dropped
     let local = ctx.store.local_input(&MediaStore::source_key(id)).await?;
     let source = local.path();
-    let info = match stored_probe(claim) {
+    // the probe made when the upload was accepted: probing again would only
+    // cost time (the file is the same, stored under the same key)
+    let info = match claim.job.media_info.clone() {
         Some(info) => info,
         None => media::probe(&ctx.ffprobe, &source, ctx.probe_timeout).await?,
     };
@@ -191,7 +195,9 @@ async fn produce(
     let stall = ctx.stall_timeout;
     let cpu_limit = media::cpu_budget(time_limit(ctx, claim));
     let cancel = cancel.clone();
-    let options_json = claim.job.options.clone();
+    // the manifest repeats the options as stored
+    let options_json =
+        serde_json::to_value(&claim.job.options).map_err(|e| RunError::Options(e.to_string()))?;
     let cores = ctx.cores.clone();
     let picture = Some((info.video.width, info.video.height));
     let extract = tokio::task::spawn_blocking(move || -> Result<u32, MediaError> {
@@ -244,15 +250,6 @@ async fn produce(
         (Err(e), _) => Err(e.into()),
         (Ok(_), Err(Stored::Io(e))) => Err(StorageError::Io(e).into()),
     }
-}
-
-/// The probe made when the upload was accepted: probing again would only
-/// cost time (the file is the same, stored under the same key).
-fn stored_probe(claim: &Claim) -> Option<media::MediaInfo> {
-    let stored = claim.job.media_info.clone()?;
-    serde_json::from_value(stored)
-        .inspect_err(|e| tracing::warn!(error = %e, "stored probe unreadable; probing again"))
-        .ok()
 }
 
 async fn record_outcome(
