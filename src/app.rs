@@ -18,7 +18,7 @@ use crate::processor::ProcessorContext;
 use crate::settings::{Migrations, Settings};
 use crate::storage::MediaStore;
 use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
-use crate::upload::UploadArgs;
+use crate::upload::{UploadArgs, UploadLimits, Uploads};
 use crate::{db, telemetry};
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -219,6 +219,13 @@ pub async fn run(
         settings.tuning.max_streams_per_user,
     );
     let streams = feeds.clone();
+    let uploads = Uploads::new(
+        pool.clone(),
+        store.clone(),
+        changes.clone(),
+        node.clone(),
+        UploadLimits::of(&settings),
+    );
     let state = Arc::new(AppState {
         pool,
         store,
@@ -234,6 +241,7 @@ pub async fn run(
         feeds,
         changes,
         cluster: cluster_view,
+        uploads,
     });
     tracing::info!(%addr, %node, workers, "http listening");
 

@@ -70,6 +70,8 @@ pub struct AppState {
     pub feeds: Arc<events::Feeds>,
     /// The cluster as this node sees it; None when running alone.
     pub cluster: Option<crate::cluster::ClusterView>,
+    /// Admits, stores, probes and queues uploads (`http::upload` parses and answers).
+    pub uploads: crate::upload::Uploads,
 }
 
 pub type State = Arc<AppState>;

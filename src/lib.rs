@@ -5,10 +5,12 @@
 //!
 //! 1. [`http`] — the API. `http::connections` admits each connection and
 //!    holds it to its deadlines; `http::upload` reads the form within its
-//!    deadlines and byte budgets, streams the file into the [`storage`]
-//!    media store and asks the [`upload`] actor for admission.
-//! 2. [`media`] probes it with ffprobe; a non-video, or a video over the
-//!    job budget (`media::budget`), is refused, nothing kept.
+//!    deadlines and byte budgets, hands its file to the [`upload`] service
+//!    and answers.
+//! 2. [`upload`] admits it (the user's backlog and quota, a place on this
+//!    node), streams it into the [`storage`] media store and has [`media`]
+//!    probe it with ffprobe; a non-video, or a video over the job budget
+//!    (`media::budget`), is refused, nothing kept.
 //! 3. [`upload`] commits the job `uploading → queued` ([`jobs`] holds the
 //!    state machine, [`db`] all SQL) and wakes the [`processor`] pool.
 //! 4. [`processor`] claims the job with a lease, plans the frames and runs

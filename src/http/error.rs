@@ -14,6 +14,7 @@ use crate::auth::AuthError;
 use crate::db::DbError;
 use crate::domain::{InvalidInput, OptionsError};
 use crate::storage::StorageError;
+use crate::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -186,6 +187,27 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound => ApiError::NotFound,
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::TooManyQueued { limit } => ApiError::TooManyQueued { limit },
+            UploadError::QuotaExceeded { used, quota } => ApiError::QuotaExceeded { used, quota },
+            UploadError::TooManyUploads { limit } => ApiError::TooManyUploads { limit },
+            UploadError::Busy { retry_after_secs } => ApiError::Unavailable { retry_after_secs },
+            UploadError::InProgress => ApiError::UploadInProgress,
+            UploadError::TooLarge { limit } => ApiError::TooLarge { limit },
+            UploadError::Empty => ApiError::UnsupportedMedia(e.to_string()),
+            UploadError::NotAVideo(reason) => ApiError::UnsupportedMedia(reason),
+            UploadError::OverBudget(sentence) => ApiError::OverBudget(sentence),
+            UploadError::StoreRefused => ApiError::InsufficientStorage,
+            // deleted by its owner while it streamed
+            UploadError::Deleted => ApiError::NotFound,
+            UploadError::Db(e) => e.into(),
+            UploadError::Storage(e) => e.into(),
         }
     }
 }
