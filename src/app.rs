@@ -185,6 +185,7 @@ pub async fn run(
             node: node.clone(),
             workers,
             lease: Duration::from_secs(tuning.job_lease_secs),
+            queue_poll: Duration::from_secs(tuning.queue_poll_secs),
             ffmpeg: tuning.ffmpeg_path.clone(),
             ffprobe: tuning.ffprobe_path.clone(),
             stall_timeout: Duration::from_secs(tuning.ffmpeg_stall_secs),

@@ -27,8 +27,6 @@ use crate::notify::message;
 use crate::storage::MediaStore;
 use crate::supervisor;
 
-/// How often the pool looks for work nobody told it about.
-const TICK: Duration = Duration::from_secs(1);
 /// How often expired leases are looked for.
 const RESCUE_EVERY: Duration = Duration::from_secs(5);
 /// How often finished jobs past retention are expired.
@@ -41,6 +39,8 @@ pub struct ProcessorContext {
     pub node: String,
     pub workers: usize,
     pub lease: Duration,
+    /// How often the pool looks for work nobody told it about (`queue_poll_secs`).
+    pub queue_poll: Duration,
     pub ffmpeg: PathBuf,
     pub ffprobe: PathBuf,
     pub stall_timeout: Duration,
@@ -113,7 +113,7 @@ impl Actor for ProcessorPool {
             crate::cluster::POOLS_GROUP.to_owned(),
             vec![myself.get_cell()],
         );
-        myself.send_interval(TICK, || PoolMsg::Tick(Local::new(())));
+        myself.send_interval(ctx.queue_poll, || PoolMsg::Tick(Local::new(())));
         myself.cast(PoolMsg::Wake)?;
         let long_ago = Instant::now() - RETENTION_EVERY;
         Ok(PoolState {

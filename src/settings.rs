@@ -176,6 +176,8 @@ pub struct Tuning {
     #[serde(default)]
     pub trusted_proxies: Vec<Network>,
     pub job_lease_secs: u64,
+    /// How often a pool looks at the queue without a wake-up.
+    pub queue_poll_secs: u64,
     pub job_max_attempts: u32,
     pub max_frames: u32,
     pub ffmpeg_stall_secs: u64,
@@ -478,6 +480,9 @@ impl Settings {
         let t = &self.tuning;
         if t.job_lease_secs < 3 || t.job_max_attempts == 0 || t.max_frames == 0 {
             return invalid("tuning: job_lease_secs >= 3, job_max_attempts >= 1, max_frames >= 1");
+        }
+        if t.queue_poll_secs == 0 {
+            return invalid("tuning: queue_poll_secs >= 1");
         }
         if t.max_processing_per_user == 0 || t.max_queued_per_user == 0 {
             return invalid(

@@ -198,7 +198,9 @@ impl TestCluster {
 
 #[tokio::test]
 async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
-    let cluster = TestCluster::start(3, NodeConfig::default()).await;
+    // the pools' polling of the queue is all but off: a job is taken only
+    // because its upload's wake-up reached a pool
+    let cluster = TestCluster::start(3, NodeConfig::tuned("queue_poll_secs = 3600\n")).await;
     let token = cluster.user("ann@example.com").await;
 
     // uploads to every node; idle capacity anywhere picks them up at once
@@ -217,19 +219,6 @@ async fn nodes_join_share_work_and_refuse_a_wrong_cookie() {
         .await;
         cluster.assert_done_once(&token, id, 3).await;
     }
-    let mut waits = Vec::new();
-    for id in &ids {
-        let events = cluster.events(id).await;
-        let queued = events.iter().find(|e| e.to == "queued").unwrap().at;
-        let claimed = events.iter().find(|e| e.to == "processing").unwrap().at;
-        waits.push(claimed - queued);
-    }
-    waits.sort_by(f64::total_cmp);
-    let median_ms = waits[waits.len() / 2] * 1000.0;
-    println!("queued → processing on an idle cluster: median {median_ms:.1} ms, all {waits:?}");
-    // the pool's polling fallback ticks once a second; a median well below
-    // it shows the wake-up reached a pool
-    assert!(median_ms < 500.0, "no wake-up: median {median_ms} ms");
 
     // a token revoked on one node is refused by the others
     let r = cluster
