@@ -81,7 +81,7 @@ async fn await_schema(pool: &deadpool_postgres::Pool) {
 /// `videoproject migrate`: applies the migrations, then gives the nodes'
 /// and the autoscaler's roles (when their urls are set) their access.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let pool = prepare_database(settings, 2, Migrations::Apply).await?;
+    let pool = prepare_database(settings, db::COMMAND_POOL_SIZE, Migrations::Apply).await?;
     let roles = [
         (&settings.app_database_url, db::schema::Access::Rows),
         (
@@ -129,7 +129,11 @@ pub async fn run(
     let pool = http::starting::answer_while(
         &listener,
         &node,
-        prepare_database(&settings, 32 + workers * 2, settings.migrations),
+        prepare_database(
+            &settings,
+            db::serving_pool_size(workers),
+            settings.migrations,
+        ),
     )
     .await?;
     let changes = db::changes::listen(settings.database_url.expose())?;

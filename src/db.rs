@@ -98,6 +98,20 @@ pub(crate) fn target(url: &str) -> DbResult<tls::Target> {
     Ok(target)
 }
 
+/// Connections a serving node keeps open at most: requests, the queue's
+/// housekeeping and the notifier share a fixed part; each worker adds what
+/// its job holds at once (its writes, and its lease renewal beside them).
+/// With the default 2 workers, 36; PostgreSQL's `max_connections` must
+/// cover this times the node count, plus the migration job's.
+pub fn serving_pool_size(workers: usize) -> usize {
+    const SHARED: usize = 32;
+    const PER_WORKER: usize = 2;
+    SHARED + workers * PER_WORKER
+}
+
+/// Connections a one-off command (`migrate`, `user add`, `jobs`) needs.
+pub const COMMAND_POOL_SIZE: usize = 2;
+
 /// A connection pool for `url`.
 pub fn connect(url: &str, max_size: usize) -> DbResult<Pool> {
     let target = target(url)?;

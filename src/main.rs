@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use videoproject::cli::{Cli, Command, JobsCommand, UserCommand};
 use videoproject::settings::Settings;
-use videoproject::{admin, app, telemetry};
+use videoproject::{admin, app, db, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -70,7 +70,8 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let pool = app::prepare_database(&settings, 2, settings.migrations).await?;
+            let pool = app::prepare_database(&settings, db::COMMAND_POOL_SIZE, settings.migrations)
+                .await?;
             let user = videoproject::accounts::register(&pool, &email, &password, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -91,7 +92,8 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             state,
             limit,
         } => {
-            let pool = app::prepare_database(&settings, 2, settings.migrations).await?;
+            let pool = app::prepare_database(&settings, db::COMMAND_POOL_SIZE, settings.migrations)
+                .await?;
             match command {
                 None => {
                     let state = state.as_deref().map(admin::parse_state).transpose()?;
@@ -115,7 +117,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
 
 /// `user disable` and `user enable`.
 async fn set_disabled(settings: &Settings, email: &str, disabled: bool) -> anyhow::Result<()> {
-    let pool = app::prepare_database(settings, 2, settings.migrations).await?;
+    let pool = app::prepare_database(settings, db::COMMAND_POOL_SIZE, settings.migrations).await?;
     admin::set_disabled(&pool, email, disabled).await?;
     if disabled {
         println!("{email} is disabled: no sign-in, its tokens are refused");
