@@ -17,7 +17,7 @@ use crate::notify::{Mailer, NotifierArgs, WebhookSender};
 use crate::processor::ProcessorContext;
 use crate::settings::{Migrations, Settings};
 use crate::storage::MediaStore;
-use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::supervisor::{Actors, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::upload::{UploadArgs, UploadLimits, Uploads};
 use crate::{db, telemetry};
 
@@ -176,7 +176,10 @@ pub async fn run(
 
     let tuning = &settings.tuning;
     crate::media::set_memory_limit(tuning.media_memory_bytes);
+    // the actors' handles, filled in as the supervisor starts them
+    let actors = Actors::default();
     let supervisor_args = SupervisorArgs {
+        actors: actors.clone(),
         upload: UploadArgs {
             pool: pool.clone(),
             node: node.clone(),
@@ -202,6 +205,7 @@ pub async fn run(
             cores: crate::media::CoreShare::of_this_machine(tuning.shared_cores_dir())
                 .context("opening shared_cores_dir")?,
             changes: changes.clone(),
+            notifier: actors.notifier.clone(),
         }),
         notifier: NotifierArgs {
             pool: pool.clone(),
@@ -230,6 +234,7 @@ pub async fn run(
         changes.clone(),
         node.clone(),
         UploadLimits::of(&settings),
+        actors.upload.clone(),
     );
     let state = Arc::new(AppState {
         pool,
@@ -265,7 +270,7 @@ pub async fn run(
         () = name.lost.cancelled() => true,
     };
     tracing::info!("shutting down: no more claims, draining HTTP");
-    crate::supervisor::drain_pool();
+    actors.pool.drain();
     let _ = stop_http.send(());
     // live event streams never end by themselves: end them, so the drain
     // waits for requests only (their clients reconnect to another node)

@@ -1,8 +1,8 @@
-//! Telling users what happened. Emails and webhook events are queued in the
-//! outbox (`db::outbox`) by the transaction that causes them; the
-//! [`Notifier`] actor delivers them with retries and back-off. Messages to
-//! the actor are only wake-ups: a lost one delays a message until the next
-//! tick, no more.
+//! Telling users what happened. Emails and webhook events are composed by
+//! `message` and queued in the outbox (`db::outbox`) by the transaction that
+//! causes them; the [`Notifier`] actor delivers them with retries and
+//! back-off. Messages to the actor are only wake-ups: a lost one delays a
+//! message until the next tick, no more.
 
 pub mod mailer;
 pub mod message;
@@ -17,8 +17,16 @@ use ractor_cluster::RactorMessage;
 use tracing::Instrument;
 
 use crate::db::{self, outbox::Channel, outbox::Pending};
+use crate::supervisor::Handle;
 pub use mailer::Mailer;
 pub use webhook::WebhookSender;
+
+/// Hints the notifier that the outbox has mail; harmless if lost.
+impl Handle<NotifierMsg> {
+    pub fn wake(&self) {
+        self.hint(NotifierMsg::Wake);
+    }
+}
 
 /// How often the outbox is polled when nobody wakes the notifier.
 const TICK: Duration = Duration::from_secs(5);
@@ -119,7 +127,15 @@ async fn attempt(
             .await?
     {
         let why = withheld(args.unverified_per_day);
-        db::outbox::mark_failed(&args.pool, pending.id, &why, Duration::ZERO, true).await?;
+        db::outbox::mark_failed(
+            &args.pool,
+            pending.id,
+            &why,
+            Duration::ZERO,
+            true,
+            message::LINK_NOT_KEPT,
+        )
+        .await?;
         metrics::counter!("vp_notifications_total", "channel" => channel, "result" => "withheld")
             .increment(1);
         tracing::info!("email withheld: the address is not verified");
@@ -131,7 +147,7 @@ async fn attempt(
     };
     match sent {
         Ok(()) => {
-            db::outbox::mark_sent(&args.pool, pending.id).await?;
+            db::outbox::mark_sent(&args.pool, pending.id, message::LINK_NOT_KEPT).await?;
             metrics::counter!("vp_notifications_total", "channel" => channel, "result" => "sent")
                 .increment(1);
             tracing::info!("notification sent");
@@ -139,7 +155,15 @@ async fn attempt(
         Err(e) => {
             let give_up = pending.attempts as u32 >= args.max_attempts;
             let delay = backoff(pending.attempts as u32);
-            db::outbox::mark_failed(&args.pool, pending.id, &e, delay, give_up).await?;
+            db::outbox::mark_failed(
+                &args.pool,
+                pending.id,
+                &e,
+                delay,
+                give_up,
+                message::LINK_NOT_KEPT,
+            )
+            .await?;
             let result = if give_up { "gave_up" } else { "retry" };
             metrics::counter!("vp_notifications_total", "channel" => channel, "result" => result)
                 .increment(1);

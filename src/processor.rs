@@ -23,9 +23,9 @@ use uuid::Uuid;
 use crate::db::{self, jobs::Abandoned};
 use crate::domain::JobId;
 use crate::media::{CancelFlag, CoreShare};
-use crate::notify::message;
+use crate::notify::{NotifierMsg, message};
 use crate::storage::MediaStore;
-use crate::supervisor;
+use crate::supervisor::Handle;
 
 /// How often expired leases are looked for.
 const RESCUE_EVERY: Duration = Duration::from_secs(5);
@@ -58,6 +58,8 @@ pub struct ProcessorContext {
     pub cores: CoreShare,
     /// Where the node records its own writes, so its next read sees them.
     pub changes: std::sync::Arc<crate::db::changes::Changes>,
+    /// Told when a job's outcome queued mail.
+    pub notifier: Handle<NotifierMsg>,
 }
 
 pub struct ProcessorPool;
@@ -79,6 +81,19 @@ pub enum PoolMsg {
     /// The node is stopping: claim nothing more, and leave the cluster's
     /// pool group so no wake-ups arrive.
     Drain(Local<()>),
+}
+
+/// Tells this node's pool to stop claiming (the first step of a shutdown).
+impl Handle<PoolMsg> {
+    pub fn drain(&self) {
+        self.hint(PoolMsg::Drain(Local::new(())));
+    }
+}
+
+/// Hints every pool in the cluster (their process group) that a job may be
+/// waiting; harmless if lost.
+pub fn wake_pools() {
+    crate::cluster::broadcast_to_pools(|| PoolMsg::Wake);
 }
 
 struct Running {
@@ -335,7 +350,7 @@ async fn housekeeping(state: &mut PoolState) {
                 for (id, outcome) in jobs {
                     tracing::warn!(job_id = %id, ?outcome, "took back a job whose lease expired");
                     if outcome == db::jobs::RetryOutcome::Failed {
-                        supervisor::wake_notifier();
+                        ctx.notifier.wake();
                     }
                 }
             }

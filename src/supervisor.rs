@@ -1,17 +1,21 @@
 //! The root of the node's actors: starts `Upload`, `ProcessorPool` and
 //! `Notifier`, restarts any that fails (within a budget, beyond which the
 //! node stops rather than limp), and stops them in order on shutdown.
-//! Actors find this node's children through [`child`], so a restarted actor
-//! is reachable at once.
+//! Whoever talks to one of them holds its [`Handle`], made before the
+//! actors start and pointed by the supervisor at each actor it (re)starts,
+//! so a restarted actor is reachable at once and nothing is looked up by
+//! name.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, Message, RpcReplyPort,
+    SupervisionEvent,
+};
 use ractor_cluster::RactorMessage;
 
-use crate::cluster::{ClusterArgs, Membership};
+use crate::cluster::{ClusterArgs, Membership, MembershipMsg};
 use crate::notify::{Notifier, NotifierArgs, NotifierMsg};
 use crate::processor::{PoolMsg, ProcessorContext, ProcessorPool};
 use crate::upload::{UploadAdmission, UploadArgs, UploadMsg};
@@ -27,36 +31,103 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// Wait before starting again a child whose restart failed.
 const RESTART_RETRY: Duration = Duration::from_secs(2);
 
-/// This node's children by name. Not ractor's name registry: a peer's pool
-/// is seen here through its process group as a proxy of the same name, and
-/// a proxy that stops (its node left) takes that name out of the registry,
-/// which left this node unable to find, drain and hand back its own pool.
-static CHILDREN: Mutex<BTreeMap<&'static str, ActorCell>> = Mutex::new(BTreeMap::new());
-
-/// The running child called `name` on this node.
-fn child(name: &str) -> Option<ActorCell> {
-    CHILDREN
-        .lock()
-        .expect("children")
-        .get(name)
-        .filter(|c| c.get_status() <= ractor::ActorStatus::Running)
-        .cloned()
+/// One of this node's actors, whichever incarnation runs now. Not ractor's
+/// name registry: a peer's pool is seen here through its process group as
+/// a proxy of the same name, and a proxy that stops (its node left) takes
+/// that name out of the registry, which left this node unable to find,
+/// drain and hand back its own pool.
+pub struct Handle<M> {
+    current: Arc<Mutex<Option<ActorRef<M>>>>,
 }
 
-pub fn upload() -> Option<ActorRef<UploadMsg>> {
-    child(UPLOAD).map(ActorRef::from)
-}
-
-/// Tells this node's pool to stop claiming (the first step of a shutdown).
-pub fn drain_pool() {
-    if let Some(pool) = child(POOL).map(ActorRef::<PoolMsg>::from) {
-        let _ = pool.cast(PoolMsg::Drain(crate::cluster::wire::Local::new(())));
+impl<M> Clone for Handle<M> {
+    fn clone(&self) -> Self {
+        Self {
+            current: self.current.clone(),
+        }
     }
 }
 
-/// Hints every pool in the cluster that a job may be waiting; harmless if lost.
-pub fn wake_pool() {
-    crate::cluster::broadcast_to_pools(|| PoolMsg::Wake);
+impl<M> Default for Handle<M> {
+    fn default() -> Self {
+        Self {
+            current: Arc::default(),
+        }
+    }
+}
+
+impl<M: Message> Handle<M> {
+    /// The actor, while it runs.
+    pub fn get(&self) -> Option<ActorRef<M>> {
+        self.current
+            .lock()
+            .expect("actor handle")
+            .as_ref()
+            .filter(|a| a.get_status() <= ActorStatus::Running)
+            .cloned()
+    }
+
+    /// Sends `msg` to the actor if it runs: a hint, harmless if lost.
+    pub fn hint(&self, msg: M) {
+        if let Some(actor) = self.get() {
+            let _ = actor.cast(msg);
+        }
+    }
+
+    /// Starts `actor` as the supervisor's child called `name`, and points
+    /// the handle at it.
+    async fn spawn<A: Actor<Msg = M>>(
+        &self,
+        name: &str,
+        actor: A,
+        args: A::Arguments,
+        supervisor: ActorCell,
+    ) -> Result<ActorCell, ActorProcessingErr> {
+        let (spawned, _) =
+            Actor::spawn_linked(Some(name.to_owned()), actor, args, supervisor).await?;
+        *self.current.lock().expect("actor handle") = Some(spawned.clone());
+        Ok(spawned.get_cell())
+    }
+
+    fn cell(&self) -> Option<ActorCell> {
+        self.get().map(|a| a.get_cell())
+    }
+}
+
+/// The handles of this node's actors: made before they start, filled in by
+/// the supervisor, handed to whoever talks to them.
+#[derive(Clone, Default)]
+pub struct Actors {
+    pub upload: Handle<UploadMsg>,
+    pub pool: Handle<PoolMsg>,
+    pub notifier: Handle<NotifierMsg>,
+    membership: Handle<MembershipMsg>,
+}
+
+impl Actors {
+    /// The running child called `name`.
+    fn child(&self, name: &str) -> Option<ActorCell> {
+        match name {
+            UPLOAD => self.upload.cell(),
+            POOL => self.pool.cell(),
+            NOTIFIER => self.notifier.cell(),
+            MEMBERSHIP => self.membership.cell(),
+            _ => None,
+        }
+    }
+}
+
+/// The actors of the node last started in this process, for the callers
+/// not handed [`Actors`] yet (account emails, readiness).
+static LAST_STARTED: Mutex<Option<Actors>> = Mutex::new(None);
+
+fn last_started() -> Option<Actors> {
+    LAST_STARTED.lock().expect("actors").clone()
+}
+
+/// The admission actor, while it runs (readiness).
+pub fn upload() -> Option<ActorRef<UploadMsg>> {
+    last_started()?.upload.get()
 }
 
 /// Stops job `id` on whichever node runs it. The database is faster still:
@@ -67,14 +138,16 @@ pub fn cancel_job(id: crate::domain::JobId) {
 
 /// Hints the notifier that the outbox has mail; harmless if lost.
 pub fn wake_notifier() {
-    if let Some(n) = child(NOTIFIER).map(ActorRef::<NotifierMsg>::from) {
-        let _ = n.cast(NotifierMsg::Wake);
+    if let Some(actors) = last_started() {
+        actors.notifier.wake();
     }
 }
 
 /// Everything needed to (re)start the children.
 #[derive(Clone)]
 pub struct SupervisorArgs {
+    /// Where the children are found; filled in as they start.
+    pub actors: Actors,
     pub upload: UploadArgs,
     pub processor: Arc<ProcessorContext>,
     pub notifier: NotifierArgs,
@@ -114,46 +187,35 @@ impl Supervisor {
         name: &str,
     ) -> Result<ActorCell, ActorProcessingErr> {
         let cell = myself.get_cell();
-        let name_owned = Some(name.to_owned());
-        let (name, spawned) = match name {
-            UPLOAD => (
-                UPLOAD,
-                Actor::spawn_linked(name_owned, UploadAdmission, args.upload.clone(), cell)
-                    .await?
-                    .0
-                    .get_cell(),
-            ),
-            POOL => (
-                POOL,
-                Actor::spawn_linked(name_owned, ProcessorPool, args.processor.clone(), cell)
-                    .await?
-                    .0
-                    .get_cell(),
-            ),
+        let actors = &args.actors;
+        match name {
+            UPLOAD => {
+                let upload = args.upload.clone();
+                actors
+                    .upload
+                    .spawn(name, UploadAdmission, upload, cell)
+                    .await
+            }
+            POOL => {
+                let context = args.processor.clone();
+                actors.pool.spawn(name, ProcessorPool, context, cell).await
+            }
             MEMBERSHIP => match &args.cluster {
-                Some(cluster) => (
-                    MEMBERSHIP,
-                    Actor::spawn_linked(name_owned, Membership, cluster.clone(), cell)
-                        .await?
-                        .0
-                        .get_cell(),
-                ),
-                None => return Err("no cluster configured".into()),
+                Some(cluster) => {
+                    let cluster = cluster.clone();
+                    actors
+                        .membership
+                        .spawn(name, Membership, cluster, cell)
+                        .await
+                }
+                None => Err("no cluster configured".into()),
             },
-            NOTIFIER => (
-                NOTIFIER,
-                Actor::spawn_linked(name_owned, Notifier, args.notifier.clone(), cell)
-                    .await?
-                    .0
-                    .get_cell(),
-            ),
-            other => return Err(format!("unknown child {other}").into()),
-        };
-        CHILDREN
-            .lock()
-            .expect("children")
-            .insert(name, spawned.clone());
-        Ok(spawned)
+            NOTIFIER => {
+                let notifier = args.notifier.clone();
+                actors.notifier.spawn(name, Notifier, notifier, cell).await
+            }
+            other => Err(format!("unknown child {other}").into()),
+        }
     }
 }
 
@@ -173,6 +235,7 @@ impl Actor for Supervisor {
         if args.cluster.is_some() {
             Self::start_child(&myself, &args, MEMBERSHIP).await?;
         }
+        *LAST_STARTED.lock().expect("actors") = Some(args.actors.clone());
         Ok(SupervisorState {
             args,
             restarts: Vec::new(),
@@ -192,7 +255,7 @@ impl Actor for Supervisor {
                 // uploads first (no new work), then the pool (hands jobs
                 // back), then leave the cluster, then mail
                 for name in [UPLOAD, POOL, MEMBERSHIP, NOTIFIER] {
-                    if let Some(cell) = child(name) {
+                    if let Some(cell) = state.args.actors.child(name) {
                         // the pool may use its whole grace period
                         let wait = state.args.processor.shutdown_grace + Duration::from_secs(30);
                         cell.stop_and_wait(Some("shutdown".into()), Some(wait))

@@ -467,7 +467,7 @@ pub async fn retry_or_fail(
     node: &str,
     reason: &str,
     backoff: Duration,
-    mail: impl FnOnce(&str, &str) -> NewNotification,
+    mail: impl FnOnce(JobId, &str, &str) -> NewNotification,
 ) -> DbResult<RetryOutcome> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
@@ -488,11 +488,11 @@ async fn requeue_locked(
     reason: &str,
     backoff: Duration,
     refund_attempt: bool,
-    mail: impl FnOnce(&str, &str) -> NewNotification,
+    mail: impl FnOnce(JobId, &str, &str) -> NewNotification,
 ) -> DbResult<RetryOutcome> {
     if !refund_attempt && locked.attempts >= locked.max_attempts {
         let why = format!("gave up after {} attempts: {reason}", locked.attempts);
-        fail_locked(tx, id, locked, node, &why, mail(&locked.filename, &why)).await?;
+        fail_locked(tx, id, locked, node, &why, mail(id, &locked.filename, &why)).await?;
         return Ok(RetryOutcome::Failed);
     }
     let to = next(locked.state, JobEvent::Retry)?;
@@ -561,7 +561,7 @@ pub async fn requeue_abandoned(
     pool: &Pool,
     node: &str,
     why: Abandoned<'_>,
-    mail: impl Fn(&str, &str) -> NewNotification,
+    mail: impl Fn(JobId, &str, &str) -> NewNotification,
 ) -> DbResult<Vec<(JobId, RetryOutcome)>> {
     let owner = why.owner();
     let mut conn = pool.get().await?;
@@ -871,8 +871,8 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
-    fn mail(filename: &str, reason: &str) -> NewNotification {
-        crate::notify::message::job_failed(filename, reason)
+    fn mail(job: JobId, filename: &str, reason: &str) -> NewNotification {
+        crate::notify::message::job_failed(job, filename, reason)
     }
 
     async fn user(pool: &Pool, n: usize) -> UserId {
@@ -1062,7 +1062,7 @@ mod tests {
                 .unwrap()
         );
         assert!(
-            !fail(&db.pool, id, token, "a", "late", |f| mail(f, "late"))
+            !fail(&db.pool, id, token, "a", "late", |f| mail(id, f, "late"))
                 .await
                 .unwrap()
         );
@@ -1196,11 +1196,18 @@ mod tests {
             zip_bytes: 10,
             zip_object: "frames.zip",
         };
-        let success = |f: &str| Some(mail(f, "done"));
+        let success = |job: JobId| move |f: &str| Some(mail(job, f, "done"));
         assert!(
-            complete(&db.pool, done, claim.lease_token, "a", output, success)
-                .await
-                .unwrap()
+            complete(
+                &db.pool,
+                done,
+                claim.lease_token,
+                "a",
+                output,
+                success(done)
+            )
+            .await
+            .unwrap()
         );
         assert_eq!(
             outbox(db.pool.clone()).await,
@@ -1228,9 +1235,16 @@ mod tests {
             zip_object: "late.zip",
         };
         assert!(
-            !complete(&db.pool, cancelled, claim.lease_token, "a", output, success)
-                .await
-                .unwrap()
+            !complete(
+                &db.pool,
+                cancelled,
+                claim.lease_token,
+                "a",
+                output,
+                success(cancelled)
+            )
+            .await
+            .unwrap()
         );
         assert_eq!(
             outbox(db.pool.clone()).await,

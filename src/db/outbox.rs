@@ -1,5 +1,6 @@
 //! The notification outbox. Rows are written in the transaction that causes
-//! them, one per channel (email, webhook), and delivered by the notifier; a
+//! them, one per channel (email, webhook), as `notify::message` composed
+//! them (nothing here writes a message), and delivered by the notifier; a
 //! claim lock keeps two nodes from sending the same row.
 
 use std::collections::HashMap;
@@ -40,16 +41,6 @@ impl NotificationKind {
         }
     }
 
-    /// The `type` of its webhook event.
-    pub fn event_type(self) -> &'static str {
-        match self {
-            NotificationKind::JobFailed => "video.failed",
-            NotificationKind::JobDone => "video.done",
-            NotificationKind::VerifyEmail => "account.verify_email",
-            NotificationKind::PasswordReset => "account.password_reset",
-        }
-    }
-
     /// About a video: held to the daily cap of an unverified address.
     pub fn is_about_a_video(self) -> bool {
         matches!(
@@ -83,16 +74,27 @@ impl Channel {
     }
 }
 
-/// A message to queue for a user: an email to their address and, when they
-/// set a webhook, a JSON event to it.
+/// A message to queue for a user, as `notify::message` composed it: an
+/// email to their address and, about a video, the event for their webhook
+/// (queued only when they set one).
 #[derive(Debug, Clone)]
 pub struct NewNotification {
     pub kind: NotificationKind,
     pub subject: String,
     pub body: String,
-    /// The video's side of the webhook event (see `notify::message`).
-    pub filename: String,
-    pub reason: Option<String>,
+    pub webhook: Option<WebhookEvent>,
+}
+
+/// A webhook event, ready to send.
+#[derive(Debug, Clone)]
+pub struct WebhookEvent {
+    /// The outbox row's id, which the event carries: it stays the same
+    /// across retries, so a receiver can drop a repeat.
+    pub id: Uuid,
+    /// Its `type`, kept as the row's subject.
+    pub event_type: &'static str,
+    /// The JSON sent.
+    pub body: String,
 }
 
 /// A message due for delivery, claimed by this node.
@@ -177,8 +179,8 @@ pub async fn deliveries_by_job(
 }
 
 /// Queues `mail` for `user`: the email (with `only_if_opted_in`, only when
-/// the user asked for success emails) and, when the user has a webhook, the
-/// webhook event.
+/// the user asked for success emails) and, when the user has a webhook, its
+/// event.
 pub async fn insert_for_user(
     tx: &Transaction<'_>,
     user: UserId,
@@ -201,18 +203,20 @@ pub async fn insert_for_user(
         ],
     )
     .await?;
-    let id = Uuid::now_v7();
+    let Some(event) = &mail.webhook else {
+        return Ok(());
+    };
     tx.execute(
         "INSERT INTO notifications (id, user_id, job_id, kind, channel, recipient, subject, body)
          SELECT $1, u.id, $3, $4, 'webhook', u.webhook_url, $5, $6 FROM users u
          WHERE u.id = $2 AND u.webhook_url IS NOT NULL",
         &[
-            &id,
+            &event.id,
             &user.0,
             &job.0,
             &mail.kind.as_str(),
-            &mail.kind.event_type(),
-            &crate::notify::message::webhook_event(id, job, &mail),
+            &event.event_type,
+            &event.body,
         ],
     )
     .await?;
@@ -277,10 +281,6 @@ pub async fn may_email_unverified(pool: &Pool, id: Uuid, per_day: u32) -> DbResu
     Ok(row.is_some_and(|r| r.get(0)))
 }
 
-/// What an account email's text becomes once it was sent or given up: the
-/// link in it opens an account, and the outbox is no place to keep it.
-const LINK_NOT_KEPT: &str = "(an account link; not kept once sent)";
-
 /// Claims up to `limit` due messages for `hold` (another node skips them meanwhile).
 pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<Pending>> {
     let conn = pool.get().await?;
@@ -312,25 +312,29 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
         .collect())
 }
 
-pub async fn mark_sent(pool: &Pool, id: Uuid) -> DbResult<()> {
+/// Records a delivery. An account email's text becomes `scrubbed`: the link
+/// in it opens an account, and the outbox is no place to keep it.
+pub async fn mark_sent(pool: &Pool, id: Uuid, scrubbed: &str) -> DbResult<()> {
     let conn = pool.get().await?;
     conn.execute(
         "UPDATE notifications SET sent_at = now(), locked_until = NULL, last_error = NULL,
              body = CASE WHEN kind IN ('verify_email', 'password_reset') THEN $2 ELSE body END
          WHERE id = $1",
-        &[&id, &LINK_NOT_KEPT],
+        &[&id, &scrubbed],
     )
     .await?;
     Ok(())
 }
 
-/// Records a failed delivery: try again after `delay`, or give up for good.
+/// Records a failed delivery: try again after `delay`, or give up for good
+/// (an account email's text then becomes `scrubbed`, as once sent).
 pub async fn mark_failed(
     pool: &Pool,
     id: Uuid,
     error: &str,
     delay: Duration,
     give_up: bool,
+    scrubbed: &str,
 ) -> DbResult<()> {
     let conn = pool.get().await?;
     conn.execute(
@@ -339,7 +343,7 @@ pub async fn mark_failed(
              gave_up_at = CASE WHEN $4 THEN now() END,
              body = CASE WHEN $4 AND kind IN ('verify_email', 'password_reset') THEN $5 ELSE body END
          WHERE id = $1",
-        &[&id, &error, &delay.as_secs_f64(), &give_up, &LINK_NOT_KEPT],
+        &[&id, &error, &delay.as_secs_f64(), &give_up, &scrubbed],
     )
     .await?;
     Ok(())

@@ -1,35 +1,41 @@
-//! What each notification says: the email's text and the webhook's JSON.
+//! What each notification says: the email's text and, about a video, the
+//! webhook's JSON. Composed here in full; the outbox (`db::outbox`) stores
+//! them as they are.
 
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::db::outbox::{NewNotification, NotificationKind};
+use crate::db::outbox::{NewNotification, NotificationKind, WebhookEvent};
 use crate::domain::JobId;
 
-pub fn job_failed(filename: &str, reason: &str) -> NewNotification {
+/// What an account email's text becomes once it was sent or given up: the
+/// link in it opens an account, and the outbox is no place to keep it.
+pub const LINK_NOT_KEPT: &str = "(an account link; not kept once sent)";
+
+pub fn job_failed(job: JobId, filename: &str, reason: &str) -> NewNotification {
+    let kind = NotificationKind::JobFailed;
     NewNotification {
-        kind: NotificationKind::JobFailed,
+        kind,
         subject: format!("We could not extract frames from {filename}"),
         body: format!(
             "Hello,\n\nprocessing your video \"{filename}\" failed:\n\n    {reason}\n\n\
              Nothing else is needed from you; you can delete the video or upload it again.\n\n\
              The Video Project\n"
         ),
-        filename: filename.to_owned(),
-        reason: Some(reason.to_owned()),
+        webhook: Some(webhook_event(kind, job, filename, Some(reason))),
     }
 }
 
-pub fn job_done(filename: &str) -> NewNotification {
+pub fn job_done(job: JobId, filename: &str) -> NewNotification {
+    let kind = NotificationKind::JobDone;
     NewNotification {
-        kind: NotificationKind::JobDone,
+        kind,
         subject: format!("Your frames of {filename} are ready"),
         body: format!(
             "Hello,\n\nthe frames of your video \"{filename}\" are ready to download.\n\nThe Video Project\n"
         ),
-        filename: filename.to_owned(),
-        reason: None,
+        webhook: Some(webhook_event(kind, job, filename, None)),
     }
 }
 
@@ -63,58 +69,78 @@ pub fn password_reset(link: &str, valid_minutes: u64) -> NewNotification {
     )
 }
 
+/// Account emails are never webhook events.
 fn account_email(kind: NotificationKind, subject: String, body: String) -> NewNotification {
     NewNotification {
         kind,
         subject,
         body,
-        filename: String::new(),
-        reason: None,
+        webhook: None,
     }
 }
 
-/// The webhook event for `n`. `delivery` is the outbox row's id: it stays
-/// the same across retries, so a receiver can drop a repeat.
-pub fn webhook_event(delivery: Uuid, job: JobId, n: &NewNotification) -> String {
+/// The `type` of a webhook event of `kind`.
+fn event_type(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::JobFailed => "video.failed",
+        NotificationKind::JobDone => "video.done",
+        NotificationKind::VerifyEmail => "account.verify_email",
+        NotificationKind::PasswordReset => "account.password_reset",
+    }
+}
+
+/// The webhook event of `kind` about video `job`, under a new delivery id
+/// (the outbox row's).
+fn webhook_event(
+    kind: NotificationKind,
+    job: JobId,
+    filename: &str,
+    reason: Option<&str>,
+) -> WebhookEvent {
+    let id = Uuid::now_v7();
     let mut video = json!({
         "id": job.to_string(),
-        "filename": n.filename,
+        "filename": filename,
         "url": format!("/api/v1/videos/{job}"),
     });
-    match n.kind {
+    match kind {
         NotificationKind::JobFailed => {
             video["state"] = json!("failed");
-            video["error"] = json!(n.reason);
+            video["error"] = json!(reason);
         }
         NotificationKind::JobDone => {
             video["state"] = json!("done");
             video["download_url"] = json!(format!("/api/v1/videos/{job}/frames.zip"));
         }
-        // account emails are never webhook events
         NotificationKind::VerifyEmail | NotificationKind::PasswordReset => {}
     }
-    json!({
-        "id": delivery.to_string(),
-        "type": n.kind.event_type(),
+    let body = json!({
+        "id": id.to_string(),
+        "type": event_type(kind),
         "created_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "video": video,
     })
-    .to_string()
+    .to_string();
+    WebhookEvent {
+        id,
+        event_type: event_type(kind),
+        body,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn event(n: &NewNotification) -> (Uuid, serde_json::Value) {
+        let event = n.webhook.as_ref().expect("a video's event");
+        (event.id, serde_json::from_str(&event.body).unwrap())
+    }
+
     #[test]
     fn webhook_events_carry_the_video_and_a_stable_id() {
-        let (delivery, job) = (Uuid::now_v7(), JobId::new());
-        let failed: serde_json::Value = serde_json::from_str(&webhook_event(
-            delivery,
-            job,
-            &job_failed("a.mp4", "no video"),
-        ))
-        .unwrap();
+        let job = JobId::new();
+        let (delivery, failed) = event(&job_failed(job, "a.mp4", "no video"));
         assert_eq!(failed["id"], delivery.to_string());
         assert_eq!(failed["type"], "video.failed");
         assert_eq!(failed["video"]["id"], job.to_string());
@@ -122,13 +148,20 @@ mod tests {
         assert_eq!(failed["video"]["error"], "no video");
         assert!(failed["video"].get("download_url").is_none());
 
-        let done: serde_json::Value =
-            serde_json::from_str(&webhook_event(delivery, job, &job_done("a.mp4"))).unwrap();
+        let done = job_done(job, "a.mp4");
+        assert_eq!(done.webhook.as_ref().unwrap().event_type, "video.done");
+        let (_, done) = event(&done);
         assert_eq!(done["type"], "video.done");
         assert_eq!(done["video"]["filename"], "a.mp4");
         assert_eq!(
             done["video"]["download_url"],
             format!("/api/v1/videos/{job}/frames.zip")
         );
+    }
+
+    #[test]
+    fn account_emails_are_no_webhook_events() {
+        assert!(verify_email("https://x/verify", 3).webhook.is_none());
+        assert!(password_reset("https://x/reset", 30).webhook.is_none());
     }
 }

@@ -17,7 +17,6 @@ use crate::db::{self, changes::Topic, jobs::Claim};
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError, OverBudget};
 use crate::notify::message;
 use crate::storage::{MediaStore, StorageError};
-use crate::supervisor;
 
 /// Why a run did not produce a zip.
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +276,7 @@ async fn record_outcome(
                         zip_bytes: done.zip_bytes as i64,
                         zip_object: zip_object.as_ref(),
                     },
-                    |filename| Some(message::job_done(filename)),
+                    |filename| Some(message::job_done(id, filename)),
                 )
             })
             .await;
@@ -305,7 +304,7 @@ async fn record_outcome(
                         seconds = elapsed.as_secs_f64(),
                         "done"
                     );
-                    supervisor::wake_notifier();
+                    ctx.notifier.wake();
                     "done"
                 }
                 Ok(false) => {
@@ -333,12 +332,12 @@ async fn record_outcome(
             tracing::warn!(error = %e, %reason, "failed permanently");
             let recorded = persist("failure", || {
                 db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |f| {
-                    message::job_failed(f, &reason)
+                    message::job_failed(id, f, &reason)
                 })
             })
             .await;
             match recorded {
-                Ok(_) => supervisor::wake_notifier(),
+                Ok(_) => ctx.notifier.wake(),
                 Err(e) => {
                     tracing::error!(error = %e, "recording failure failed; the lease will expire")
                 }
@@ -362,7 +361,7 @@ async fn record_outcome(
             })
             .await;
             match recorded {
-                Ok(db::jobs::RetryOutcome::Failed) => supervisor::wake_notifier(),
+                Ok(db::jobs::RetryOutcome::Failed) => ctx.notifier.wake(),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "recording retry failed; the lease will expire")

@@ -13,7 +13,6 @@ use ractor_cluster::RactorMessage;
 use crate::db::{self, DbError, jobs::JobRow};
 use crate::domain::{FrameOptions, JobId, UserId};
 use crate::media::MediaInfo;
-use crate::supervisor;
 
 pub struct UploadAdmission;
 
@@ -149,7 +148,7 @@ impl Actor for UploadAdmission {
                     )
                     .await;
                     if result.is_ok() {
-                        supervisor::wake_pool();
+                        crate::processor::wake_pools();
                     }
                     let _ = reply.send(result);
                 });

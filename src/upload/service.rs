@@ -26,7 +26,7 @@ use crate::jobs::JobState;
 use crate::media::{self, Budget, MediaError, MediaInfo};
 use crate::settings::Settings;
 use crate::storage::{MediaStore, ObjectWriter};
-use crate::supervisor;
+use crate::supervisor::Handle;
 
 /// What an upload is held to, from the settings.
 #[derive(Debug, Clone)]
@@ -73,6 +73,8 @@ struct Inner {
     remover: Remover,
     node: String,
     limits: UploadLimits,
+    /// The admission actor: places on this node, commits to the queue.
+    admission: Handle<UploadMsg>,
 }
 
 impl Uploads {
@@ -82,6 +84,7 @@ impl Uploads {
         changes: Arc<Changes>,
         node: String,
         limits: UploadLimits,
+        admission: Handle<UploadMsg>,
     ) -> Self {
         let remover = Remover {
             pool,
@@ -93,6 +96,7 @@ impl Uploads {
                 remover,
                 node,
                 limits,
+                admission,
             }),
         }
     }
@@ -138,7 +142,7 @@ impl Uploads {
         let busy = || UploadError::Busy {
             retry_after_secs: 5,
         };
-        let actor = supervisor::upload().ok_or_else(busy)?;
+        let actor = self.inner.admission.get().ok_or_else(busy)?;
         let ticket = call_t!(actor, UploadMsg::Admit, 5_000, owner)
             .map_err(|_| busy())?
             .map_err(|b| match b {
@@ -366,7 +370,7 @@ impl Receiving {
         let busy = || UploadError::Busy {
             retry_after_secs: 5,
         };
-        let actor = supervisor::upload().ok_or_else(busy)?;
+        let actor = uploads.inner.admission.get().ok_or_else(busy)?;
         let stored = StoredUpload {
             job: id,
             size_bytes: size as i64,
