@@ -1,6 +1,7 @@
 //! The HTTP API (v1). Routes are thin: parse the request into domain types,
 //! call the module that owns the work, shape the answer. Every error goes
-//! through `error::recover`.
+//! through `error::recover`. Which route answers a request is `route`'s
+//! table: dispatch here, the metric labels and the OpenAPI paths follow it.
 
 mod accounts;
 mod body_end;
@@ -18,6 +19,7 @@ pub use hygiene::ClientAddr;
 mod ops;
 mod page;
 mod rendered;
+mod route;
 mod server;
 pub mod starting;
 pub use rendered::Rendered;
@@ -30,7 +32,11 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
+use warp::filters::BoxedFilter;
+use warp::http::Method;
 use warp::{Filter, Rejection, Reply};
+
+use route::Endpoint;
 
 use crate::auth::{Credentials, Principal, SessionTokens, SharedAuthenticator, SignInLimits};
 use crate::settings::Settings;
@@ -82,25 +88,77 @@ const JSON_LIMIT: u64 = 64 * 1024;
 pub fn routes(
     state: State,
 ) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
-    let api = warp::path("api").and(warp::path("v1"));
-    let api = api.and(
-        accounts::routes(state.clone())
-            .or(email_links::routes(state.clone()))
-            .or(upload::routes(state.clone()))
-            .or(download::routes(state.clone()))
-            .or(events::routes(state.clone()))
-            .or(openapi::routes())
-            .or(videos::routes(state.clone())),
-    );
-    api.or(ops::routes(state))
-        .or(page::routes())
-        .recover(error::recover)
+    let api = route::ROUTES
+        .iter()
+        .flat_map(|route| {
+            route
+                .serves
+                .iter()
+                .map(|(method, endpoint)| dispatch(route, method.clone(), *endpoint, &state))
+        })
+        .reduce(|one, other| one.or(other).unify().boxed())
+        .expect("the API has routes");
+    api.or(page::routes()).recover(error::recover)
+}
+
+/// The filter answering `endpoint` at `route` for `method`.
+fn dispatch(
+    route: &'static route::Route,
+    method: Method,
+    endpoint: Endpoint,
+    state: &State,
+) -> BoxedFilter<(warp::reply::Response,)> {
+    use Endpoint::*;
+    let s = state.clone();
+    let at = || route.exact(method.clone());
+    let with_id = || route.with_id(method.clone());
+    match endpoint {
+        Health => answer(at().and(ops::health_route())),
+        Ready => answer(at().and(ops::ready_route(s))),
+        Metrics => answer(at().and(ops::metrics_route(s))),
+        OpenApi => answer(at().and(openapi::openapi_route())),
+        CreateUser => answer(at().and(accounts::create_user_route(s))),
+        SignIn => answer(at().and(accounts::sign_in_route(s))),
+        SignOut => answer(at().and(accounts::sign_out_route(s))),
+        GetMe => answer(at().and(accounts::get_me_route(s))),
+        PatchMe => answer(at().and(accounts::patch_me_route(s))),
+        ResendVerification => answer(at().and(email_links::resend_verification_route(s))),
+        VerifyEmail => answer(at().and(email_links::verify_email_route(s))),
+        RequestReset => answer(at().and(email_links::request_reset_route(s))),
+        ResetPassword => answer(at().and(email_links::reset_password_route(s))),
+        // the upload's filter still matches its own path and method, under the prefix
+        Upload => answer(
+            at().and(warp::path!("api" / "v1" / ..))
+                .and(upload::routes(s)),
+        ),
+        ListVideos => answer(at().and(videos::list_route(s))),
+        ShowVideo => answer(videos::show_route(with_id(), s)),
+        DeleteVideo => answer(videos::delete_route(with_id(), s)),
+        Download => answer(download::download_route(with_id(), s)),
+        VideoEvents => answer(events::video_events_route(with_id(), s)),
+        UserEvents => answer(at().and(events::user_events_route(s))),
+    }
+}
+
+fn answer(
+    filter: impl Filter<Extract = (impl Reply + 'static,), Error = Rejection>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> BoxedFilter<(warp::reply::Response,)> {
+    filter.map(Reply::into_response).boxed()
 }
 
 fn with_state(
     state: State,
 ) -> impl Filter<Extract = (State,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || state.clone())
+}
+
+/// The state and the authenticated caller: what most endpoints start from.
+fn signed_in(state: State) -> impl Filter<Extract = (State, Principal), Error = Rejection> + Clone {
+    with_state(state.clone()).and(authenticated(state))
 }
 
 /// The authenticated caller, or a 401 (503 when the check cannot be made).

@@ -5,43 +5,51 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ErrorBody;
-use super::{ApiError, ClientAddr, State, authenticated, json_body, with_state};
+use super::route::Endpoint;
+use super::{ApiError, ClientAddr, State, json_body, signed_in, with_state};
 use crate::auth::{self, Principal};
 use crate::db::{self, users::User};
 use crate::domain::Email;
 
-pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let users = warp::path!("users")
-        .and(warp::post())
-        .and(with_state(state.clone()))
+// What each endpoint takes from a request, past the path and method that
+// `route::ROUTES` gives it.
+
+pub fn create_user_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    with_state(state.clone())
         .and(client_address(state.clone()))
         .and(json_body(&state))
-        .and_then(create_user);
-    let sessions = warp::path!("sessions");
-    let sign_in = sessions
-        .and(warp::post())
-        .and(with_state(state.clone()))
+        .and_then(create_user)
+}
+
+pub fn sign_in_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    with_state(state.clone())
         .and(client_address(state.clone()))
         .and(json_body(&state))
-        .and_then(sign_in);
-    let sign_out = sessions
-        .and(warp::delete())
-        .and(with_state(state.clone()))
-        .and(authenticated(state.clone()))
-        .and_then(sign_out);
-    let me = warp::path!("me");
-    let get_me = me
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state.clone()))
-        .and_then(get_me);
-    let patch_me = me
-        .and(warp::patch())
-        .and(with_state(state.clone()))
-        .and(authenticated(state.clone()))
+        .and_then(sign_in)
+}
+
+pub fn sign_out_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    signed_in(state).and_then(sign_out)
+}
+
+pub fn get_me_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    signed_in(state).and_then(get_me)
+}
+
+pub fn patch_me_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    signed_in(state.clone())
         .and(json_body(&state))
-        .and_then(patch_me);
-    users.or(sign_in).or(sign_out).or(get_me).or(patch_me)
+        .and_then(patch_me)
 }
 
 /// An email and a password (sign-up takes 8 characters or more).
@@ -111,7 +119,7 @@ impl<'a> ProfileView<'a> {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "accounts",
+#[utoipa::path(post, path = Endpoint::CreateUser.pattern(), tag = "accounts",
     request_body = CredentialsBody,
     responses(
         (status = 201, description = "The account", body = UserView),
@@ -172,7 +180,7 @@ pub(super) fn client_address(
         )
 }
 
-#[utoipa::path(post, path = "/api/v1/sessions", tag = "accounts",
+#[utoipa::path(post, path = Endpoint::SignIn.pattern(), tag = "accounts",
     request_body = CredentialsBody,
     responses(
         (status = 200, description = "A session token", body = SessionView),
@@ -228,7 +236,7 @@ async fn sign_in(
     }))
 }
 
-#[utoipa::path(delete, path = "/api/v1/sessions", tag = "accounts",
+#[utoipa::path(delete, path = Endpoint::SignOut.pattern(), tag = "accounts",
     security(("bearer" = [])),
     responses((status = 204, description = "The token is refused from now on, on every node")))]
 async fn sign_out(state: State, principal: Principal) -> Result<impl Reply, Rejection> {
@@ -242,7 +250,7 @@ async fn sign_out(state: State, principal: Principal) -> Result<impl Reply, Reje
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/me", tag = "accounts",
+#[utoipa::path(get, path = Endpoint::GetMe.pattern(), tag = "accounts",
     security(("bearer" = [])),
     responses((status = 200, description = "The caller's profile", body = ProfileView)))]
 async fn get_me(state: State, principal: Principal) -> Result<impl Reply, Rejection> {
@@ -276,7 +284,7 @@ mod double_option {
     }
 }
 
-#[utoipa::path(patch, path = "/api/v1/me", tag = "accounts",
+#[utoipa::path(patch, path = Endpoint::PatchMe.pattern(), tag = "accounts",
     security(("bearer" = [])),
     request_body = PatchMe,
     responses(

@@ -8,6 +8,7 @@ use warp::http::{HeaderValue, Response, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ErrorBody;
+use super::route::{Endpoint, WithId};
 use super::videos::find_own;
 use super::{ApiError, State, authenticate, with_state};
 use crate::auth::Credentials;
@@ -16,10 +17,12 @@ use crate::domain::JobId;
 use crate::jobs::JobState;
 use crate::storage::{MediaStore, StorageError};
 
-pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("videos" / String / "frames.zip")
-        .and(warp::get().or(warp::head()).unify())
-        .and(with_state(state))
+/// What a download takes past its id (GET and HEAD alike).
+pub fn download_route(
+    at: WithId,
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    at.and(with_state(state))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("range"))
@@ -52,7 +55,7 @@ fn vanished(state: &State, job: &JobRow) -> ApiError {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/videos/{id}/frames.zip", tag = "videos",
+#[utoipa::path(get, path = Endpoint::Download.pattern(), tag = "videos",
     security(("bearer" = []), ("download_link" = [])),
     params(
         ("id" = String, Path, description = "The video's id"),

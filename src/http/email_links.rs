@@ -9,34 +9,44 @@ use warp::{Filter, Rejection, Reply};
 
 use super::accounts::{client_address, counted};
 use super::error::ErrorBody;
-use super::{ApiError, State, authenticated, json_body, with_state};
+use super::route::Endpoint;
+use super::{ApiError, State, json_body, signed_in, with_state};
 use crate::accounts;
 use crate::auth::Principal;
 use crate::domain::Email;
 
-pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let verify = warp::path!("email-verifications")
-        .and(warp::post())
-        .and(with_state(state.clone()))
+// What each endpoint takes from a request, past the path and method that
+// `route::ROUTES` gives it.
+
+pub fn verify_email_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    with_state(state.clone())
         .and(json_body(&state))
-        .and_then(verify_email);
-    let resend = warp::path!("me" / "verification-email")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(authenticated(state.clone()))
-        .and_then(resend_verification);
-    let request_reset = warp::path!("password-resets")
-        .and(warp::post())
-        .and(with_state(state.clone()))
+        .and_then(verify_email)
+}
+
+pub fn resend_verification_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    signed_in(state).and_then(resend_verification)
+}
+
+pub fn request_reset_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    with_state(state.clone())
         .and(client_address(state.clone()))
         .and(json_body(&state))
-        .and_then(request_reset);
-    let reset = warp::path!("password-resets" / "confirm")
-        .and(warp::post())
-        .and(with_state(state.clone()))
+        .and_then(request_reset)
+}
+
+pub fn reset_password_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    with_state(state.clone())
         .and(json_body(&state))
-        .and_then(reset_password);
-    verify.or(resend).or(request_reset).or(reset)
+        .and_then(reset_password)
 }
 
 /// The secret of a link, as the page found it in the link's `#verify=` or `#reset=`.
@@ -53,7 +63,7 @@ pub(super) struct AddressView<'a> {
     email_verified: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/email-verifications", tag = "accounts",
+#[utoipa::path(post, path = Endpoint::VerifyEmail.pattern(), tag = "accounts",
     request_body = LinkBody,
     responses(
         (status = 200, description = "The address is verified", body = AddressView),
@@ -77,7 +87,7 @@ pub(super) struct SentView<'a> {
     sent_to: &'a str,
 }
 
-#[utoipa::path(post, path = "/api/v1/me/verification-email", tag = "accounts",
+#[utoipa::path(post, path = Endpoint::ResendVerification.pattern(), tag = "accounts",
     security(("bearer" = [])),
     responses(
         (status = 202, description = "A new verification link is on its way", body = SentView),
@@ -109,7 +119,7 @@ pub(super) struct ResetRequested {
     message: &'static str,
 }
 
-#[utoipa::path(post, path = "/api/v1/password-resets", tag = "accounts",
+#[utoipa::path(post, path = Endpoint::RequestReset.pattern(), tag = "accounts",
     request_body = ResetRequest,
     responses(
         (status = 202, description = "If an account has this address, a link is on its way", body = ResetRequested),
@@ -150,7 +160,7 @@ pub(super) struct NewPassword {
     password: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/password-resets/confirm", tag = "accounts",
+#[utoipa::path(post, path = Endpoint::ResetPassword.pattern(), tag = "accounts",
     request_body = NewPassword,
     responses(
         (status = 200, description = "The password is set; every session of the account has ended", body = AddressView),

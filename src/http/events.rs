@@ -19,8 +19,9 @@ use warp::sse::Event;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ErrorBody;
+use super::route::{Endpoint, WithId};
 use super::videos::{Links, find_own, video_json};
-use super::{ApiError, State, authenticated, with_state};
+use super::{ApiError, State, signed_in};
 use crate::auth::{Credentials, Principal};
 use crate::db::jobs::JobRow;
 use feeds::{Subscription, TooMany, Update};
@@ -30,20 +31,24 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 type Events = Sender<Result<Event, Infallible>>;
 
-pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let one = warp::path!("videos" / String / "events")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state.clone()))
-        .and(credentials())
-        .and_then(video_events);
-    let all = warp::path!("events")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
-        .and(credentials())
-        .and_then(user_events);
-    one.or(all)
+pub fn video_events_route(
+    at: WithId,
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    at.and(caller(state)).and_then(video_events)
+}
+
+pub fn user_events_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    caller(state).and_then(user_events)
+}
+
+/// The state, the caller and what it presented.
+fn caller(
+    state: State,
+) -> impl Filter<Extract = (State, Principal, Credentials), Error = Rejection> + Clone {
+    signed_in(state).and(credentials())
 }
 
 /// What the caller presented (it was checked already): the stream's feed
@@ -62,7 +67,7 @@ fn subscribed(sub: Result<Subscription, TooMany>) -> Result<Subscription, Reject
     sub.map_err(|t| ApiError::TooManyStreams { limit: t.limit }.into())
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "videos",
+#[utoipa::path(get, path = Endpoint::UserEvents.pattern(), tag = "videos",
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", body = String,
         description = "`event: video` with `{\"video\": {...}}` for each change to any of the caller's videos; stays open while the token holds"),
@@ -76,7 +81,7 @@ async fn user_events(
     Ok(stream(move |tx| watch_user(state, principal, sub, tx)))
 }
 
-#[utoipa::path(get, path = "/api/v1/videos/{id}/events", tag = "videos",
+#[utoipa::path(get, path = Endpoint::VideoEvents.pattern(), tag = "videos",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The video's id")),
     responses(

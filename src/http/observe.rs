@@ -3,7 +3,8 @@
 //! an `x-request-id` on the answer to quote in a report, and the metric
 //! `vp_http_request_seconds{route, method, status}`: the time from arrival
 //! to the answer's head (a download or an event stream goes on after that).
-//! Routes are the API's own patterns, so no client can add label values.
+//! Routes are the API's own patterns (`route::ROUTES`), so no client can add
+//! label values.
 
 use std::time::Instant;
 
@@ -15,23 +16,7 @@ pub fn route(path: &str) -> &'static str {
     if let Some(asset) = super::page::asset_path(path) {
         return asset;
     }
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match segments.as_slice() {
-        [] | [""] => "/",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["api", "v1", "events"] => "/api/v1/events",
-        ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
-        ["api", "v1", "users"] => "/api/v1/users",
-        ["api", "v1", "sessions"] => "/api/v1/sessions",
-        ["api", "v1", "me"] => "/api/v1/me",
-        ["api", "v1", "videos"] => "/api/v1/videos",
-        ["api", "v1", "videos", _] => "/api/v1/videos/{id}",
-        ["api", "v1", "videos", _, "frames.zip"] => "/api/v1/videos/{id}/frames.zip",
-        ["api", "v1", "videos", _, "events"] => "/api/v1/videos/{id}/events",
-        _ => "other",
-    }
+    super::route::find(path).map_or("other", |r| r.pattern)
 }
 
 fn method(m: &Method) -> &'static str {

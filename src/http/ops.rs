@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Reply};
 
+use super::route::Endpoint;
 use super::{State, with_state};
 use crate::db;
 
@@ -63,30 +64,38 @@ impl Readings {
     }
 }
 
-pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let readings = Arc::new(Readings::default());
-    let readings = warp::any().map(move || readings.clone());
-    let health = warp::path!("healthz").and(warp::get()).map(health);
-    let ready = warp::path!("readyz")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(readings.clone())
-        .then(ready);
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state(state))
-        .and(readings)
-        .then(metrics);
-    health.or(ready).or(metrics)
+pub fn health_route()
+-> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(health)
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+pub fn ready_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    with_readings(state).then(ready)
+}
+
+pub fn metrics_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    with_readings(state).then(metrics)
+}
+
+/// The state and the readings of one endpoint, kept across its requests.
+fn with_readings(
+    state: State,
+) -> impl Filter<Extract = (State, Arc<Readings>), Error = std::convert::Infallible> + Clone {
+    let readings = Arc::new(Readings::default());
+    with_state(state).and(warp::any().map(move || readings.clone()))
+}
+
+#[utoipa::path(get, path = Endpoint::Health.pattern(), tag = "operations",
     responses((status = 200, description = "The process is up", body = Object)))]
 fn health() -> impl Reply {
     warp::reply::json(&serde_json::json!({ "status": "ok" }))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = Endpoint::Ready.pattern(), tag = "operations",
     responses(
         (status = 200, description = "Ready: database reachable, actors running; with the cluster as this node sees it", body = Object),
         (status = 503, description = "Not ready, and why", body = Object),
@@ -116,7 +125,7 @@ async fn ready(state: State, readings: Arc<Readings>) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = Endpoint::Metrics.pattern(), tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(state: State, readings: Arc<Readings>) -> warp::reply::Response {
     readings.refresh_gauges(&state).await;

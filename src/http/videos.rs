@@ -7,7 +7,8 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ErrorBody;
-use super::{ApiError, State, authenticated, with_state};
+use super::route::{Endpoint, WithId};
+use super::{ApiError, State, signed_in};
 use crate::auth::Principal;
 use crate::db::changes::Topic;
 use crate::db::pages::{Page, PageKey};
@@ -19,25 +20,27 @@ use crate::supervisor;
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
-pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let list = warp::path!("videos")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state.clone()))
+// What each endpoint takes from a request, past the path (and id) and
+// method that `route::ROUTES` gives it.
+
+pub fn list_route(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    signed_in(state)
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and_then(list);
-    let one = warp::path!("videos" / String);
-    let show = one
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(authenticated(state.clone()))
-        .and_then(show);
-    let delete = one
-        .and(warp::delete())
-        .and(with_state(state.clone()))
-        .and(authenticated(state))
-        .and_then(delete);
-    list.or(show).or(delete)
+        .and_then(list)
+}
+
+pub fn show_route(
+    at: WithId,
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    at.and(signed_in(state)).and_then(show)
+}
+
+pub fn delete_route(
+    at: WithId,
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    at.and(signed_in(state)).and_then(delete)
 }
 
 /// A video as the API shows it.
@@ -182,7 +185,7 @@ fn decode_cursor(raw: &str) -> Result<(DateTime<Utc>, JobId), ApiError> {
     Ok((at, JobId::parse(id).ok_or_else(bad)?))
 }
 
-#[utoipa::path(get, path = "/api/v1/videos", tag = "videos",
+#[utoipa::path(get, path = Endpoint::ListVideos.pattern(), tag = "videos",
     security(("bearer" = [])),
     params(
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
@@ -253,7 +256,7 @@ fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T
         .map_err(|e| ApiError::InvalidInput(format!("bad query: {e}")))
 }
 
-#[utoipa::path(get, path = "/api/v1/videos/{id}", tag = "videos",
+#[utoipa::path(get, path = Endpoint::ShowVideo.pattern(), tag = "videos",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The video's id")),
     responses(
@@ -273,7 +276,7 @@ async fn show(id: String, state: State, principal: Principal) -> Result<impl Rep
 
 /// Cancels a running job, deletes its media, then its rows. If the media
 /// cannot be deleted the row stays (cancelled) so the call can be repeated.
-#[utoipa::path(delete, path = "/api/v1/videos/{id}", tag = "videos",
+#[utoipa::path(delete, path = Endpoint::DeleteVideo.pattern(), tag = "videos",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The video's id")),
     responses(
