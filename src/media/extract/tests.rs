@@ -301,13 +301,31 @@ fn stall_is_detected() {
         let start = Instant::now();
         (run(&req).result, start.elapsed())
     });
-    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // the FIFO's writing end, once ffmpeg has opened it: on a busy machine
+    // the watchdog may stop ffmpeg before it gets that far, and a blocking
+    // open would then wait for a reader forever
+    let writer = loop {
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&fifo);
+        match opened {
+            Ok(writer) => break Some(writer),
+            Err(_) if worker.is_finished() => break None,
+            // ENXIO: no reader yet
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
     let (result, elapsed) = worker.join().unwrap();
     assert!(matches!(result, Err(MediaError::Stalled(_))), "{result:?}");
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    let err = writer.write_all(&[0]).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    if let Some(mut writer) = writer {
+        // ffmpeg is gone, so nobody reads the FIFO any more
+        let err = writer.write_all(&[0]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    }
 }
 
 #[test]
