@@ -15,7 +15,6 @@ use crate::db::users::{self, User};
 use crate::db::{self, DbError};
 use crate::domain::{Email, InvalidInput, Password, UserId};
 use crate::notify::message;
-use crate::supervisor;
 
 /// Where links point and how long they and their emails last.
 #[derive(Debug, Clone)]
@@ -52,8 +51,8 @@ pub enum AccountError {
 }
 
 /// Creates an account. With `links`, its address is unverified and is sent
-/// a link that verifies it; without (an operator's `user add`), the
-/// address counts as verified.
+/// a link that verifies it (in the outbox: the caller wakes the notifier);
+/// without (an operator's `user add`), the address counts as verified.
 pub async fn register(
     pool: &Pool,
     email: &str,
@@ -75,11 +74,11 @@ pub async fn register(
         send_link(&tx, user.id, Purpose::VerifyEmail, links).await?;
     }
     tx.commit().await.map_err(DbError::from)?;
-    supervisor::wake_notifier();
     Ok(user)
 }
 
-/// Sends the signed-in user a new verification link.
+/// Sends the signed-in user a new verification link (in the outbox: the
+/// caller wakes the notifier).
 pub async fn resend_verification(
     pool: &Pool,
     user: UserId,
@@ -99,7 +98,6 @@ pub async fn resend_verification(
         });
     }
     tx.commit().await.map_err(DbError::from)?;
-    supervisor::wake_notifier();
     Ok(user)
 }
 
@@ -120,24 +118,24 @@ pub async fn verify_email(pool: &Pool, secret: &str) -> Result<User, AccountErro
 }
 
 /// Sends a reset link to `email`'s account, if there is one (enabled, and
-/// with fewer than its reset emails for the day). The caller answers
-/// before this runs, so neither the answer nor its timing tells which
-/// addresses have accounts.
+/// with fewer than its reset emails for the day); whether one is in the
+/// outbox now. The caller answers before this runs, so neither the answer
+/// nor its timing tells which addresses have accounts.
 pub async fn request_reset(
     pool: &Pool,
     email: &Email,
     links: &LinkPolicy,
-) -> Result<(), AccountError> {
+) -> Result<bool, AccountError> {
     let Some(user) = users::find_active(pool, email).await? else {
-        return Ok(());
+        return Ok(false);
     };
     let mut conn = pool.get().await.map_err(DbError::from)?;
     let tx = conn.transaction().await.map_err(DbError::from)?;
-    if send_link(&tx, user.id, Purpose::PasswordReset, links).await? {
-        tx.commit().await.map_err(DbError::from)?;
-        supervisor::wake_notifier();
+    if !send_link(&tx, user.id, Purpose::PasswordReset, links).await? {
+        return Ok(false);
     }
-    Ok(())
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(true)
 }
 
 /// Opens a reset link: sets `password` and ends every session of the

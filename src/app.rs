@@ -243,6 +243,7 @@ pub async fn run(
         sessions,
         limiter: SignInLimits::new(Duration::from_secs(300)),
         links: settings.link_policy(listener.local_addr()?),
+        actors: actors.clone(),
         settings: settings.clone(),
         node: node.clone(),
         metrics,

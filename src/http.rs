@@ -63,6 +63,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Where verification and reset links point, how long they last.
     pub links: crate::accounts::LinkPolicy,
+    /// This node's actors (readiness asks whether they run; account emails
+    /// wake the notifier).
+    pub actors: crate::supervisor::Actors,
     pub node: String,
     pub metrics: PrometheusHandle,
     /// Changes heard from the database: this node's own writes are recorded
@@ -126,11 +129,7 @@ fn dispatch(
         VerifyEmail => answer(at().and(email_links::verify_email_route(s))),
         RequestReset => answer(at().and(email_links::request_reset_route(s))),
         ResetPassword => answer(at().and(email_links::reset_password_route(s))),
-        // the upload's filter still matches its own path and method, under the prefix
-        Upload => answer(
-            at().and(warp::path!("api" / "v1" / ..))
-                .and(upload::routes(s)),
-        ),
+        Upload => answer(at().and(upload::upload_route(s))),
         ListVideos => answer(at().and(videos::list_route(s))),
         ShowVideo => answer(videos::show_route(with_id(), s)),
         DeleteVideo => answer(videos::delete_route(with_id(), s)),

@@ -117,30 +117,10 @@ impl Actors {
     }
 }
 
-/// The actors of the node last started in this process, for the callers
-/// not handed [`Actors`] yet (account emails, readiness).
-static LAST_STARTED: Mutex<Option<Actors>> = Mutex::new(None);
-
-fn last_started() -> Option<Actors> {
-    LAST_STARTED.lock().expect("actors").clone()
-}
-
-/// The admission actor, while it runs (readiness).
-pub fn upload() -> Option<ActorRef<UploadMsg>> {
-    last_started()?.upload.get()
-}
-
 /// Stops job `id` on whichever node runs it. The database is faster still:
 /// the cancelled job's next lease renewal fails.
 pub fn cancel_job(id: crate::domain::JobId) {
     crate::cluster::broadcast_to_pools(|| PoolMsg::Cancel(id));
-}
-
-/// Hints the notifier that the outbox has mail; harmless if lost.
-pub fn wake_notifier() {
-    if let Some(actors) = last_started() {
-        actors.notifier.wake();
-    }
 }
 
 /// Everything needed to (re)start the children.
@@ -235,7 +215,6 @@ impl Actor for Supervisor {
         if args.cluster.is_some() {
             Self::start_child(&myself, &args, MEMBERSHIP).await?;
         }
-        *LAST_STARTED.lock().expect("actors") = Some(args.actors.clone());
         Ok(SupervisorState {
             args,
             restarts: Vec::new(),

@@ -141,6 +141,7 @@ async fn create_user(
     let user = crate::accounts::register(&state.pool, &email, &password, Some(&state.links))
         .await
         .map_err(ApiError::from)?;
+    state.actors.notifier.wake();
     tracing::info!(user_id = %user.id, "user registered");
     let view = UserView {
         id: user.id.to_string(),

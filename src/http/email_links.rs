@@ -98,6 +98,7 @@ async fn resend_verification(state: State, principal: Principal) -> Result<impl 
     let user = accounts::resend_verification(&state.pool, principal.user_id, &state.links)
         .await
         .map_err(ApiError::from)?;
+    state.actors.notifier.wake();
     Ok(warp::reply::with_status(
         warp::reply::json(&SentView {
             sent_to: user.email.as_str(),
@@ -138,9 +139,12 @@ async fn request_reset(
     counted(&state.limiter.reset, address.as_deref())?;
     // answered before the lookup: a known address must not take longer
     let (pool, links) = (state.pool.clone(), state.links.clone());
+    let notifier = state.actors.notifier.clone();
     tokio::spawn(async move {
-        if let Err(e) = accounts::request_reset(&pool, &email, &links).await {
-            tracing::warn!(error = %e, "password reset request failed");
+        match accounts::request_reset(&pool, &email, &links).await {
+            Ok(true) => notifier.wake(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "password reset request failed"),
         }
     });
     Ok(warp::reply::with_status(

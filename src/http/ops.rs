@@ -102,7 +102,7 @@ fn health() -> impl Reply {
     ))]
 async fn ready(state: State, readings: Arc<Readings>) -> warp::reply::Response {
     let database = readings.database_up(&state).await;
-    let actors = crate::supervisor::upload().is_some();
+    let actors = state.actors.upload.get().is_some();
     let ok = database && actors;
     // a node alone is ready (the first pod has no peers): the cluster part
     // reports, it does not gate

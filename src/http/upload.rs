@@ -14,6 +14,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::ErrorBody;
+use super::route::Endpoint;
 use super::videos::{Links, VideoEnvelope, video_json};
 use super::{ApiError, State, authentication, error, with_state};
 use crate::auth::Principal;
@@ -28,10 +29,10 @@ const DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
 /// answer goes out and the connection is closed.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("videos")
-        .and(warp::post())
-        .and(with_state(state.clone()))
+pub fn upload_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    with_state(state.clone())
         .and(authentication(state))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("idempotency-key"))
@@ -195,7 +196,7 @@ pub(super) struct UploadForm {
     width: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/videos", tag = "videos",
+#[utoipa::path(post, path = Endpoint::Upload.pattern(), tag = "videos",
     security(("bearer" = [])),
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gives the same video"),
