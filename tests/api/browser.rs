@@ -1,7 +1,8 @@
 //! A real headless Chromium driven through chromedriver (WebDriver), for
 //! the web page's tests. Each test gets its own browser profile and
 //! downloads folder; screenshots of the steps go to
-//! `target/screenshots/<test>/`, kept as artifacts.
+//! `target/screenshots/<test>/` (`target/coverage/screenshots/<test>/` in a
+//! coverage run), kept as artifacts.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
