@@ -92,8 +92,9 @@ impl Actor for Notifier {
     }
 }
 
-/// Delivers every due message, a batch at a time.
-async fn deliver_due(args: &NotifierArgs) -> Result<(), db::DbError> {
+/// Delivers every due message, a batch at a time: what the notifier does
+/// at each wake-up, callable on demand.
+pub async fn deliver_due(args: &NotifierArgs) -> Result<(), db::DbError> {
     loop {
         let batch = db::outbox::claim_due(&args.pool, BATCH, CLAIM_HOLD).await?;
         if batch.is_empty() {
@@ -194,6 +195,45 @@ pub fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The delivery pass run on demand, against PostgreSQL and a real SMTP
+    /// server: no timer, no actor.
+    #[tokio::test]
+    async fn a_delivery_pass_sends_each_due_email_once() {
+        let database = crate::db::testing::database().await;
+        let smtp = videoproject_test_support::SmtpServer::start();
+        let links = crate::accounts::LinkPolicy {
+            public_url: "http://videos.test".into(),
+            verify_for: Duration::from_secs(3600),
+            reset_for: Duration::from_secs(1800),
+            per_day: 5,
+        };
+        crate::accounts::register(
+            &database.pool,
+            "ann@example.com",
+            "correct horse battery",
+            Some(&links),
+        )
+        .await
+        .unwrap();
+        let args = NotifierArgs {
+            pool: database.pool.clone(),
+            mailer: Mailer::new(Some(&smtp.url()), "videoproject@localhost").unwrap(),
+            webhooks: WebhookSender::new(false).unwrap(),
+            max_attempts: 3,
+            unverified_per_day: 3,
+        };
+
+        deliver_due(&args).await.unwrap();
+        let sent = smtp.message_with("#verify=").await;
+        assert!(sent.contains("ann@example.com"), "{sent}");
+        assert!(sent.contains("http://videos.test/#verify="), "{sent}");
+        // nothing is due any more: a second pass sends nothing
+        deliver_due(&args).await.unwrap();
+        assert_eq!(smtp.messages().len(), 1);
+        let (waiting, _) = db::outbox::pending_summary(&database.pool).await.unwrap();
+        assert_eq!(waiting, 0);
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

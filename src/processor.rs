@@ -335,40 +335,52 @@ async fn fill_slots(myself: &ActorRef<PoolMsg>, state: &mut PoolState) {
 }
 
 async fn housekeeping(state: &mut PoolState) {
-    let ctx = state.ctx.clone();
     if state.last_rescue.elapsed() >= RESCUE_EVERY {
         state.last_rescue = Instant::now();
-        match db::jobs::requeue_abandoned(
-            &ctx.pool,
-            &ctx.node,
-            Abandoned::LeaseExpired,
-            message::job_failed,
-        )
-        .await
-        {
-            Ok(jobs) => {
-                for (id, outcome) in jobs {
-                    tracing::warn!(job_id = %id, ?outcome, "took back a job whose lease expired");
-                    if outcome == db::jobs::RetryOutcome::Failed {
-                        ctx.notifier.wake();
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "lease rescue failed"),
-        }
+        rescue_pass(&state.ctx).await;
     }
     if state.last_retention.elapsed() >= RETENTION_EVERY {
         state.last_retention = Instant::now();
-        if let Err(e) = expire_old_media(&ctx).await {
-            tracing::warn!(error = %e, "retention pass failed");
+        retention_pass(&state.ctx).await;
+    }
+}
+
+/// Takes back the jobs whose lease expired, wherever they ran: what the
+/// pool does every [`RESCUE_EVERY`], callable on demand.
+pub async fn rescue_pass(ctx: &ProcessorContext) {
+    match db::jobs::requeue_abandoned(
+        &ctx.pool,
+        &ctx.node,
+        Abandoned::LeaseExpired,
+        message::job_failed,
+    )
+    .await
+    {
+        Ok(jobs) => {
+            for (id, outcome) in jobs {
+                tracing::warn!(job_id = %id, ?outcome, "took back a job whose lease expired");
+                if outcome == db::jobs::RetryOutcome::Failed {
+                    ctx.notifier.wake();
+                }
+            }
         }
-        let _ = db::keys::delete_expired_revocations(&ctx.pool).await;
-        let _ = db::account_links::delete_stale(&ctx.pool).await;
-        match crate::upload::remove_abandoned(&ctx.pool, &ctx.store, None).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(uploads = n, "removed abandoned uploads"),
-            Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
-        }
+        Err(e) => tracing::warn!(error = %e, "lease rescue failed"),
+    }
+}
+
+/// Deletes what outlived its time (media past retention, expired
+/// revocations, stale links, abandoned uploads): what the pool does every
+/// [`RETENTION_EVERY`], callable on demand.
+pub async fn retention_pass(ctx: &ProcessorContext) {
+    if let Err(e) = expire_old_media(ctx).await {
+        tracing::warn!(error = %e, "retention pass failed");
+    }
+    let _ = db::keys::delete_expired_revocations(&ctx.pool).await;
+    let _ = db::account_links::delete_stale(&ctx.pool).await;
+    match crate::upload::remove_abandoned(&ctx.pool, &ctx.store, None).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(uploads = n, "removed abandoned uploads"),
+        Err(e) => tracing::warn!(error = %e, "removing abandoned uploads failed"),
     }
 }
 
