@@ -43,6 +43,7 @@ pub mod jobs;
 pub mod media;
 pub mod notify;
 pub mod processor;
+pub mod retry_after;
 pub mod settings;
 pub mod storage;
 pub mod supervisor;

@@ -175,7 +175,7 @@ impl From<DbError> for ApiError {
         // the database is away: tell the client to come back, not that we broke
         if e.is_unavailable() {
             return ApiError::Unavailable {
-                retry_after_secs: 5,
+                retry_after_secs: crate::retry_after::BUSY_SECS,
             };
         }
         ApiError::Internal(e.to_string())
@@ -219,7 +219,7 @@ impl From<AuthError> for ApiError {
                 ApiError::Unauthorized(e.to_string())
             }
             AuthError::Busy => ApiError::Unavailable {
-                retry_after_secs: 1,
+                retry_after_secs: crate::retry_after::PASSWORD_HASHING_SECS,
             },
             AuthError::Db(db) => db.into(),
         }

@@ -23,8 +23,6 @@ use super::error::{ApiError, error_reply};
 const DEADLINE: Duration = Duration::from_secs(5);
 /// Connections answered at once; probes need one or two.
 const MAX_OPEN: usize = 64;
-/// What clients are told to wait before they ask again.
-const RETRY_AFTER_SECS: u64 = 5;
 
 /// Runs `work` while answering on `listener` as a node that is starting, and
 /// returns its result; the listener is then free for the real routes.
@@ -77,7 +75,7 @@ fn routes(
     });
     let rest = warp::any().map(|| {
         error_reply(&ApiError::Unavailable {
-            retry_after_secs: RETRY_AFTER_SECS,
+            retry_after_secs: crate::retry_after::BUSY_SECS,
         })
     });
     health.or(ready).unify().or(rest).unify()

@@ -80,7 +80,7 @@ impl UploadState {
         if self.in_flight >= self.args.max_concurrent {
             metrics::counter!("vp_uploads_refused_total", "reason" => "busy").increment(1);
             return Err(Busy::Node {
-                retry_after_secs: 5,
+                retry_after_secs: crate::retry_after::BUSY_SECS,
             });
         }
         self.in_flight += 1;

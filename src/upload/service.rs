@@ -140,7 +140,7 @@ impl Uploads {
             return Err(UploadError::QuotaExceeded { used, quota });
         }
         let busy = || UploadError::Busy {
-            retry_after_secs: 5,
+            retry_after_secs: crate::retry_after::BUSY_SECS,
         };
         let actor = self.inner.admission.get().ok_or_else(busy)?;
         let ticket = call_t!(actor, UploadMsg::Admit, 5_000, owner)
@@ -368,7 +368,7 @@ impl Receiving {
             return Err(UploadError::OverBudget(over.sentence()));
         }
         let busy = || UploadError::Busy {
-            retry_after_secs: 5,
+            retry_after_secs: crate::retry_after::BUSY_SECS,
         };
         let actor = uploads.inner.admission.get().ok_or_else(busy)?;
         let stored = StoredUpload {
@@ -412,7 +412,7 @@ fn probe_refusal(id: JobId, e: MediaError) -> UploadError {
             metrics::counter!("vp_uploads_total", "result" => "probe_unavailable").increment(1);
             tracing::warn!(job_id = %id, error = %e, "upload refused: probing failed");
             UploadError::Busy {
-                retry_after_secs: 10,
+                retry_after_secs: crate::retry_after::PROBE_UNAVAILABLE_SECS,
             }
         }
     }
