@@ -25,25 +25,9 @@ pub fn make_video(dir: &Path, name: &str, secs: u32, size: &str) -> PathBuf {
     let out = dir.join(name);
     let src = format!("testsrc2=size={size}:rate=25");
     let t = secs.to_string();
-    ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            &src,
-            "-t",
-            &t,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-        &out,
-    );
+    let mut args = vec!["-f", "lavfi", "-i", &src, "-t", &t];
+    args.extend(videoproject_test_support::FAST_H264);
+    ffmpeg(&args, &out);
     out
 }
 

@@ -7,6 +7,19 @@ pub(crate) fn fixture_dir() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
+/// ffmpeg's output options for the test videos: H.264 made fast, a
+/// keyframe every 2 s at 25 fps (the unit tests' videos use them too).
+pub const FAST_H264: [&str; 8] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-g",
+    "50",
+    "-pix_fmt",
+    "yuv420p",
+];
+
 /// Test videos made with ffmpeg's lavfi sources, once per test run.
 pub fn fixture(name: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -47,16 +60,7 @@ pub fn fixture(name: &str) -> PathBuf {
             "-t",
             &secs.to_string(),
         ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-pix_fmt",
-            "yuv420p",
-        ])
+        .args(FAST_H264)
         .args(if name == "bulky" {
             &["-qp", "0"][..]
         } else {
