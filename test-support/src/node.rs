@@ -127,6 +127,8 @@ pub struct Node {
     child: Child,
     pub addr: SocketAddr,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The node's own files (its address), gone with it.
+    _files: tempfile::TempDir,
 }
 
 impl Node {
@@ -312,9 +314,9 @@ pub fn start_node_listening(database_url: &str, media: &Path, config: &NodeConfi
     for (k, v) in &config.env {
         cmd.env(k, v);
     }
-    let addr_file = media.join(format!("{}.addr", config.node_name));
-    // a restarted node's old address is no answer
-    let _ = std::fs::remove_file(&addr_file);
+    // outside the media directory, whose files the tests count
+    let files = tempfile::tempdir().unwrap();
+    let addr_file = files.path().join("addr");
     cmd.env("VP_ADDR_FILE", &addr_file);
     if let Some(toml) = &config.config_toml {
         let path = media.join(format!("{}.toml", config.node_name));
@@ -334,6 +336,7 @@ pub fn start_node_listening(database_url: &str, media: &Path, config: &NodeConfi
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         logs,
+        _files: files,
     };
     node.addr = node.wait_for("listen", || {
         std::fs::read_to_string(&addr_file)
