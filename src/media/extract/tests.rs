@@ -292,30 +292,23 @@ fn stall_is_detected() {
         let start = Instant::now();
         (run(&req).result, start.elapsed())
     });
-    // the FIFO's writing end, once ffmpeg has opened it: on a busy machine
-    // the watchdog may stop ffmpeg before it gets that far, and a blocking
-    // open would then wait for a reader forever
-    let writer = loop {
-        use std::os::unix::fs::OpenOptionsExt;
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(&fifo);
-        match opened {
-            Ok(writer) => break Some(writer),
-            Err(_) if worker.is_finished() => break None,
-            // ENXIO: no reader yet
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    };
+    // the FIFO's writing end, without waiting for ffmpeg to open it (on a
+    // busy machine the watchdog may stop ffmpeg before it does): opened
+    // while a reading and writing end of our own (which never waits) holds
+    // the FIFO, which is then let go
+    let ours = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    drop(ours);
     let (result, elapsed) = worker.join().unwrap();
     assert!(matches!(result, Err(MediaError::Stalled(_))), "{result:?}");
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-    if let Some(mut writer) = writer {
-        // ffmpeg is gone, so nobody reads the FIFO any more
-        let err = writer.write_all(&[0]).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
-    }
+    // ffmpeg is gone, so nobody reads the FIFO any more
+    let err = writer.write_all(&[0]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
 }
 
 #[test]
