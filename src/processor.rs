@@ -219,9 +219,25 @@ impl Actor for ProcessorPool {
         for r in state.running.values() {
             r.cancel.cancel();
         }
-        let tasks = state.running.drain().map(|(_, r)| r.task);
-        let _ =
-            tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(tasks)).await;
+        let mut tasks: Vec<_> = state.running.drain().map(|(_, r)| r.task).collect();
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::future::join_all(tasks.iter_mut()),
+        )
+        .await;
+        if stopped.is_err() {
+            // a job that did not stop when asked must not renew its lease
+            // (or write anything) after it was handed back
+            let stragglers: Vec<_> = tasks.into_iter().filter(|t| !t.is_finished()).collect();
+            tracing::warn!(
+                jobs = stragglers.len(),
+                "running jobs did not stop within 10 s; aborting them"
+            );
+            for task in &stragglers {
+                task.abort();
+            }
+            let _ = futures::future::join_all(stragglers).await;
+        }
         let ctx = &state.ctx;
         let released = db::jobs::requeue_abandoned(
             &ctx.pool,

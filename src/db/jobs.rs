@@ -543,6 +543,15 @@ impl Abandoned<'_> {
         }
     }
 
+    /// Whether a row someone else has locked is waited for instead of
+    /// skipped. A stopping node hands back its own jobs once, as its last
+    /// act: a straggler of its own (a lease renewal still in flight) must
+    /// not make it skip one and leave it `processing` until its lease runs
+    /// out. The periodic passes skip: the next pass comes soon.
+    fn waits_for_locks(&self) -> bool {
+        matches!(self, Abandoned::ShuttingDown(_))
+    }
+
     /// An owned job is taken only if its lease ends before now + this.
     fn owned_cutoff(&self) -> f64 {
         match self {
@@ -566,12 +575,21 @@ pub async fn requeue_abandoned(
     let owner = why.owner();
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
+    let locking = if why.waits_for_locks() {
+        // bounded: a lock held longer than this is not a straggler's
+        tx.execute("SET LOCAL lock_timeout = '10s'", &[]).await?;
+        "FOR UPDATE"
+    } else {
+        "FOR UPDATE SKIP LOCKED"
+    };
     let rows = tx
         .query(
-            "SELECT id, owner_node FROM jobs WHERE state = 'processing'
-               AND (lease_until < now()
-                    OR (owner_node = $1 AND lease_until < now() + make_interval(secs => $2)))
-             FOR UPDATE SKIP LOCKED",
+            &format!(
+                "SELECT id, owner_node FROM jobs WHERE state = 'processing'
+                   AND (lease_until < now()
+                        OR (owner_node = $1 AND lease_until < now() + make_interval(secs => $2)))
+                 {locking}"
+            ),
             &[&owner, &why.owned_cutoff()],
         )
         .await?;
@@ -1154,6 +1172,71 @@ mod tests {
             job.state,
             JobState::Processing,
             "a live owner keeps its work"
+        );
+    }
+
+    /// A stopping node's last hand-back waits for a row its own straggler
+    /// (a lease renewal in flight) holds, instead of skipping the job and
+    /// leaving it `processing` until the lease runs out.
+    #[tokio::test]
+    async fn a_stopping_nodes_hand_back_waits_for_a_locked_job() {
+        let db = testing::database().await;
+        let user = user(&db.pool, 0).await;
+        queued(&db.pool, user).await;
+        let held = claim_next(&db.pool, "a", LEASE, 100)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut renewal = db.pool.get().await.unwrap();
+        let renewing = renewal.transaction().await.unwrap();
+        renewing
+            .execute(
+                "SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE",
+                &[&held.job.id.0],
+            )
+            .await
+            .unwrap();
+        let pool = db.pool.clone();
+        let hand_back = tokio::spawn(async move {
+            requeue_abandoned(&pool, "a", Abandoned::ShuttingDown("a"), mail)
+                .await
+                .unwrap()
+        });
+        // the hand-back is waiting on the row lock
+        let watcher = db.pool.get().await.unwrap();
+        let wait = Duration::from_secs(60);
+        videoproject_test_support::eventually(
+            "the hand-back to wait for the lock",
+            wait,
+            || async {
+                let waiting: i64 = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                (waiting == 1).then_some(())
+            },
+        )
+        .await;
+        assert!(!hand_back.is_finished());
+        renewing.commit().await.unwrap();
+        let moved = hand_back.await.unwrap();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_eq!(moved[0].0, held.job.id);
+        let job = get(&db.pool, held.job.id).await.unwrap().unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(
+            events(&db.pool, held.job.id)
+                .await
+                .last()
+                .unwrap()
+                .1
+                .as_deref(),
+            Some("node shutting down")
         );
     }
 
