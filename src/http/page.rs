@@ -37,28 +37,58 @@ impl Asset {
     }
 }
 
-static ASSETS: LazyLock<[Asset; 4]> = LazyLock::new(|| {
-    [
+/// A file of `web/`, served under `/assets/`.
+macro_rules! web {
+    ($name:literal, $kind:expr) => {
+        Asset::new(
+            concat!("/assets/", $name),
+            $kind,
+            include_bytes!(concat!("../../web/", $name)),
+        )
+    };
+}
+
+/// A language's strings, served under `/assets/locales/`.
+macro_rules! locale {
+    ($name:literal) => {
+        Asset::new(
+            concat!("/assets/locales/", $name, ".json"),
+            JSON,
+            include_bytes!(concat!("../../locales/", $name, ".json")),
+        )
+    };
+}
+
+const SCRIPT: &str = "text/javascript; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+
+/// The page and its files. The script is a set of small ES modules, each
+/// named here and preloaded by the page (`modulepreload`), so the browser
+/// asks for them at once instead of one import at a time.
+static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
+    vec![
         Asset::new(
             "/",
             "text/html; charset=utf-8",
             include_bytes!("../../web/index.html"),
         ),
-        Asset::new(
-            "/assets/app.js",
-            "text/javascript; charset=utf-8",
-            include_bytes!("../../web/app.js"),
-        ),
-        Asset::new(
-            "/assets/app.css",
-            "text/css; charset=utf-8",
-            include_bytes!("../../web/app.css"),
-        ),
-        Asset::new(
-            "/assets/icon.svg",
-            "image/svg+xml",
-            include_bytes!("../../web/icon.svg"),
-        ),
+        web!("app.js", SCRIPT),
+        web!("dom.js", SCRIPT),
+        web!("i18n.js", SCRIPT),
+        web!("format.js", SCRIPT),
+        web!("api.js", SCRIPT),
+        web!("auth.js", SCRIPT),
+        web!("account.js", SCRIPT),
+        web!("upload.js", SCRIPT),
+        web!("videos.js", SCRIPT),
+        web!("row.js", SCRIPT),
+        web!("actions.js", SCRIPT),
+        web!("frames.js", SCRIPT),
+        web!("live.js", SCRIPT),
+        web!("app.css", "text/css; charset=utf-8"),
+        web!("icon.svg", "image/svg+xml"),
+        locale!("en"),
+        locale!("pt-BR"),
     ]
 });
 
@@ -126,25 +156,101 @@ fn has_inline_handler(html: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn text(asset: &Asset) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(asset.body)
+    }
+
+    fn scripts() -> impl Iterator<Item = &'static Asset> {
+        ASSETS.iter().filter(|a| a.content_type == SCRIPT)
+    }
+
     #[test]
     fn every_asset_is_found_and_versioned() {
         for asset in ASSETS.iter() {
             assert!(!asset.body.is_empty(), "{}", asset.path);
             assert_eq!(asset.etag.len(), 26, "{}", asset.path);
         }
-        let page = String::from_utf8_lossy(ASSETS[0].body);
+        let page = text(&ASSETS[0]);
         for asset in &ASSETS[1..] {
-            assert!(
-                page.contains(asset.path),
-                "the page links {} (or it is not needed)",
-                asset.path
-            );
+            let used = if asset.path.starts_with("/assets/locales/") {
+                // fetched by the page's words, by name
+                scripts().any(|s| text(s).contains("/assets/locales/"))
+            } else {
+                page.contains(asset.path)
+            };
+            assert!(used, "the page uses {} (or it is not needed)", asset.path);
+        }
+    }
+
+    #[test]
+    fn every_module_the_scripts_import_is_served() {
+        for script in scripts() {
+            for line in text(script).lines().filter(|l| l.starts_with("import ")) {
+                let name = line
+                    .rsplit_once("from \"./")
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(name, _)| name)
+                    .unwrap_or_else(|| panic!("{}: {line}", script.path));
+                assert!(
+                    asset_path(&format!("/assets/{name}")).is_some(),
+                    "{} imports {name}, which is not served",
+                    script.path
+                );
+            }
+        }
+    }
+
+    /// The keys the page names: `t("page.…")` in its scripts, and the
+    /// `data-i18n…="page.…"` attributes of its HTML.
+    fn page_keys() -> Vec<String> {
+        let mut keys = Vec::new();
+        for asset in ASSETS.iter().filter(|a| a.content_type != JSON) {
+            let body = text(asset);
+            for opening in [
+                "t(\"",
+                "data-i18n=\"",
+                "data-i18n-label=\"",
+                "data-i18n-placeholder=\"",
+            ] {
+                for (at, _) in body.match_indices(opening) {
+                    let rest = &body[at + opening.len()..];
+                    let key = &rest[..rest.find('"').unwrap_or(0)];
+                    if key.starts_with("page.") {
+                        keys.push(key.to_owned());
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn every_word_the_page_names_is_in_both_languages() {
+        let keys = page_keys();
+        assert!(
+            keys.len() > 100,
+            "the page's keys are found: {}",
+            keys.len()
+        );
+        for asset in ASSETS.iter().filter(|a| a.content_type == JSON) {
+            let strings: std::collections::BTreeMap<String, String> =
+                serde_json::from_slice(asset.body).expect("one flat object of strings");
+            for key in &keys {
+                let plural = [".one", ".other"]
+                    .iter()
+                    .all(|form| strings.contains_key(&format!("{key}{form}")));
+                assert!(
+                    strings.contains_key(key) || plural,
+                    "{} has no {key}",
+                    asset.path
+                );
+            }
         }
     }
 
     #[test]
     fn the_page_has_no_inline_script_or_style() {
-        let page = String::from_utf8_lossy(ASSETS[0].body);
+        let page = text(&ASSETS[0]);
         assert!(!page.contains("<script>"), "scripts come from files");
         assert!(!page.contains("style=\""), "styles come from the sheet");
         assert!(!has_inline_handler(&page), "no inline event handlers");

@@ -31,6 +31,11 @@ pub struct Browser {
 impl Browser {
     /// A headless browser with a window of `width` × `height` CSS pixels.
     pub async fn start(test: &str, width: u32, height: u32) -> Self {
+        Self::start_in(test, width, height, "en-US").await
+    }
+
+    /// A browser whose preferred language (`navigator.languages`) is `language`.
+    pub async fn start_in(test: &str, width: u32, height: u32, language: &str) -> Self {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -57,6 +62,8 @@ impl Browser {
             "--disable-sync".into(),
             "--no-first-run".into(),
             format!("--window-size={width},{height}"),
+            format!("--lang={language}"),
+            format!("--accept-lang={language}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         if std::env::var_os("VP_BROWSER_VISIBLE").is_some() {
@@ -67,6 +74,7 @@ impl Browser {
             "prefs": {
                 "download.default_directory": downloads.path(),
                 "download.prompt_for_download": false,
+                "intl": { "accept_languages": language },
             },
         });
         if Path::new(CHROMIUM).exists() {

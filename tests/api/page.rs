@@ -32,12 +32,19 @@ async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_policy() {
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     let etag = page.headers()["etag"].to_str().unwrap().to_owned();
     let html = page.text().await.unwrap();
-    assert!(html.contains("<script src=\"/assets/app.js\" defer></script>"));
+    assert!(html.contains("<script type=\"module\" src=\"/assets/app.js\"></script>"));
 
     for (path, kind) in [
         ("/assets/app.js", "text/javascript; charset=utf-8"),
+        ("/assets/videos.js", "text/javascript; charset=utf-8"),
+        ("/assets/frames.js", "text/javascript; charset=utf-8"),
         ("/assets/app.css", "text/css; charset=utf-8"),
         ("/assets/icon.svg", "image/svg+xml"),
+        ("/assets/locales/en.json", "application/json; charset=utf-8"),
+        (
+            "/assets/locales/pt-BR.json",
+            "application/json; charset=utf-8",
+        ),
     ] {
         let r = app.get_anonymous(path).await;
         assert_eq!(r.status(), 200, "{path}");
@@ -62,17 +69,26 @@ async fn the_page_and_its_assets_come_from_the_binary_under_a_strict_policy() {
     assert_eq!(body["error"]["code"], "not_found");
 }
 
-/// Records, inside the page, every value the upload bar takes with its
-/// label, and every status a video in the list shows. A reload would
-/// lose the marker.
+/// Records, inside the page, every value each upload row's bar takes with
+/// its label (by file name), the most uploads sending at once, and every
+/// status a video in the list shows. A reload would lose the marker.
 const WATCH: &str = r#"
-    window.__samples = [];
+    window.__samples = {};
     window.__statuses = [];
+    window.__sending = 0;
     window.__same_page = true;
-    const bar = document.getElementById('upload-progress');
-    const label = document.getElementById('upload-label');
-    new MutationObserver(() => window.__samples.push([Number(bar.value), label.textContent]))
-        .observe(bar, { attributes: true, attributeFilter: ['value'] });
+    const uploads = document.getElementById('uploads');
+    new MutationObserver((records) => {
+        for (const r of records) {
+            const row = r.target.closest && r.target.closest('li.upload');
+            if (!row) continue;
+            const name = row.querySelector('.name').textContent;
+            const bar = row.querySelector('.progress');
+            (window.__samples[name] ||= []).push([Number(bar.value), row.querySelector('.upload-label').textContent]);
+        }
+        const sending = uploads.querySelectorAll('li.upload[data-state=sending]').length;
+        window.__sending = Math.max(window.__sending, sending);
+    }).observe(uploads, { childList: true, subtree: true, attributes: true, attributeFilter: ['value', 'data-state'] });
     new MutationObserver((records) => {
         for (const r of records) {
             const nodes = r.type === 'childList' ? [...r.addedNodes] : [r.target];
@@ -81,6 +97,41 @@ const WATCH: &str = r#"
     }).observe(document.getElementById('videos'),
         { childList: true, subtree: true, attributes: true, attributeFilter: ['data-status'] });
 "#;
+
+/// What WATCH saw: the bar values and labels of the upload of `name`.
+fn samples_of(seen: &Value, name: &str) -> (Vec<f64>, Vec<String>) {
+    let samples = seen["samples"][name]
+        .as_array()
+        .unwrap_or_else(|| panic!("no samples of {name}: {seen}"));
+    let values = samples.iter().map(|s| s[0].as_f64().unwrap()).collect();
+    let labels = samples
+        .iter()
+        .map(|s| s[1].as_str().unwrap().to_owned())
+        .collect();
+    (values, labels)
+}
+
+/// The bar of one upload moved with the bytes: values between empty and
+/// full, never going back, with percent, bytes, speed and time left.
+fn assert_progressed(seen: &Value, name: &str, steps: usize) {
+    let (values, labels) = samples_of(seen, name);
+    assert!(
+        values.iter().filter(|v| **v > 0.0 && **v < 1.0).count() >= steps,
+        "{name}: the bar showed the upload part-way, step by step: {values:?}"
+    );
+    assert!(
+        values.windows(2).all(|w| w[0] <= w[1]),
+        "{name}: the bar never went back: {values:?}"
+    );
+    assert_eq!(values.last(), Some(&1.0), "{name}: {values:?}");
+    assert!(
+        labels.iter().any(|l| l.contains('%')
+            && l.contains(" of ")
+            && l.contains("/s")
+            && l.ends_with(" left")),
+        "{name}: percent, bytes, speed and time left were shown: {labels:?}"
+    );
+}
 
 #[tokio::test]
 async fn a_newcomer_signs_up_uploads_watches_it_finish_and_downloads_the_frames() {
@@ -127,7 +178,7 @@ async fn a_newcomer_signs_up_uploads_watches_it_finish_and_downloads_the_frames(
     b.text_where("#file-info", UI, |t| t.starts_with("bulky.mp4"))
         .await;
     b.find("#upload-submit").await.click().await.unwrap();
-    b.text_where("#upload-label", UI, |t| t.ends_with("/s"))
+    b.text_where("#uploads .upload-label", UI, |t| t.ends_with(" left"))
         .await;
     b.shot("uploading").await;
     b.shown("#videos li.video", UI).await;
@@ -145,26 +196,7 @@ async fn a_newcomer_signs_up_uploads_watches_it_finish_and_downloads_the_frames(
         .await;
     assert_eq!(seen["same"], true, "the page was not reloaded");
 
-    // the bar moved with the bytes: values between empty and full, never
-    // going back, each with bytes and a speed
-    let samples = seen["samples"].as_array().unwrap();
-    let values: Vec<f64> = samples.iter().map(|s| s[0].as_f64().unwrap()).collect();
-    assert!(
-        values.iter().filter(|v| **v > 0.0 && **v < 1.0).count() >= 5,
-        "the bar showed the upload part-way, step by step: {samples:?}"
-    );
-    assert!(
-        values.windows(2).all(|w| w[0] <= w[1]),
-        "the bar never went back: {values:?}"
-    );
-    assert_eq!(values.last(), Some(&1.0), "{values:?}");
-    assert!(
-        samples
-            .iter()
-            .any(|s| s[1].as_str().unwrap().contains(" of ")
-                && s[1].as_str().unwrap().ends_with("/s")),
-        "bytes and speed were shown: {samples:?}"
-    );
+    assert_progressed(&seen, "bulky.mp4", 5);
 
     // statuses arrived as they happened: the video was seen before it was done
     let statuses: Vec<&str> = seen["statuses"]
@@ -262,7 +294,9 @@ async fn with_the_keyboard_alone_on_a_phone_a_refused_file_and_a_failed_video_sa
     b.type_into("#file", fixture("text").to_str().unwrap())
         .await;
     b.press_enter("#upload-submit").await;
-    let refusal = b.text_where("#upload-error", UI, |t| !t.is_empty()).await;
+    let refusal = b
+        .text_where("#uploads .upload-error", UI, |t| !t.is_empty())
+        .await;
     assert!(refusal.to_lowercase().contains("video"), "{refusal}");
     assert!(
         b.client
@@ -278,14 +312,23 @@ async fn with_the_keyboard_alone_on_a_phone_a_refused_file_and_a_failed_video_sa
         .await;
     b.press_enter("#upload-submit").await;
     let shown = b
-        .text_where("#videos li[data-status=failed] .failure", PROCESSING, |t| {
+        .text_where("#videos li[data-status=failed] .reason", PROCESSING, |t| {
             !t.is_empty()
         })
         .await;
     let token = app.sign_in(email).await;
     let listed = app.get_json(&token, "/api/v1/videos").await;
     assert_eq!(listed["videos"][0]["status"], "failed");
-    assert_eq!(listed["videos"][0]["error"], shown.as_str());
+    // the reason in plain words when the page knows its code, the raw
+    // text of the tools kept under "details"; the raw text alone otherwise
+    let raw = b
+        .eval("return document.querySelector('#videos li[data-status=failed] .raw-text').textContent;")
+        .await;
+    let error = listed["videos"][0]["error"].as_str().unwrap();
+    assert!(
+        shown == error || raw == error,
+        "shown {shown:?}, details {raw:?}, the API's {error:?}"
+    );
     b.eval("document.querySelector('#videos li').scrollIntoView();")
         .await;
     b.shot("failed").await;
@@ -480,5 +523,565 @@ async fn the_links_we_email_confirm_the_address_and_set_a_new_password_in_the_pa
     b.press_enter("#password").await;
     b.shown("#workspace", UI).await;
     assert_eq!(b.text("#who").await, email);
+    b.close().await;
+}
+
+/// Signs `email` (an existing account) in through the page's form.
+async fn sign_in_page(b: &Browser, app: &TestApp, email: &str) {
+    b.client.goto(&app.url("/")).await.unwrap();
+    b.shown("#auth", UI).await;
+    // a first visit offers to create an account: switch to signing in
+    if b.client
+        .find(fantoccini::Locator::Css("#password-hint"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+    {
+        b.find("#auth-switch").await.click().await.unwrap();
+    }
+    b.type_into("#email", email).await;
+    b.type_into("#password", PASSWORD).await;
+    b.press_enter("#password").await;
+    b.shown("#workspace", UI).await;
+}
+
+/// How many rows of the list match `css` (under `#videos`).
+async fn count(b: &Browser, css: &str) -> usize {
+    b.client
+        .find_all(fantoccini::Locator::Css(&format!("#videos {css}")))
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Waits until `n` rows of the list match `css`.
+async fn rows(b: &Browser, css: &str, n: usize, timeout: Duration) {
+    crate::helpers::eventually(&format!("{n} rows {css}"), timeout, || async move {
+        (count(b, css).await == n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn several_files_at_once_each_get_a_row_go_three_at_a_time_and_end_done() {
+    let app = TestApp::spawn().await;
+    let email = "sam@example.com";
+    app.user(email).await;
+    let mut b = Browser::start("several-files", 1280, 900).await;
+    sign_in_page(&b, &app, email).await;
+    b.eval(WATCH).await;
+    b.throttle_uploads(3_000_000).await;
+
+    // four files chosen at once, one of them not a video
+    let files = ["v20", "v60", "text", "v60_big"].map(|f| fixture(f).to_str().unwrap().to_owned());
+    b.type_into("#file", &files.join("\n")).await;
+    b.text_where("#file-info", UI, |t| t.starts_with("4 files, "))
+        .await;
+    b.find("#upload-submit").await.click().await.unwrap();
+    // each has its row at once, before any is sent
+    let at_once = b
+        .eval("return [...document.querySelectorAll('#uploads li.upload .name')].map(n => n.textContent);")
+        .await;
+    assert_eq!(
+        at_once,
+        serde_json::json!(["v20.mp4", "v60.mp4", "notes.mp4", "v60_big.mp4"])
+    );
+    b.text_where("#uploads .upload-label", UI, |t| t.ends_with(" left"))
+        .await;
+    b.shot("several-uploading").await;
+
+    // the refused one says why and stays; the others go on to the end
+    let refusal = b
+        .text_where("#uploads li[data-state=failed] .upload-error", UI, |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert!(refusal.to_lowercase().contains("video"), "{refusal}");
+    rows(&b, "li[data-status=done]", 3, PROCESSING).await;
+    b.shot("several-done").await;
+    let seen = b
+        .eval("return { samples: window.__samples, sending: window.__sending, same: window.__same_page === true };")
+        .await;
+    assert_eq!(seen["same"], true, "the page was not reloaded");
+    assert_progressed(&seen, "v60_big.mp4", 3);
+    assert_progressed(&seen, "v60.mp4", 1);
+    let sending = seen["sending"].as_u64().unwrap();
+    assert!(
+        (2..=3).contains(&sending),
+        "uploads went a few at a time, never more than three: {sending}"
+    );
+    // the refused one is still there, with a way to try again or dismiss it
+    assert_eq!(
+        b.text("#uploads li[data-state=failed] .name").await,
+        "notes.mp4"
+    );
+    b.find("#uploads li[data-state=failed] .upload-dismiss")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let token = app.sign_in(email).await;
+    let listed = app.get_json(&token, "/api/v1/videos").await;
+    let mut names: Vec<&str> = listed["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["filename"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["v20.mp4", "v60.mp4", "v60_big.mp4"]);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_stopped_upload_is_not_an_error_and_the_others_go_on() {
+    let app = TestApp::spawn().await;
+    let email = "stu@example.com";
+    app.user(email).await;
+    let b = Browser::start("stopped-upload", 1280, 900).await;
+    sign_in_page(&b, &app, email).await;
+    // slow enough that the big one is still sending when it is stopped
+    b.throttle_uploads(500_000).await;
+    let files = ["v60_big", "v20"].map(|f| fixture(f).to_str().unwrap().to_owned());
+    b.type_into("#file", &files.join("\n")).await;
+    b.find("#upload-submit").await.click().await.unwrap();
+    b.text_where("#uploads .upload-label", UI, |t| t.ends_with(" left"))
+        .await;
+    b.find("#uploads li.upload .upload-stop")
+        .await
+        .click()
+        .await
+        .unwrap();
+    rows(&b, "li[data-status=done]", 1, PROCESSING).await;
+    assert_eq!(
+        b.text("#videos li[data-status=done] .name").await,
+        "v20.mp4"
+    );
+    let left = b
+        .eval("return [document.querySelectorAll('#uploads li').length, document.getElementById('announce').textContent];")
+        .await;
+    assert_eq!(left[0], 0, "the stopped upload left no row, no error");
+    assert_eq!(left[1], "v20.mp4 uploaded.");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_page_speaks_portuguese_to_a_portuguese_browser_and_switches_back() {
+    let app = TestApp::spawn().await;
+    let mut b = Browser::start_in("portuguese", 1280, 900, "pt-BR").await;
+    b.client.goto(&app.url("/")).await.unwrap();
+    // before signing in: the browser's language
+    b.text_where("#auth-title", UI, |t| t == "Criar uma conta")
+        .await;
+    assert_eq!(
+        b.eval("return document.documentElement.lang;").await,
+        "pt-BR"
+    );
+    assert_eq!(b.text("#auth-submit").await, "Criar conta");
+    b.shot("pt-sign-up").await;
+    let email = "ana@example.com";
+    b.type_into("#email", email).await;
+    b.type_into("#password", PASSWORD).await;
+    b.press_enter("#password").await;
+    b.shown("#workspace", UI).await;
+    assert_eq!(b.text("#upload-title").await, "Novos vídeos");
+    b.text_where("#live", UI, |t| t.starts_with("Ao vivo"))
+        .await;
+
+    // a video with its options in words, its dates and numbers in Portuguese
+    b.find("#interval").await.clear().await.unwrap();
+    b.type_into("#interval", "2.5").await;
+    b.find("#format option[value=png]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.type_into("#width", "80").await;
+    b.type_into("#file", fixture("v20").to_str().unwrap()).await;
+    b.find("#upload-submit").await.click().await.unwrap();
+    let detail = b
+        .text_where("#videos li[data-status=done] .detail", PROCESSING, |t| {
+            t.contains("quadros")
+        })
+        .await;
+    assert!(detail.starts_with("8 quadros, zip de "), "{detail}");
+    assert_eq!(b.text("#videos li .status").await, "PRONTO");
+    b.find("#videos li .more summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let facts = b.text("#videos li .facts").await;
+    assert!(
+        facts.contains("1 quadro a cada 2,5 s, PNG, 80 px de largura"),
+        "{facts}"
+    );
+    assert!(facts.contains("Enviado em"), "{facts}");
+    b.shot("pt-workspace").await;
+
+    // the account keeps the language the page chose at sign-up (once the
+    // API has it), and the switch takes the page back to English
+    let token = app.sign_in(email).await;
+    let me = app.get_json(&token, "/api/v1/me").await;
+    if me.get("locale").is_some() {
+        assert_eq!(me["locale"], "pt-BR");
+    }
+    b.find("#language option[value=en]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.text_where("#upload-title", UI, |t| t == "New videos")
+        .await;
+    assert_eq!(b.eval("return document.documentElement.lang;").await, "en");
+    let facts = b.text("#videos li .facts").await;
+    assert!(
+        facts.contains("1 frame every 2.5 s, PNG, 80 px wide"),
+        "{facts}"
+    );
+    if me.get("locale").is_some() {
+        let me = crate::helpers::eventually("the locale saved", UI, || async {
+            let me = app.get_json(&token, "/api/v1/me").await;
+            (me["locale"] == "en").then_some(me)
+        })
+        .await;
+        assert_eq!(me["locale"], "en");
+    }
+    // and the choice holds when the page is opened again
+    b.client.refresh().await.unwrap();
+    b.text_where("#upload-title", UI, |t| t == "New videos")
+        .await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_list_filters_by_status_and_name_and_sorts_both_ways() {
+    let app = TestApp::spawn().await;
+    let email = "fia@example.com";
+    let token = app.user(email).await;
+    let first = app.upload_ok(&token, &fixture("v20"), &[]).await;
+    let second = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
+    app.wait_final(&token, &first, PROCESSING).await;
+    app.wait_final(&token, &second, PROCESSING).await;
+    let mut b = Browser::start("list-filter", 1280, 900).await;
+    sign_in_page(&b, &app, email).await;
+    rows(&b, "li.video", 2, UI).await;
+    let order = || async {
+        b.eval("return [...document.querySelectorAll('#videos li.video .name')].map(n => n.textContent);")
+            .await
+    };
+    assert_eq!(order().await, serde_json::json!(["corrupt.mp4", "v20.mp4"]));
+
+    b.find("#filter-status option[value=failed]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    rows(&b, "li.video", 1, UI).await;
+    assert_eq!(b.text("#videos li.video .name").await, "corrupt.mp4");
+    b.shot("filtered-failed").await;
+
+    b.find("#filter-status option[value='']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    rows(&b, "li.video", 2, UI).await;
+    b.type_into("#filter-q", "V20").await;
+    rows(&b, "li.video", 1, UI).await;
+    assert_eq!(b.text("#videos li.video .name").await, "v20.mp4");
+    b.type_into("#filter-q", "x").await;
+    rows(&b, "li.video", 0, UI).await;
+    b.shown("#videos-empty", UI).await;
+    b.find("#filter-q").await.clear().await.unwrap();
+    b.type_into("#filter-q", " ").await;
+    rows(&b, "li.video", 2, UI).await;
+
+    b.find("#filter-order option[value=oldest]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    crate::helpers::eventually("the oldest first", UI, || async {
+        (order().await == serde_json::json!(["v20.mp4", "corrupt.mp4"])).then_some(())
+    })
+    .await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_account_panel_sets_the_emails_and_shows_the_webhook_secret_once() {
+    let app = TestApp::spawn().await;
+    let email = "acc@example.com";
+    let token = app.user(email).await;
+    let mut b = Browser::start("account", 390, 844).await;
+    sign_in_page(&b, &app, email).await;
+    b.find("#account-open").await.click().await.unwrap();
+    b.shown("#account-panel", UI).await;
+    b.find("#notify-success").await.click().await.unwrap();
+    b.text_where("#notify-status", UI, |t| t.starts_with("Emails when"))
+        .await;
+    let me = app.get_json(&token, "/api/v1/me").await;
+    assert_eq!(me["notify_on_success"], true);
+
+    b.type_into("#webhook-url", "https://hooks.example.com/vp")
+        .await;
+    b.press_enter("#webhook-url").await;
+    b.shown("#webhook-secret-box", UI).await;
+    let me = app.get_json(&token, "/api/v1/me").await;
+    assert_eq!(me["webhook_url"], "https://hooks.example.com/vp");
+    let secret = b.text("#webhook-secret").await;
+    assert_eq!(me["webhook_secret"], secret.as_str());
+    let overflow = b
+        .eval("return document.documentElement.scrollWidth - window.innerWidth;")
+        .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "wider than a phone by {overflow}"
+    );
+    b.shot("account").await;
+
+    // a new secret replaces it, shown once more
+    b.find("#webhook-rotate").await.click().await.unwrap();
+    let rotated = b
+        .text_where("#webhook-secret", UI, |t| !t.is_empty() && t != secret)
+        .await;
+    let me = app.get_json(&token, "/api/v1/me").await;
+    assert_eq!(me["webhook_secret"], rotated.as_str());
+    // closed and opened again, it is not shown
+    b.find("#account-close").await.click().await.unwrap();
+    b.find("#account-open").await.click().await.unwrap();
+    b.shown("#account-panel", UI).await;
+    let hidden = b
+        .eval("return document.getElementById('webhook-secret-box').hidden;")
+        .await;
+    assert_eq!(hidden, true, "the secret is shown once");
+    b.close().await;
+}
+
+// The tests below drive parts of the page whose API comes with the frames
+// (thumbnails, viewer) and the actions on videos and the account (process
+// again, retry, password change); their names say which API they need.
+
+#[tokio::test]
+async fn needs_frames_api_a_done_video_shows_thumbnails_and_the_viewer_steps_by_keyboard() {
+    let app = TestApp::spawn().await;
+    let email = "vic@example.com";
+    let token = app.user(email).await;
+    let id = app.upload_ok(&token, &fixture("v20"), &[]).await;
+    app.wait_final(&token, &id, PROCESSING).await;
+    let mut b = Browser::start("frames-viewer", 1280, 900).await;
+    sign_in_page(&b, &app, email).await;
+    // a strip of thumbnails, loaded lazily, each an image of this node
+    b.shown("#videos li[data-status=done] .thumbs img", UI)
+        .await;
+    let thumbs = b
+        .eval("return [...document.querySelectorAll('#videos .thumbs img')].map(i => [i.loading, new URL(i.src).pathname]);")
+        .await;
+    let thumbs = thumbs.as_array().unwrap();
+    assert_eq!(
+        thumbs.len(),
+        12,
+        "the first page of a 20-frame video: {thumbs:?}"
+    );
+    assert!(
+        thumbs
+            .iter()
+            .all(|t| t[0] == "lazy" && t[1].as_str().unwrap().starts_with("/api/v1/videos/")),
+        "{thumbs:?}"
+    );
+    crate::helpers::eventually("the thumbnails to load", UI, || async {
+        let loaded = b
+            .eval("return [...document.querySelectorAll('#videos .thumbs img')].every(i => i.complete && i.naturalWidth > 0);")
+            .await;
+        (loaded == true).then_some(())
+    })
+    .await;
+    b.shot("thumbnails").await;
+
+    // the viewer opens on the frame chosen, with the keyboard
+    let first = b.find("#videos .thumbs button.thumb").await;
+    first.send_keys(&Key::Enter.to_string()).await.unwrap();
+    b.shown("#viewer", UI).await;
+    let index = || async {
+        b.eval("return document.getElementById('viewer').dataset.index;")
+            .await
+    };
+    assert_eq!(index().await, "0");
+    b.text_where("#viewer-time", UI, |t| t.starts_with("Frame 1 of 20"))
+        .await;
+    let key = |k: Key| {
+        let client = b.client.clone();
+        async move {
+            client
+                .active_element()
+                .await
+                .unwrap()
+                .send_keys(&k.to_string())
+                .await
+                .unwrap();
+        }
+    };
+    // past the first page of the strip: the next page is fetched as it goes
+    for _ in 0..14 {
+        key(Key::Right).await;
+    }
+    crate::helpers::eventually("frame 15", UI, || async {
+        (index().await == "14").then_some(())
+    })
+    .await;
+    key(Key::Left).await;
+    crate::helpers::eventually("frame 14", UI, || async {
+        (index().await == "13").then_some(())
+    })
+    .await;
+    let frame = b
+        .eval("const i = document.getElementById('viewer-image'); return [i.complete && i.naturalWidth > 0, document.getElementById('viewer-download').getAttribute('href')];")
+        .await;
+    assert!(
+        frame[1].as_str().unwrap().starts_with("/api/v1/videos/"),
+        "{frame}"
+    );
+    b.shot("viewer").await;
+    key(Key::Escape).await;
+    crate::helpers::eventually("the viewer to close", UI, || async {
+        let open = b
+            .eval("return document.getElementById('viewer').open;")
+            .await;
+        (open == false).then_some(())
+    })
+    .await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn needs_actions_api_process_again_with_other_options_and_retry_a_failed_video() {
+    let app = TestApp::spawn().await;
+    let email = "rex@example.com";
+    let token = app.user(email).await;
+    let done = app.upload_ok(&token, &fixture("v20"), &[]).await;
+    let failed = app.upload_ok(&token, &fixture("corrupt"), &[]).await;
+    app.wait_final(&token, &done, PROCESSING).await;
+    app.wait_final(&token, &failed, PROCESSING).await;
+    let mut b = Browser::start("process-again", 1280, 900).await;
+    sign_in_page(&b, &app, email).await;
+    rows(&b, "li.video", 2, UI).await;
+
+    // process the done one again: 3 frames, PNG
+    let row = format!("#videos li[data-id='{done}']");
+    b.find(&format!("{row} .again-open"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.shown(&format!("{row} form.again"), UI).await;
+    b.find(&format!("{row} form.again .mode-count"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.find(&format!("{row} form.again .count"))
+        .await
+        .clear()
+        .await
+        .unwrap();
+    b.type_into(&format!("{row} form.again .count"), "3").await;
+    b.find(&format!("{row} form.again .format option[value=png]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.shot("process-again").await;
+    b.press_enter(&format!("{row} form.again .count")).await;
+    rows(&b, "li.video", 3, UI).await;
+    let again = b
+        .text_where("#videos li.video .source", UI, |t| !t.is_empty())
+        .await;
+    assert_eq!(again, "Processed again from v20.mp4");
+    rows(&b, "li[data-status=done]", 2, PROCESSING).await;
+    let listed = app.get_json(&token, "/api/v1/videos").await;
+    let new = listed["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["source_id"] == done.as_str())
+        .expect("the new video names its source")
+        .clone();
+    assert_eq!(new["frames"], 3);
+    assert_eq!(new["options"]["format"], "png");
+    let details = b
+        .text(&format!(
+            "#videos li[data-id='{}'] .detail",
+            new["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(details.starts_with("3 frames"), "{details}");
+
+    // retry the failed one: the same options, a new entry naming it
+    let row = format!("#videos li[data-id='{failed}']");
+    b.find(&format!("{row} .retry"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    rows(&b, "li.video", 4, UI).await;
+    let listed = app.get_json(&token, "/api/v1/videos").await;
+    let retried = listed["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["source_id"] == failed.as_str())
+        .expect("the retry names its source")
+        .clone();
+    assert_eq!(
+        retried["options"],
+        app.video(&token, &failed).await["options"]
+    );
+    b.shot("retried").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn needs_actions_api_the_account_panel_changes_the_password() {
+    let app = TestApp::spawn().await;
+    let email = "pat@example.com";
+    app.user(email).await;
+    let b = Browser::start("password-change", 1280, 900).await;
+    sign_in_page(&b, &app, email).await;
+    b.find("#account-open").await.click().await.unwrap();
+    b.shown("#account-panel", UI).await;
+    b.type_into("#current-password", "not the password").await;
+    b.type_into("#changed-password", "a brand new passphrase")
+        .await;
+    b.press_enter("#changed-password").await;
+    b.text_where("#password-error", UI, |t| {
+        t == "The current password is not right."
+    })
+    .await;
+    b.find("#current-password").await.clear().await.unwrap();
+    b.type_into("#current-password", PASSWORD).await;
+    b.press_enter("#current-password").await;
+    b.text_where("#password-status", UI, |t| {
+        t.starts_with("Your password is changed")
+    })
+    .await;
+    // this browser stays signed in; the new password is the one that works
+    b.shown("#workspace", UI).await;
+    let old = app
+        .post_json(
+            "/api/v1/sessions",
+            &serde_json::json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(old.status(), 401);
+    let new = app
+        .post_json(
+            "/api/v1/sessions",
+            &serde_json::json!({"email": email, "password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(new.status(), 200);
     b.close().await;
 }
