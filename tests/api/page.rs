@@ -547,6 +547,26 @@ async fn sign_in_page(b: &Browser, app: &TestApp, email: &str) {
     b.shown("#workspace", UI).await;
 }
 
+/// The names in the list, top to bottom.
+async fn names(b: &Browser) -> Value {
+    b.eval(
+        "return [...document.querySelectorAll('#videos li.video .name')].map(n => n.textContent);",
+    )
+    .await
+}
+
+/// The index of the frame the viewer shows.
+async fn viewer_index(b: &Browser) -> Value {
+    b.eval("return document.getElementById('viewer').dataset.index;")
+        .await
+}
+
+/// Presses `key` on the focused element.
+async fn press(b: &Browser, key: Key) {
+    let focused = b.client.active_element().await.unwrap();
+    focused.send_keys(&key.to_string()).await.unwrap();
+}
+
 /// How many rows of the list match `css` (under `#videos`).
 async fn count(b: &Browser, css: &str) -> usize {
     b.client
@@ -660,10 +680,13 @@ async fn a_stopped_upload_is_not_an_error_and_the_others_go_on() {
         "v20.mp4"
     );
     let left = b
-        .eval("return [document.querySelectorAll('#uploads li').length, document.getElementById('announce').textContent];")
+        .eval("return [document.querySelectorAll('#uploads li').length, document.getElementById('upload-error').textContent];")
         .await;
-    assert_eq!(left[0], 0, "the stopped upload left no row, no error");
-    assert_eq!(left[1], "v20.mp4 uploaded.");
+    assert_eq!(
+        left,
+        serde_json::json!([0, ""]),
+        "the stopped upload left no row, no error"
+    );
     b.close().await;
 }
 
@@ -768,11 +791,10 @@ async fn the_list_filters_by_status_and_name_and_sorts_both_ways() {
     let mut b = Browser::start("list-filter", 1280, 900).await;
     sign_in_page(&b, &app, email).await;
     rows(&b, "li.video", 2, UI).await;
-    let order = || async {
-        b.eval("return [...document.querySelectorAll('#videos li.video .name')].map(n => n.textContent);")
-            .await
-    };
-    assert_eq!(order().await, serde_json::json!(["corrupt.mp4", "v20.mp4"]));
+    assert_eq!(
+        names(&b).await,
+        serde_json::json!(["corrupt.mp4", "v20.mp4"])
+    );
 
     b.find("#filter-status option[value=failed]")
         .await
@@ -805,7 +827,7 @@ async fn the_list_filters_by_status_and_name_and_sorts_both_ways() {
         .await
         .unwrap();
     crate::helpers::eventually("the oldest first", UI, || async {
-        (order().await == serde_json::json!(["v20.mp4", "corrupt.mp4"])).then_some(())
+        (names(&b).await == serde_json::json!(["v20.mp4", "corrupt.mp4"])).then_some(())
     })
     .await;
     b.close().await;
@@ -905,36 +927,20 @@ async fn needs_frames_api_a_done_video_shows_thumbnails_and_the_viewer_steps_by_
     let first = b.find("#videos .thumbs button.thumb").await;
     first.send_keys(&Key::Enter.to_string()).await.unwrap();
     b.shown("#viewer", UI).await;
-    let index = || async {
-        b.eval("return document.getElementById('viewer').dataset.index;")
-            .await
-    };
-    assert_eq!(index().await, "0");
+    assert_eq!(viewer_index(&b).await, "0");
     b.text_where("#viewer-time", UI, |t| t.starts_with("Frame 1 of 20"))
         .await;
-    let key = |k: Key| {
-        let client = b.client.clone();
-        async move {
-            client
-                .active_element()
-                .await
-                .unwrap()
-                .send_keys(&k.to_string())
-                .await
-                .unwrap();
-        }
-    };
     // past the first page of the strip: the next page is fetched as it goes
     for _ in 0..14 {
-        key(Key::Right).await;
+        press(&b, Key::Right).await;
     }
     crate::helpers::eventually("frame 15", UI, || async {
-        (index().await == "14").then_some(())
+        (viewer_index(&b).await == "14").then_some(())
     })
     .await;
-    key(Key::Left).await;
+    press(&b, Key::Left).await;
     crate::helpers::eventually("frame 14", UI, || async {
-        (index().await == "13").then_some(())
+        (viewer_index(&b).await == "13").then_some(())
     })
     .await;
     let frame = b
@@ -945,7 +951,7 @@ async fn needs_frames_api_a_done_video_shows_thumbnails_and_the_viewer_steps_by_
         "{frame}"
     );
     b.shot("viewer").await;
-    key(Key::Escape).await;
+    press(&b, Key::Escape).await;
     crate::helpers::eventually("the viewer to close", UI, || async {
         let open = b
             .eval("return document.getElementById('viewer').open;")
