@@ -13,7 +13,7 @@ use crate::auth::{self, AuthError, LinkSecret};
 use crate::db::account_links::{self, Purpose};
 use crate::db::users::{self, User};
 use crate::db::{self, DbError};
-use crate::domain::{Email, InvalidInput, Password, UserId};
+use crate::domain::{Email, InvalidInput, Locale, Password, UserId};
 use crate::notify::message;
 
 /// Where links point and how long they and their emails last.
@@ -50,13 +50,15 @@ pub enum AccountError {
     Db(#[from] DbError),
 }
 
-/// Creates an account. With `links`, its address is unverified and is sent
-/// a link that verifies it (in the outbox: the caller wakes the notifier);
-/// without (an operator's `user add`), the address counts as verified.
+/// Creates an account speaking `locale`. With `links`, its address is
+/// unverified and is sent a link that verifies it (in the outbox: the
+/// caller wakes the notifier); without (an operator's `user add`), the
+/// address counts as verified.
 pub async fn register(
     pool: &Pool,
     email: &str,
     password: &str,
+    locale: Locale,
     links: Option<&LinkPolicy>,
 ) -> Result<User, AccountError> {
     let email = Email::parse(email)?;
@@ -64,7 +66,7 @@ pub async fn register(
     let hash = auth::hash_password(password).await?;
     let mut conn = pool.get().await.map_err(DbError::from)?;
     let tx = conn.transaction().await.map_err(DbError::from)?;
-    let user = match users::insert_user(&tx, &email, &hash, links.is_none()).await {
+    let user = match users::insert_user(&tx, &email, &hash, links.is_none(), locale).await {
         Ok(user) => user,
         Err(e) if e.is_unique_violation() => return Err(AccountError::EmailTaken),
         Err(e) => return Err(e.into()),

@@ -213,6 +213,7 @@ pub async fn run(
             webhooks: WebhookSender::new(tuning.webhook_private_networks)?,
             max_attempts: tuning.mail_max_attempts,
             unverified_per_day: tuning.unverified_emails_per_day(),
+            public_url: settings.public_url(listener.local_addr()?),
         },
         cluster,
     };

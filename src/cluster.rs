@@ -555,7 +555,7 @@ fn take_back(state: &MembershipState, name: String) {
             lease,
             silent_for: SILENT_FOR,
         };
-        match db::jobs::requeue_abandoned(&pool, &node, why, message::job_failed).await {
+        match db::jobs::requeue_abandoned(&pool, &node, why, message::job_interrupted).await {
             Ok(jobs) if !jobs.is_empty() => {
                 tracing::info!(peer = %name, jobs = jobs.len(), "took back the jobs of a departed peer");
                 broadcast_wake();

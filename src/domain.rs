@@ -2,14 +2,18 @@
 //! passwords, ids and frame options are these types, never raw strings.
 
 mod email;
+mod failure_code;
 mod filename;
 mod ids;
+mod locale;
 mod options;
 mod password;
 
 pub use email::Email;
+pub use failure_code::FailureCode;
 pub use filename::Filename;
 pub use ids::{IdempotencyKey, JobId, UserId};
+pub use locale::Locale;
 pub use options::{FrameOptions, OptionsError, RawOptions, StoredOptions};
 pub use password::Password;
 

@@ -39,6 +39,7 @@ pub mod cluster;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod i18n;
 pub mod jobs;
 pub mod media;
 pub mod notify;

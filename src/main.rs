@@ -72,9 +72,15 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             };
             let pool = app::prepare_database(&settings, db::COMMAND_POOL_SIZE, settings.migrations)
                 .await?;
-            let user = videoproject::accounts::register(&pool, &email, &password, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = videoproject::accounts::register(
+                &pool,
+                &email,
+                &password,
+                Default::default(),
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "{}",
                 serde_json::json!({ "id": user.id, "email": user.email.as_str() })

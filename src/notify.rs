@@ -6,6 +6,7 @@
 
 pub mod mailer;
 pub mod message;
+pub mod render;
 pub mod webhook;
 
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct NotifierArgs {
     pub max_attempts: u32,
     /// Emails about videos an address not yet verified receives a day (0: none).
     pub unverified_per_day: u32,
+    /// The page's address, where the emails' links to videos point.
+    pub public_url: String,
 }
 
 pub struct NotifierState {
@@ -143,7 +146,7 @@ async fn attempt(
         return Ok(());
     }
     let sent = match pending.channel {
-        Channel::Email => args.mailer.send(&pending).await,
+        Channel::Email => args.mailer.send(&pending, &args.public_url).await,
         Channel::Webhook => args.webhooks.send(&pending).await,
     };
     match sent {
@@ -212,6 +215,7 @@ mod tests {
             &database.pool,
             "ann@example.com",
             "correct horse battery",
+            crate::domain::Locale::En,
             Some(&links),
         )
         .await
@@ -222,6 +226,7 @@ mod tests {
             webhooks: WebhookSender::new(false).unwrap(),
             max_attempts: 3,
             unverified_per_day: 3,
+            public_url: "http://videos.test".into(),
         };
 
         deliver_due(&args).await.unwrap();
@@ -233,6 +238,158 @@ mod tests {
         assert_eq!(smtp.messages().len(), 1);
         let (waiting, _) = db::outbox::pending_summary(&database.pool).await.unwrap();
         assert_eq!(waiting, 0);
+    }
+
+    /// The emails about a video, rendered in the language of their
+    /// recipient when sent, with the contact sheet the caller handed down.
+    #[tokio::test]
+    async fn video_emails_speak_the_recipient_s_language_and_carry_the_sheet() {
+        use crate::domain::{FailureCode, JobId, Locale};
+        use message::VideoFacts;
+
+        let database = crate::db::testing::database().await;
+        let smtp = videoproject_test_support::SmtpServer::start();
+        let pool = &database.pool;
+        let user = crate::accounts::register(
+            pool,
+            "bia@example.com",
+            "correct horse battery",
+            Locale::PtBr,
+            None,
+        )
+        .await
+        .unwrap();
+        let args = NotifierArgs {
+            pool: pool.clone(),
+            mailer: Mailer::new(Some(&smtp.url()), "videoproject@localhost").unwrap(),
+            webhooks: WebhookSender::new(false).unwrap(),
+            max_attempts: 3,
+            unverified_per_day: 3,
+            public_url: "https://videos.test".into(),
+        };
+        let queue = |mail: crate::db::outbox::NewNotification, job: JobId| async move {
+            let mut conn = pool.get().await.unwrap();
+            let tx = conn.transaction().await.unwrap();
+            db::outbox::insert_for_user(&tx, user.id, job, mail, false)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        };
+        let uploaded_at =
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 2, 14, 5, 0).unwrap();
+        let sheet: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]
+            .into_iter()
+            .chain(0..=255u8)
+            .collect();
+        let done = VideoFacts {
+            id: JobId::new(),
+            filename: "férias.mp4".into(),
+            uploaded_at,
+        };
+        let expires = uploaded_at + chrono::Duration::days(7);
+        queue(
+            message::job_done(&done, 1234, expires, Some(sheet.clone())),
+            done.id,
+        )
+        .await;
+        deliver_due(&args).await.unwrap();
+
+        let mail = smtp
+            .email_about("Os quadros de férias.mp4 estão prontos")
+            .await;
+        let link = format!("https://videos.test/#/videos/{}", done.id);
+        // minijinja escapes `/` in HTML text as `&#x2f;`, which reads as `/`
+        let html = mail.html.replace("&#x2f;", "/");
+        for part in [&mail.text, &html] {
+            for want in [
+                "1.234 quadros extraídos",
+                "Enviado em 02/12/2026 14:05",
+                "até 09/12/2026 14:05",
+                "UTC",
+                &link,
+            ] {
+                assert!(part.contains(want), "{want:?} in {part}");
+            }
+        }
+        assert!(
+            mail.raw.contains("multipart/alternative") && mail.raw.contains("multipart/related"),
+            "{}",
+            mail.raw
+        );
+        assert!(
+            mail.html
+                .contains(&format!("src=\"cid:{}\"", render::SHEET_CID)),
+            "{}",
+            mail.html
+        );
+        assert_eq!(mail.inline.len(), 1);
+        assert_eq!(
+            mail.inline[0].content_id.trim_matches(['<', '>']),
+            render::SHEET_CID
+        );
+        assert_eq!(mail.inline[0].content_type, "image/jpeg");
+        assert_eq!(mail.inline[0].bytes, sheet);
+        // the image is not kept once sent
+        let conn = pool.get().await.unwrap();
+        let kept: i64 = conn
+            .query_one(
+                "SELECT count(*) FROM notifications WHERE inline_image IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(kept, 0);
+
+        // the owner switches to English; a hostile file name fails
+        db::users::update_preferences(
+            pool,
+            user.id,
+            db::users::Preferences {
+                locale: Some(Locale::En),
+                ..Default::default()
+            },
+            "unused",
+        )
+        .await
+        .unwrap();
+        let hostile = "<script>alert(1)</script>.mp4";
+        let failed = VideoFacts {
+            id: JobId::new(),
+            filename: hostile.into(),
+            uploaded_at,
+        };
+        queue(
+            message::job_failed(&failed, FailureCode::Corrupt, "moov atom not found"),
+            failed.id,
+        )
+        .await;
+        deliver_due(&args).await.unwrap();
+        let mail = smtp.email_about("We could not extract frames from").await;
+        assert_eq!(
+            mail.subject,
+            format!("We could not extract frames from {hostile}")
+        );
+        assert!(mail.text.contains(hostile), "{}", mail.text);
+        assert!(!mail.html.contains("<script>"), "{}", mail.html);
+        assert!(
+            mail.html
+                .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;.mp4"),
+            "{}",
+            mail.html
+        );
+        let html = mail.html.replace("&#x2f;", "/");
+        for part in [&mail.text, &html] {
+            assert!(part.contains("The file is damaged"), "{part}");
+            assert!(part.contains("moov atom not found"), "{part}");
+            assert!(part.contains("Uploaded Dec 2, 2026, 2:05 PM"), "{part}");
+            assert!(
+                part.contains(&format!("https://videos.test/#/videos/{}", failed.id)),
+                "{part}"
+            );
+        }
+        assert!(mail.inline.is_empty());
+        assert!(!mail.raw.contains("multipart/related"));
     }
 
     #[test]

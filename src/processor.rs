@@ -243,7 +243,7 @@ impl Actor for ProcessorPool {
             &ctx.pool,
             &ctx.node,
             Abandoned::ShuttingDown(&ctx.node),
-            message::job_failed,
+            message::job_interrupted,
         )
         .await?;
         tracing::info!(
@@ -275,7 +275,7 @@ async fn recover(state: &mut PoolState) -> bool {
         &ctx.pool,
         &ctx.node,
         Abandoned::Restarted(&ctx.node),
-        message::job_failed,
+        message::job_interrupted,
     )
     .await
     {
@@ -368,7 +368,7 @@ pub async fn rescue_pass(ctx: &ProcessorContext) {
         &ctx.pool,
         &ctx.node,
         Abandoned::LeaseExpired,
-        message::job_failed,
+        message::job_interrupted,
     )
     .await
     {

@@ -531,7 +531,12 @@ impl Settings {
     /// address the node `listens` on (a wildcard as `localhost`).
     pub fn public_url(&self, listens: SocketAddr) -> String {
         match &self.public_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
+            // as the URL parser writes it: quotes and angle brackets
+            // percent-encoded, so the emails may put it in HTML as it is
+            Some(url) => url::Url::parse(url)
+                .map_or_else(|_| url.clone(), |u| u.to_string())
+                .trim_end_matches('/')
+                .to_owned(),
             None if listens.ip().is_unspecified() => format!("http://localhost:{}", listens.port()),
             None => format!("http://{listens}"),
         }
@@ -597,6 +602,28 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::load_from(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_public_url_is_written_as_the_url_parser_writes_it() {
+        let listens: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let url = |v: &str| load(&[("VP_PUBLIC_URL", v)]).unwrap().public_url(listens);
+        assert_eq!(
+            url("https://videos.example.com/"),
+            "https://videos.example.com"
+        );
+        assert_eq!(
+            url("https://videos.example.com/vp"),
+            "https://videos.example.com/vp"
+        );
+        assert_eq!(
+            url("https://x.example/a\"b<c>"),
+            "https://x.example/a%22b%3Cc%3E"
+        );
+        assert_eq!(
+            load(&[]).unwrap().public_url(listens),
+            "http://localhost:8080"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::{DbError, DbResult};
 use crate::domain::{FrameOptions, IdempotencyKey, JobId, StoredOptions, UserId};
 use crate::jobs::{JobEvent, JobState, next};
 use crate::media::MediaInfo;
+use crate::notify::message::VideoFacts;
 
 const COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, media_info, frames, \
      zip_bytes, zip_object, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
@@ -121,9 +122,19 @@ struct Locked {
     max_attempts: i32,
     user_id: Uuid,
     filename: String,
+    created_at: DateTime<Utc>,
 }
 
 impl Locked {
+    /// What an email about job `id` tells of it.
+    fn facts(&self, id: JobId) -> VideoFacts {
+        VideoFacts {
+            id,
+            filename: self.filename.clone(),
+            uploaded_at: self.created_at,
+        }
+    }
+
     /// Appends the event of this row moving to `to`.
     async fn record_move(
         &self,
@@ -140,7 +151,7 @@ impl Locked {
 async fn lock(tx: &Transaction<'_>, id: JobId, lease: Option<Uuid>) -> DbResult<Option<Locked>> {
     let row = tx
         .query_opt(
-            "SELECT state, attempts, max_attempts, user_id, filename FROM jobs
+            "SELECT state, attempts, max_attempts, user_id, filename, created_at FROM jobs
              WHERE id = $1 AND ($2::uuid IS NULL OR (lease_token = $2 AND state = 'processing'))
              FOR UPDATE",
             &[&id.0, &lease],
@@ -152,6 +163,7 @@ async fn lock(tx: &Transaction<'_>, id: JobId, lease: Option<Uuid>) -> DbResult<
         max_attempts: r.get(2),
         user_id: r.get(3),
         filename: r.get(4),
+        created_at: r.get(5),
     }))
 }
 
@@ -385,7 +397,7 @@ pub async fn complete(
     token: Uuid,
     node: &str,
     output: Output<'_>,
-    success_mail: impl FnOnce(&str) -> Option<NewNotification>,
+    success_mail: impl FnOnce(&VideoFacts) -> Option<NewNotification>,
 ) -> DbResult<bool> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
@@ -409,7 +421,7 @@ pub async fn complete(
             Some(&format!("{} frames", output.frames)),
         )
         .await?;
-    if let Some(mail) = success_mail(&locked.filename) {
+    if let Some(mail) = success_mail(&locked.facts(id)) {
         outbox::insert_for_user(&tx, UserId(locked.user_id), id, mail, true).await?;
     }
     tx.commit().await?;
@@ -446,14 +458,14 @@ pub async fn fail(
     token: Uuid,
     node: &str,
     reason: &str,
-    mail: impl FnOnce(&str) -> NewNotification,
+    mail: impl FnOnce(&VideoFacts) -> NewNotification,
 ) -> DbResult<bool> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
     let Some(locked) = lock(&tx, id, Some(token)).await? else {
         return Ok(false);
     };
-    fail_locked(&tx, id, &locked, node, reason, mail(&locked.filename)).await?;
+    fail_locked(&tx, id, &locked, node, reason, mail(&locked.facts(id))).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -467,7 +479,7 @@ pub async fn retry_or_fail(
     node: &str,
     reason: &str,
     backoff: Duration,
-    mail: impl FnOnce(JobId, &str, &str) -> NewNotification,
+    mail: impl FnOnce(&VideoFacts, &str) -> NewNotification,
 ) -> DbResult<RetryOutcome> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
@@ -488,11 +500,11 @@ async fn requeue_locked(
     reason: &str,
     backoff: Duration,
     refund_attempt: bool,
-    mail: impl FnOnce(JobId, &str, &str) -> NewNotification,
+    mail: impl FnOnce(&VideoFacts, &str) -> NewNotification,
 ) -> DbResult<RetryOutcome> {
     if !refund_attempt && locked.attempts >= locked.max_attempts {
         let why = format!("gave up after {} attempts: {reason}", locked.attempts);
-        fail_locked(tx, id, locked, node, &why, mail(id, &locked.filename, &why)).await?;
+        fail_locked(tx, id, locked, node, &why, mail(&locked.facts(id), &why)).await?;
         return Ok(RetryOutcome::Failed);
     }
     let to = next(locked.state, JobEvent::Retry)?;
@@ -570,7 +582,7 @@ pub async fn requeue_abandoned(
     pool: &Pool,
     node: &str,
     why: Abandoned<'_>,
-    mail: impl Fn(JobId, &str, &str) -> NewNotification,
+    mail: impl Fn(&VideoFacts, &str) -> NewNotification,
 ) -> DbResult<Vec<(JobId, RetryOutcome)>> {
     let owner = why.owner();
     let mut conn = pool.get().await?;
@@ -889,14 +901,14 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(30);
 
-    fn mail(job: JobId, filename: &str, reason: &str) -> NewNotification {
-        crate::notify::message::job_failed(job, filename, reason)
+    fn mail(video: &VideoFacts, reason: &str) -> NewNotification {
+        crate::notify::message::job_failed(video, crate::domain::FailureCode::Internal, reason)
     }
 
     async fn user(pool: &Pool, n: usize) -> UserId {
         let email = Email::parse(&format!("user{n}@example.com")).unwrap();
         let conn = pool.get().await.unwrap();
-        crate::db::users::insert_user(&conn, &email, "hash", true)
+        crate::db::users::insert_user(&conn, &email, "hash", true, Default::default())
             .await
             .unwrap()
             .id
@@ -1080,7 +1092,7 @@ mod tests {
                 .unwrap()
         );
         assert!(
-            !fail(&db.pool, id, token, "a", "late", |f| mail(id, f, "late"))
+            !fail(&db.pool, id, token, "a", "late", |v| mail(v, "late"))
                 .await
                 .unwrap()
         );
@@ -1287,18 +1299,11 @@ mod tests {
             zip_bytes: 10,
             zip_object: "frames.zip",
         };
-        let success = |job: JobId| move |f: &str| Some(mail(job, f, "done"));
+        let success = |v: &VideoFacts| Some(mail(v, "done"));
         assert!(
-            complete(
-                &db.pool,
-                done,
-                claim.lease_token,
-                "a",
-                output,
-                success(done)
-            )
-            .await
-            .unwrap()
+            complete(&db.pool, done, claim.lease_token, "a", output, success)
+                .await
+                .unwrap()
         );
         assert_eq!(
             outbox(db.pool.clone()).await,
@@ -1326,16 +1331,9 @@ mod tests {
             zip_object: "late.zip",
         };
         assert!(
-            !complete(
-                &db.pool,
-                cancelled,
-                claim.lease_token,
-                "a",
-                output,
-                success(cancelled)
-            )
-            .await
-            .unwrap()
+            !complete(&db.pool, cancelled, claim.lease_token, "a", output, success)
+                .await
+                .unwrap()
         );
         assert_eq!(
             outbox(db.pool.clone()).await,

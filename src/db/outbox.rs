@@ -9,8 +9,11 @@ use std::time::Duration;
 use deadpool_postgres::{Pool, Transaction};
 use uuid::Uuid;
 
+use postgres_types::Json;
+
 use super::DbResult;
-use crate::domain::{JobId, UserId};
+use crate::domain::{JobId, Locale, UserId};
+use crate::notify::message::EmailContent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotificationKind {
@@ -80,8 +83,13 @@ impl Channel {
 #[derive(Debug, Clone)]
 pub struct NewNotification {
     pub kind: NotificationKind,
+    /// An English plain-text rendering (what nodes of the previous version send).
     pub subject: String,
     pub body: String,
+    /// The email's facts, rendered in the recipient's language when sent.
+    pub content: EmailContent,
+    /// An image the email shows inline (a done video's contact sheet).
+    pub inline_image: Option<Vec<u8>>,
     pub webhook: Option<WebhookEvent>,
 }
 
@@ -112,6 +120,13 @@ pub struct Pending {
     pub attempts: i32,
     /// The owner's current webhook key (webhooks only).
     pub secret: Option<String>,
+    /// The recipient's language now.
+    pub locale: Locale,
+    /// The email's facts; none in a row a previous version wrote (its
+    /// subject and body are sent as they are) or once an account link's
+    /// email was sent.
+    pub content: Option<EmailContent>,
+    pub inline_image: Option<Vec<u8>>,
 }
 
 /// Where a job's notification stands, for the video's API answer.
@@ -189,8 +204,9 @@ pub async fn insert_for_user(
     only_if_opted_in: bool,
 ) -> DbResult<()> {
     tx.execute(
-        "INSERT INTO notifications (id, user_id, job_id, kind, channel, recipient, subject, body)
-         SELECT $1, u.id, $3, $4, 'email', u.email, $5, $6 FROM users u
+        "INSERT INTO notifications
+             (id, user_id, job_id, kind, channel, recipient, subject, body, content, inline_image)
+         SELECT $1, u.id, $3, $4, 'email', u.email, $5, $6, $8, $9 FROM users u
          WHERE u.id = $2 AND (NOT $7 OR u.notify_on_success)",
         &[
             &Uuid::now_v7(),
@@ -200,6 +216,8 @@ pub async fn insert_for_user(
             &mail.subject,
             &mail.body,
             &only_if_opted_in,
+            &Json(&mail.content),
+            &mail.inline_image,
         ],
     )
     .await?;
@@ -238,8 +256,8 @@ pub async fn insert_account_email(
         .await?;
     let queued = tx
         .execute(
-            "INSERT INTO notifications (id, user_id, kind, channel, recipient, subject, body)
-             SELECT $1, u.id, $3, 'email', u.email, $4, $5 FROM users u
+            "INSERT INTO notifications (id, user_id, kind, channel, recipient, subject, body, content)
+             SELECT $1, u.id, $3, 'email', u.email, $4, $5, $7 FROM users u
              WHERE u.id = $2 AND (
                  SELECT count(*) FROM notifications n
                  WHERE n.user_id = u.id AND n.channel = 'email'
@@ -252,6 +270,7 @@ pub async fn insert_account_email(
                 &mail.subject,
                 &mail.body,
                 &i64::from(per_day),
+                &Json(&mail.content),
             ],
         )
         .await?;
@@ -293,7 +312,9 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
                    AND (locked_until IS NULL OR locked_until < now())
                  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING id, recipient, subject, body, attempts, channel,
-                 (SELECT webhook_secret FROM users u WHERE u.id = notifications.user_id), kind",
+                 (SELECT webhook_secret FROM users u WHERE u.id = notifications.user_id), kind,
+                 (SELECT locale FROM users u WHERE u.id = notifications.user_id), content,
+                 inline_image",
             &[&limit, &hold.as_secs_f64()],
         )
         .await?;
@@ -308,17 +329,28 @@ pub async fn claim_due(pool: &Pool, limit: i64, hold: Duration) -> DbResult<Vec<
             channel: Channel::from_db(r.get(5)),
             secret: r.get(6),
             kind: NotificationKind::from_db(r.get(7)),
+            locale: r
+                .get::<_, Option<&str>>(8)
+                .map_or(Locale::En, Locale::from_db),
+            // facts no version of ours can read are sent as the plain text beside them
+            content: r
+                .get::<_, Option<serde_json::Value>>(9)
+                .and_then(|v| serde_json::from_value(v).ok()),
+            inline_image: r.get(10),
         })
         .collect())
 }
 
-/// Records a delivery. An account email's text becomes `scrubbed`: the link
-/// in it opens an account, and the outbox is no place to keep it.
+/// Records a delivery. An account email's text becomes `scrubbed` and its
+/// facts go: the link in them opens an account, and the outbox is no place
+/// to keep it. An inline image is needed no more.
 pub async fn mark_sent(pool: &Pool, id: Uuid, scrubbed: &str) -> DbResult<()> {
     let conn = pool.get().await?;
     conn.execute(
         "UPDATE notifications SET sent_at = now(), locked_until = NULL, last_error = NULL,
-             body = CASE WHEN kind IN ('verify_email', 'password_reset') THEN $2 ELSE body END
+             body = CASE WHEN kind IN ('verify_email', 'password_reset') THEN $2 ELSE body END,
+             content = CASE WHEN kind IN ('verify_email', 'password_reset') THEN NULL ELSE content END,
+             inline_image = NULL
          WHERE id = $1",
         &[&id, &scrubbed],
     )
@@ -341,7 +373,9 @@ pub async fn mark_failed(
         "UPDATE notifications SET locked_until = NULL, last_error = $2,
              next_attempt_at = now() + make_interval(secs => $3),
              gave_up_at = CASE WHEN $4 THEN now() END,
-             body = CASE WHEN $4 AND kind IN ('verify_email', 'password_reset') THEN $5 ELSE body END
+             body = CASE WHEN $4 AND kind IN ('verify_email', 'password_reset') THEN $5 ELSE body END,
+             content = CASE WHEN $4 AND kind IN ('verify_email', 'password_reset') THEN NULL ELSE content END,
+             inline_image = CASE WHEN $4 THEN NULL ELSE inline_image END
          WHERE id = $1",
         &[&id, &error, &delay.as_secs_f64(), &give_up, &scrubbed],
     )

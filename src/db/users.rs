@@ -4,7 +4,7 @@ use deadpool_postgres::{GenericClient, Pool, Transaction};
 use tokio_postgres::Row;
 
 use super::DbResult;
-use crate::domain::{Email, UserId};
+use crate::domain::{Email, Locale, UserId};
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -18,11 +18,13 @@ pub struct User {
     pub email_verified: bool,
     /// Session tokens of an older epoch are refused (a password reset raises it).
     pub session_epoch: i64,
+    /// The language of the account's emails and page.
+    pub locale: Locale,
 }
 
 /// The columns [`User::from_row`] reads.
 const USER: &str = "id, email, notify_on_success, webhook_url, webhook_secret, \
-     email_verified_at IS NOT NULL AS email_verified, session_epoch";
+     email_verified_at IS NOT NULL AS email_verified, session_epoch, locale";
 
 impl User {
     fn from_row(row: &Row) -> Self {
@@ -34,6 +36,7 @@ impl User {
             webhook_secret: row.get("webhook_secret"),
             email_verified: row.get("email_verified"),
             session_epoch: row.get("session_epoch"),
+            locale: Locale::from_db(row.get("locale")),
         }
     }
 }
@@ -45,14 +48,21 @@ pub async fn insert_user(
     email: &Email,
     password_hash: &str,
     verified: bool,
+    locale: Locale,
 ) -> DbResult<User> {
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO users (id, email, password_hash, email_verified_at)
-                 VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) RETURNING {USER}"
+                "INSERT INTO users (id, email, password_hash, email_verified_at, locale)
+                 VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END, $5) RETURNING {USER}"
             ),
-            &[&UserId::new().0, &email.as_str(), &password_hash, &verified],
+            &[
+                &UserId::new().0,
+                &email.as_str(),
+                &password_hash,
+                &verified,
+                &locale.as_str(),
+            ],
         )
         .await?;
     Ok(User::from_row(&row))
@@ -134,6 +144,7 @@ pub struct Preferences {
     pub webhook_url: Option<Option<String>>,
     /// Replace the webhook key with a new one.
     pub rotate_webhook_secret: bool,
+    pub locale: Option<Locale>,
 }
 
 /// Changes only the fields given. Setting a webhook gives it a key when it
@@ -154,7 +165,8 @@ pub async fn update_preferences(
                 webhook_secret = CASE
                     WHEN (CASE WHEN $3 THEN $4 ELSE webhook_url END) IS NULL THEN NULL
                     WHEN $5 OR webhook_secret IS NULL THEN $6
-                    ELSE webhook_secret END
+                    ELSE webhook_secret END,
+                locale = COALESCE($7, locale)
              WHERE id = $1
              RETURNING {USER}"
             ),
@@ -165,6 +177,7 @@ pub async fn update_preferences(
                 &change.webhook_url.flatten(),
                 &change.rotate_webhook_secret,
                 &fresh_secret,
+                &change.locale.map(Locale::as_str),
             ],
         )
         .await?;

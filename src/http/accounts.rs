@@ -9,7 +9,7 @@ use super::route::Endpoint;
 use super::{ApiError, ClientAddr, State, json_body, signed_in, with_state};
 use crate::auth::{self, Principal};
 use crate::db::{self, users::User};
-use crate::domain::Email;
+use crate::domain::{Email, Locale};
 
 // What each endpoint takes from a request, past the path and method that
 // `route::ROUTES` gives it.
@@ -19,6 +19,7 @@ pub fn create_user_route(
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     with_state(state.clone())
         .and(client_address(state.clone()))
+        .and(warp::header::optional::<String>("accept-language"))
         .and(json_body(&state))
         .and_then(create_user)
 }
@@ -61,6 +62,18 @@ pub(super) struct CredentialsBody {
     password: Option<String>,
 }
 
+/// A new account: its email and password, and optionally its language
+/// (without one, the request's `Accept-Language` chooses; then English).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(super) struct SignUpBody {
+    #[schema(value_type = String, format = Email, example = "ann@example.com")]
+    email: Option<String>,
+    #[schema(value_type = String, format = Password, min_length = 8)]
+    password: Option<String>,
+    #[schema(value_type = Option<String>, example = "pt-BR")]
+    locale: Option<String>,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct UserView<'a> {
     id: String,
@@ -84,6 +97,9 @@ pub(super) struct ProfileView<'a> {
     /// The owner opened a link sent to the address. Until then it receives
     /// at most a few emails about videos a day.
     email_verified: bool,
+    /// The language of the account's emails and page: `en` or `pt-BR`.
+    #[schema(value_type = String, example = "pt-BR")]
+    locale: &'static str,
     notify_on_success: bool,
     webhook_url: Option<&'a str>,
     /// Shown to its owner only: the key that signs their webhook events.
@@ -108,6 +124,7 @@ impl<'a> ProfileView<'a> {
             id: u.id.to_string(),
             email: u.email.as_str(),
             email_verified: u.email_verified,
+            locale: u.locale.as_str(),
             notify_on_success: u.notify_on_success,
             webhook_url: u.webhook_url.as_deref(),
             webhook_secret: u.webhook_secret.as_deref(),
@@ -120,7 +137,9 @@ impl<'a> ProfileView<'a> {
 }
 
 #[utoipa::path(post, path = Endpoint::CreateUser.pattern(), tag = "accounts",
-    request_body = CredentialsBody,
+    request_body = SignUpBody,
+    params(("Accept-Language" = Option<String>, Header,
+        description = "The account's language when the body names none (`pt*` → `pt-BR`, else `en`)")),
     responses(
         (status = 201, description = "The account", body = UserView),
         (status = 409, description = "`email_taken`", body = ErrorBody),
@@ -130,17 +149,23 @@ impl<'a> ProfileView<'a> {
 async fn create_user(
     state: State,
     address: Option<String>,
-    body: CredentialsBody,
+    accept_language: Option<String>,
+    body: SignUpBody,
 ) -> Result<impl Reply, Rejection> {
     let (Some(email), Some(password)) = (body.email, body.password) else {
         return Err(ApiError::InvalidInput("email and password are required".into()).into());
     };
+    let locale = match body.locale.as_deref() {
+        Some(tag) => Locale::parse(tag).map_err(ApiError::from)?,
+        None => Locale::from_accept_language(accept_language.as_deref()),
+    };
     // sign-ups cost a password hash each and tell taken emails apart: a
     // client gets a bounded number of them
     counted(&state.limiter.sign_up, address.as_deref())?;
-    let user = crate::accounts::register(&state.pool, &email, &password, Some(&state.links))
-        .await
-        .map_err(ApiError::from)?;
+    let user =
+        crate::accounts::register(&state.pool, &email, &password, locale, Some(&state.links))
+            .await
+            .map_err(ApiError::from)?;
     state.actors.notifier.wake();
     tracing::info!(user_id = %user.id, "user registered");
     let view = UserView {
@@ -274,6 +299,9 @@ pub(super) struct PatchMe {
     /// Replace the webhook signing key.
     #[serde(default)]
     rotate_webhook_secret: bool,
+    /// The language of the emails and the page: `en` or `pt-BR`.
+    #[schema(value_type = Option<String>, example = "pt-BR")]
+    locale: Option<String>,
 }
 
 mod double_option {
@@ -290,7 +318,7 @@ mod double_option {
     request_body = PatchMe,
     responses(
         (status = 200, description = "The profile as changed", body = ProfileView),
-        (status = 422, description = "Unknown field or a webhook URL that is not https", body = ErrorBody),
+        (status = 422, description = "Unknown field, a webhook URL that is not https, or a locale other than `en` and `pt-BR`", body = ErrorBody),
     ))]
 async fn patch_me(
     state: State,
@@ -301,10 +329,17 @@ async fn patch_me(
         Some(Some(url)) => Some(Some(parse_webhook_url(&url)?)),
         other => other,
     };
+    let locale = body
+        .locale
+        .as_deref()
+        .map(Locale::parse)
+        .transpose()
+        .map_err(ApiError::from)?;
     let change = db::users::Preferences {
         notify_on_success: body.notify_on_success,
         webhook_url,
         rotate_webhook_secret: body.rotate_webhook_secret,
+        locale,
     };
     let user = db::users::update_preferences(
         &state.pool,

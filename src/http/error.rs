@@ -16,6 +16,59 @@ use crate::domain::{InvalidInput, OptionsError};
 use crate::storage::StorageError;
 use crate::upload::UploadError;
 
+/// Declares [`ErrorCode`]: each code once, with its wire name, and the
+/// list of them all (each has words in every language: `i18n`'s tests).
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal,)*) => {
+        /// Every `code` an error answer can carry.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidInput => "invalid_input",
+    BadRequest => "bad_request",
+    InvalidMultipart => "invalid_multipart",
+    EmailTaken => "email_taken",
+    InvalidCredentials => "invalid_credentials",
+    Unauthorized => "unauthorized",
+    RateLimited => "rate_limited",
+    TooManyQueued => "too_many_queued",
+    NotFound => "not_found",
+    MethodNotAllowed => "method_not_allowed",
+    NotReady => "not_ready",
+    UploadInProgress => "upload_in_progress",
+    RequestTimeout => "request_timeout",
+    TooManyUploads => "too_many_uploads",
+    TooManyStreams => "too_many_streams",
+    LengthRequired => "length_required",
+    Expired => "expired",
+    LinkExpired => "link_expired",
+    AlreadyVerified => "already_verified",
+    TooManyEmails => "too_many_emails",
+    TooLarge => "too_large",
+    UnsupportedMedia => "unsupported_media",
+    OverBudget => "over_budget",
+    RangeNotSatisfiable => "range_not_satisfiable",
+    Unavailable => "unavailable",
+    InsufficientStorage => "insufficient_storage",
+    QuotaExceeded => "quota_exceeded",
+    Internal => "internal",
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -124,36 +177,41 @@ impl ApiError {
         }
     }
 
+    /// The stable code of the answer (see [`ErrorCode`]).
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            ApiError::InvalidInput(_) | ApiError::InvalidField { .. } => "invalid_input",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::InvalidMultipart(_) => "invalid_multipart",
-            ApiError::EmailTaken => "email_taken",
-            ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::TooManyQueued { .. } => "too_many_queued",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::NotReady => "not_ready",
-            ApiError::UploadInProgress => "upload_in_progress",
-            ApiError::RequestTimeout | ApiError::TooSlow { .. } => "request_timeout",
-            ApiError::TooManyUploads { .. } => "too_many_uploads",
-            ApiError::TooManyStreams { .. } => "too_many_streams",
-            ApiError::LengthRequired => "length_required",
-            ApiError::Expired => "expired",
-            ApiError::Account(AccountError::LinkExpired) => "link_expired",
-            ApiError::Account(AccountError::AlreadyVerified) => "already_verified",
-            ApiError::Account(AccountError::TooManyEmails { .. }) => "too_many_emails",
-            ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => "too_large",
-            ApiError::UnsupportedMedia(_) => "unsupported_media",
-            ApiError::OverBudget(_) => "over_budget",
-            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
-            ApiError::Unavailable { .. } => "unavailable",
-            ApiError::InsufficientStorage => "insufficient_storage",
-            ApiError::QuotaExceeded { .. } => "quota_exceeded",
-            ApiError::Internal(_) | ApiError::Account(_) => "internal",
+            ApiError::InvalidInput(_) | ApiError::InvalidField { .. } => ErrorCode::InvalidInput,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::InvalidMultipart(_) => ErrorCode::InvalidMultipart,
+            ApiError::EmailTaken => ErrorCode::EmailTaken,
+            ApiError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::TooManyQueued { .. } => ErrorCode::TooManyQueued,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::NotReady => ErrorCode::NotReady,
+            ApiError::UploadInProgress => ErrorCode::UploadInProgress,
+            ApiError::RequestTimeout | ApiError::TooSlow { .. } => ErrorCode::RequestTimeout,
+            ApiError::TooManyUploads { .. } => ErrorCode::TooManyUploads,
+            ApiError::TooManyStreams { .. } => ErrorCode::TooManyStreams,
+            ApiError::LengthRequired => ErrorCode::LengthRequired,
+            ApiError::Expired => ErrorCode::Expired,
+            ApiError::Account(AccountError::LinkExpired) => ErrorCode::LinkExpired,
+            ApiError::Account(AccountError::AlreadyVerified) => ErrorCode::AlreadyVerified,
+            ApiError::Account(AccountError::TooManyEmails { .. }) => ErrorCode::TooManyEmails,
+            ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => ErrorCode::TooLarge,
+            ApiError::UnsupportedMedia(_) => ErrorCode::UnsupportedMedia,
+            ApiError::OverBudget(_) => ErrorCode::OverBudget,
+            ApiError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            ApiError::Unavailable { .. } => ErrorCode::Unavailable,
+            ApiError::InsufficientStorage => ErrorCode::InsufficientStorage,
+            ApiError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            ApiError::Internal(_) | ApiError::Account(_) => ErrorCode::Internal,
         }
     }
 

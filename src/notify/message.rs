@@ -1,81 +1,131 @@
-//! What each notification says: the email's text and, about a video, the
-//! webhook's JSON. Composed here in full; the outbox (`db::outbox`) stores
-//! them as they are.
+//! What each notification says. An email is composed as its facts
+//! ([`EmailContent`]), which the outbox stores as they are and the notifier
+//! renders (`notify::render`) in the recipient's language when it sends it;
+//! a webhook event, about a video, is its JSON in full (English, a contract
+//! with machines).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::render;
 use crate::db::outbox::{NewNotification, NotificationKind, WebhookEvent};
-use crate::domain::JobId;
+use crate::domain::{FailureCode, JobId, Locale};
 
 /// What an account email's text becomes once it was sent or given up: the
 /// link in it opens an account, and the outbox is no place to keep it.
 pub const LINK_NOT_KEPT: &str = "(an account link; not kept once sent)";
 
-pub fn job_failed(job: JobId, filename: &str, reason: &str) -> NewNotification {
-    let kind = NotificationKind::JobFailed;
-    NewNotification {
-        kind,
-        subject: format!("We could not extract frames from {filename}"),
-        body: format!(
-            "Hello,\n\nprocessing your video \"{filename}\" failed:\n\n    {reason}\n\n\
-             Nothing else is needed from you; you can delete the video or upload it again.\n\n\
-             The Video Project\n"
-        ),
-        webhook: Some(webhook_event(kind, job, filename, Some(reason))),
-    }
+/// What the database knows of a video when its outcome is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoFacts {
+    pub id: JobId,
+    pub filename: String,
+    pub uploaded_at: DateTime<Utc>,
 }
 
-pub fn job_done(job: JobId, filename: &str) -> NewNotification {
-    let kind = NotificationKind::JobDone;
-    NewNotification {
-        kind,
-        subject: format!("Your frames of {filename} are ready"),
-        body: format!(
-            "Hello,\n\nthe frames of your video \"{filename}\" are ready to download.\n\nThe Video Project\n"
-        ),
-        webhook: Some(webhook_event(kind, job, filename, None)),
-    }
+/// An email's facts, in no language yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EmailContent {
+    JobDone {
+        video: VideoFacts,
+        frames: u32,
+        /// When the zip and the video are deleted.
+        expires_at: DateTime<Utc>,
+    },
+    JobFailed {
+        video: VideoFacts,
+        code: FailureCode,
+        /// The raw reason (ffmpeg's or ffprobe's words), shown as details.
+        details: String,
+    },
+    VerifyEmail {
+        link: String,
+        valid_days: u64,
+    },
+    PasswordReset {
+        link: String,
+        valid_minutes: u64,
+    },
+}
+
+/// A failed video's email (to its owner, always) and webhook event.
+pub fn job_failed(video: &VideoFacts, code: FailureCode, reason: &str) -> NewNotification {
+    let content = EmailContent::JobFailed {
+        video: video.clone(),
+        code,
+        details: reason.to_owned(),
+    };
+    let webhook = webhook_event(NotificationKind::JobFailed, video, Some(reason));
+    compose(NotificationKind::JobFailed, content, None, Some(webhook))
+}
+
+/// A video whose node went away on its every attempt.
+pub fn job_interrupted(video: &VideoFacts, reason: &str) -> NewNotification {
+    job_failed(video, FailureCode::Interrupted, reason)
+}
+
+/// A done video's email (sent to owners who asked for one) and webhook
+/// event; `contact_sheet`, a JPEG, is shown inline in the email.
+pub fn job_done(
+    video: &VideoFacts,
+    frames: u32,
+    expires_at: DateTime<Utc>,
+    contact_sheet: Option<Vec<u8>>,
+) -> NewNotification {
+    let content = EmailContent::JobDone {
+        video: video.clone(),
+        frames,
+        expires_at,
+    };
+    let webhook = webhook_event(NotificationKind::JobDone, video, None);
+    compose(
+        NotificationKind::JobDone,
+        content,
+        contact_sheet,
+        Some(webhook),
+    )
 }
 
 /// The link that verifies a new account's address.
 pub fn verify_email(link: &str, valid_days: u64) -> NewNotification {
-    account_email(
-        NotificationKind::VerifyEmail,
-        "Confirm your email address for The Video Project".into(),
-        format!(
-            "Hello,\n\nan account of The Video Project was made with this address. \
-             To confirm it is yours, open this link within {valid_days} days:\n\n    {link}\n\n\
-             Until then we send at most a few emails about your videos a day.\n\
-             If you did not sign up, ignore this email: nothing more will come.\n\n\
-             The Video Project\n"
-        ),
-    )
+    let content = EmailContent::VerifyEmail {
+        link: link.to_owned(),
+        valid_days,
+    };
+    // account emails are never webhook events
+    compose(NotificationKind::VerifyEmail, content, None, None)
 }
 
 /// The link that sets a new password.
 pub fn password_reset(link: &str, valid_minutes: u64) -> NewNotification {
-    account_email(
-        NotificationKind::PasswordReset,
-        "Set a new password for The Video Project".into(),
-        format!(
-            "Hello,\n\nsomeone asked to set a new password for the account of this address. \
-             To choose one, open this link within {valid_minutes} minutes; it works once:\n\n    {link}\n\n\
-             Setting it signs out every device signed in to the account.\n\
-             If you did not ask, ignore this email: your password stays as it is.\n\n\
-             The Video Project\n"
-        ),
-    )
+    let content = EmailContent::PasswordReset {
+        link: link.to_owned(),
+        valid_minutes,
+    };
+    compose(NotificationKind::PasswordReset, content, None, None)
 }
 
-/// Account emails are never webhook events.
-fn account_email(kind: NotificationKind, subject: String, body: String) -> NewNotification {
+/// The row to queue: the facts, and an English plain-text rendering as
+/// subject and body, which is what a node of the previous version sends
+/// while a rolling deploy runs (its video links relative: it knows no
+/// public address here).
+fn compose(
+    kind: NotificationKind,
+    content: EmailContent,
+    inline_image: Option<Vec<u8>>,
+    webhook: Option<WebhookEvent>,
+) -> NewNotification {
+    let plain = render::render(&content, Locale::En, "", false);
     NewNotification {
         kind,
-        subject,
-        body,
-        webhook: None,
+        subject: plain.subject,
+        body: plain.text,
+        content,
+        inline_image,
+        webhook,
     }
 }
 
@@ -91,13 +141,8 @@ fn event_type(kind: NotificationKind) -> &'static str {
 
 /// The webhook event of `kind` about video `job`, under a new delivery id
 /// (the outbox row's).
-fn webhook_event(
-    kind: NotificationKind,
-    job: JobId,
-    filename: &str,
-    reason: Option<&str>,
-) -> WebhookEvent {
-    let id = Uuid::now_v7();
+fn webhook_event(kind: NotificationKind, video: &VideoFacts, reason: Option<&str>) -> WebhookEvent {
+    let (id, job, filename) = (Uuid::now_v7(), video.id, &video.filename);
     let mut video = json!({
         "id": job.to_string(),
         "filename": filename,
@@ -137,10 +182,19 @@ mod tests {
         (event.id, serde_json::from_str(&event.body).unwrap())
     }
 
+    fn video(job: JobId) -> VideoFacts {
+        VideoFacts {
+            id: job,
+            filename: "a.mp4".into(),
+            uploaded_at: Utc::now(),
+        }
+    }
+
     #[test]
     fn webhook_events_carry_the_video_and_a_stable_id() {
         let job = JobId::new();
-        let (delivery, failed) = event(&job_failed(job, "a.mp4", "no video"));
+        let (delivery, failed) =
+            event(&job_failed(&video(job), FailureCode::NotAVideo, "no video"));
         assert_eq!(failed["id"], delivery.to_string());
         assert_eq!(failed["type"], "video.failed");
         assert_eq!(failed["video"]["id"], job.to_string());
@@ -148,7 +202,7 @@ mod tests {
         assert_eq!(failed["video"]["error"], "no video");
         assert!(failed["video"].get("download_url").is_none());
 
-        let done = job_done(job, "a.mp4");
+        let done = job_done(&video(job), 3, Utc::now(), None);
         assert_eq!(done.webhook.as_ref().unwrap().event_type, "video.done");
         let (_, done) = event(&done);
         assert_eq!(done["type"], "video.done");
@@ -157,6 +211,26 @@ mod tests {
             done["video"]["download_url"],
             format!("/api/v1/videos/{job}/frames.zip")
         );
+    }
+
+    #[test]
+    fn the_outbox_keeps_the_facts_and_an_english_fallback() {
+        let failed = job_failed(
+            &video(JobId::new()),
+            FailureCode::Corrupt,
+            "moov atom not found",
+        );
+        assert_eq!(failed.subject, "We could not extract frames from a.mp4");
+        assert!(
+            failed.body.contains("moov atom not found"),
+            "{}",
+            failed.body
+        );
+        let stored = serde_json::to_value(&failed.content).unwrap();
+        assert_eq!(stored["kind"], "job_failed");
+        assert_eq!(stored["code"], "corrupt");
+        let back: EmailContent = serde_json::from_value(stored).unwrap();
+        assert_eq!(back, failed.content);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::ProcessorContext;
 use super::sink::ChannelWriter;
 use crate::db::{self, changes::Topic, jobs::Claim};
+use crate::domain::FailureCode;
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError, OverBudget};
 use crate::notify::message;
 use crate::storage::{MediaStore, StorageError};
@@ -40,6 +41,27 @@ impl RunError {
         }
     }
 
+    /// What the owner is told, as a code (the reason's words are the details).
+    fn failure_code(&self) -> FailureCode {
+        match self {
+            RunError::Media(e) => match e {
+                MediaError::NotAVideo(_) => FailureCode::NotAVideo,
+                MediaError::Corrupt(_) => FailureCode::Corrupt,
+                MediaError::NoFrames => FailureCode::NoFrames,
+                MediaError::OverBudget(_) => FailureCode::OverBudget,
+                MediaError::TimedOut(_) | MediaError::Stalled(_) => FailureCode::TimedOut,
+                MediaError::Sink(_) => FailureCode::Storage,
+                MediaError::ToolMissing(_)
+                | MediaError::Exited { .. }
+                | MediaError::BadOutput(_)
+                | MediaError::Cancelled
+                | MediaError::Io(_) => FailureCode::Internal,
+            },
+            RunError::Storage(_) => FailureCode::Storage,
+            RunError::Options(_) | RunError::Worker(_) => FailureCode::Internal,
+        }
+    }
+
     fn reason(&self) -> String {
         match self {
             RunError::Media(e) => e.reason(),
@@ -54,6 +76,8 @@ impl RunError {
 struct Produced {
     frames: u32,
     zip_bytes: u64,
+    /// The contact sheet (JPEG) the done email shows inline, when one was made.
+    contact_sheet: Option<Vec<u8>>,
 }
 
 /// Why the zip's bytes stopped going into the store.
@@ -237,6 +261,7 @@ async fn produce(
             Ok(Produced {
                 frames,
                 zip_bytes: written,
+                contact_sheet: None,
             })
         }
         // the zip went over its budget: the writer is dropped, which
@@ -276,7 +301,11 @@ async fn record_outcome(
                         zip_bytes: done.zip_bytes as i64,
                         zip_object: zip_object.as_ref(),
                     },
-                    |filename| Some(message::job_done(id, filename)),
+                    |video| {
+                        let expires_at = chrono::Utc::now() + ctx.retention;
+                        let sheet = done.contact_sheet.clone();
+                        Some(message::job_done(video, done.frames, expires_at, sheet))
+                    },
                 )
             })
             .await;
@@ -328,11 +357,11 @@ async fn record_outcome(
             "cancelled"
         }
         Err(e) if e.is_permanent() => {
-            let reason = e.reason();
+            let (reason, code) = (e.reason(), e.failure_code());
             tracing::warn!(error = %e, %reason, "failed permanently");
             let recorded = persist("failure", || {
-                db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |f| {
-                    message::job_failed(id, f, &reason)
+                db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |v| {
+                    message::job_failed(v, code, &reason)
                 })
             })
             .await;
@@ -345,7 +374,7 @@ async fn record_outcome(
             "failed"
         }
         Err(e) => {
-            let reason = e.reason();
+            let (reason, code) = (e.reason(), e.failure_code());
             let backoff = retry_backoff(claim.job.attempts as u32);
             tracing::warn!(error = %e, %reason, ?backoff, "transient failure");
             let recorded = persist("retry", || {
@@ -356,7 +385,7 @@ async fn record_outcome(
                     &ctx.node,
                     &reason,
                     backoff,
-                    message::job_failed,
+                    |v, why| message::job_failed(v, code, why),
                 )
             })
             .await;

@@ -59,12 +59,18 @@ impl SmtpServer {
     /// Every message received so far: headers, and the body decoded from
     /// quoted-printable.
     pub fn messages(&self) -> Vec<String> {
+        self.raw_messages()
+            .iter()
+            .map(|m| decode_quoted_printable(&String::from_utf8_lossy(m)))
+            .collect()
+    }
+
+    fn raw_messages(&self) -> Vec<Vec<u8>> {
         let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
             return Vec::new();
         };
         entries
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-            .map(|m| decode_quoted_printable(&m))
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
             .collect()
     }
 }
@@ -95,19 +101,27 @@ pub(crate) fn decode_quoted_printable(message: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Subjects of the emails about an account (its links), not about a video.
-pub const ACCOUNT_SUBJECTS: [&str; 2] = [
-    "Subject: Confirm your email address",
-    "Subject: Set a new password",
+/// Subjects of the emails about an account (its links), not about a
+/// video, in each language.
+pub const ACCOUNT_SUBJECTS: [&str; 4] = [
+    "Confirm your email address",
+    "Set a new password",
+    "Confirme seu endereço de e-mail",
+    "Defina uma nova senha",
 ];
 
 impl SmtpServer {
     /// The messages about videos received so far (not the account emails
     /// every sign-up brings).
     pub fn about_videos(&self) -> Vec<String> {
-        let mut messages = self.messages();
-        messages.retain(|m| !ACCOUNT_SUBJECTS.iter().any(|s| m.contains(s)));
-        messages
+        self.raw_messages()
+            .iter()
+            .filter(|raw| {
+                Email::parse(raw)
+                    .is_some_and(|m| !ACCOUNT_SUBJECTS.iter().any(|s| m.subject.starts_with(s)))
+            })
+            .map(|m| decode_quoted_printable(&String::from_utf8_lossy(m)))
+            .collect()
     }
 
     /// Waits for the first message about a video to arrive; returns it.
@@ -131,5 +145,80 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One received email, read as a mail client reads it.
+#[derive(Debug)]
+pub struct Email {
+    /// The whole message as it came (headers and encoded parts).
+    pub raw: String,
+    pub subject: String,
+    /// The text/plain part, decoded; empty when there is none.
+    pub text: String,
+    /// The text/html part, decoded; empty when there is none.
+    pub html: String,
+    /// Parts with a Content-ID (images an HTML part shows by `cid:`).
+    pub inline: Vec<InlinePart>,
+}
+
+#[derive(Debug)]
+pub struct InlinePart {
+    pub content_id: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Email {
+    pub fn parse(raw: &[u8]) -> Option<Self> {
+        use mail_parser::{MessageParser, MimeHeaders, PartType};
+        let message = MessageParser::default().parse(raw)?;
+        let mut email = Email {
+            raw: String::from_utf8_lossy(raw).into_owned(),
+            subject: message.subject().unwrap_or_default().to_owned(),
+            text: String::new(),
+            html: String::new(),
+            inline: Vec::new(),
+        };
+        for part in &message.parts {
+            match &part.body {
+                PartType::Text(t) => email.text = t.to_string(),
+                PartType::Html(h) => email.html = h.to_string(),
+                PartType::Binary(b) | PartType::InlineBinary(b) => {
+                    if let Some(id) = part.content_id() {
+                        let content_type = part.content_type().map_or(String::new(), |c| {
+                            format!("{}/{}", c.ctype(), c.subtype().unwrap_or_default())
+                        });
+                        email.inline.push(InlinePart {
+                            content_id: id.to_owned(),
+                            content_type,
+                            bytes: b.to_vec(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(email)
+    }
+}
+
+impl SmtpServer {
+    /// Every message received so far, parsed.
+    pub fn emails(&self) -> Vec<Email> {
+        self.raw_messages()
+            .iter()
+            .filter_map(|raw| Email::parse(raw))
+            .collect()
+    }
+
+    /// Waits for an email whose decoded subject contains `needle`.
+    pub async fn email_about(&self, needle: &str) -> Email {
+        eventually(needle, Duration::from_secs(30), || async {
+            self.emails()
+                .into_iter()
+                .find(|m| m.subject.contains(needle))
+        })
+        .await
     }
 }
