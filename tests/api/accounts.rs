@@ -32,7 +32,7 @@ async fn sign_up_sign_in_profile_and_sign_out() {
     let me: Value = app.get_json(&token, "/api/v1/me").await;
     assert_eq!(
         me,
-        json!({"id": user["id"], "email": "ann@example.com", "email_verified": false, "notify_on_success": false, "webhook_url": null, "webhook_secret": null,
+        json!({"id": user["id"], "email": "ann@example.com", "email_verified": false, "locale": "en", "notify_on_success": false, "webhook_url": null, "webhook_secret": null,
                "storage": {"used_bytes": 0, "quota_bytes": 21474836480u64}})
     );
 

@@ -9,6 +9,7 @@ mod db_tls;
 pub mod email_links;
 mod hostile;
 mod isolation;
+mod locales;
 mod migrations;
 mod ops;
 mod page;
