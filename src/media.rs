@@ -8,7 +8,12 @@
 //! * [`extract`] — blocking frame extraction with ffmpeg, with stall watchdog and
 //!   cancellation; run it in `spawn_blocking`.
 //! * [`split`] — splits ffmpeg's `image2pipe` byte stream into whole images.
-//! * [`archive`] — writes frames plus a `manifest.json` into a zip on any `Write`.
+//! * [`archive`] — writes frames plus a `manifest.json` into a zip on any `Write`, noting
+//!   where each frame lands.
+//! * [`previews`] — thumbnails ([`thumbnail`]) and the contact sheet ([`sheet`]), made on a
+//!   thread beside the frame path.
+//! * [`frame_index`] — the stored index of a finished video's frames (zip ranges,
+//!   timestamps, thumbnails).
 //! * [`process`] — the one way a tool is started: cleared environment, [`limits`], kill on
 //!   drop, metrics, start-up errors.
 //! * [`failure`] — what a failed ffmpeg or ffprobe run means, as a [`MediaError`].
@@ -19,14 +24,18 @@ pub mod budget;
 pub mod cores;
 pub mod extract;
 mod failure;
+pub mod frame_index;
 mod input;
 mod limits;
 pub mod plan;
+pub mod previews;
 pub mod probe;
 pub mod process;
+pub mod sheet;
 pub mod split;
 #[cfg(test)]
 mod testutil;
+pub mod thumbnail;
 
 use std::time::Duration;
 

@@ -151,6 +151,18 @@ impl MediaStore {
         Key::from(path)
     }
 
+    /// The objects an attempt keeps beside its zip `zip` (a [`Self::zip_key`]):
+    /// named after it, so they share its fate (fence, clean-up, retention).
+    pub fn attempt_keys(zip: &Key) -> AttemptKeys {
+        let path = zip.as_ref();
+        let stem = path.strip_suffix(".zip").unwrap_or(path);
+        AttemptKeys {
+            index: Key::from(format!("{stem}.index")),
+            thumbs: Key::from(format!("{stem}.thumbs")),
+            sheet: Key::from(format!("{stem}.sheet.jpg")),
+        }
+    }
+
     fn job_prefix(id: JobId) -> Key {
         Key::from(format!("videos/{id}"))
     }
@@ -242,6 +254,26 @@ impl MediaStore {
         }
     }
 
+    /// Stores a small object whole.
+    pub async fn put(&self, key: &Key, bytes: Bytes) -> Result<(), StorageError> {
+        self.store.put(key, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Reads `range` of `key` whole: for small ranges (a frame, a page of
+    /// the frame index).
+    pub async fn read_bytes(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes, StorageError> {
+        let chunks: Vec<Bytes> = self.read(key, range).await?.try_collect().await?;
+        Ok(match chunks.len() {
+            1 => chunks.into_iter().next().unwrap_or_default(),
+            _ => chunks.concat().into(),
+        })
+    }
+
     pub async fn delete(&self, key: &Key) -> Result<(), StorageError> {
         match self.store.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -250,14 +282,17 @@ impl MediaStore {
     }
 
     /// Removes what other attempts of a job left: half-written staging
-    /// files and zips that are not `keep`'s. Only for the attempt whose
-    /// completion was recorded: its zip is the result, the rest is debris.
+    /// files, and zips (with the objects beside them) that are not `keep`'s.
+    /// Only for the attempt whose completion was recorded: its zip is the
+    /// result, the rest is debris.
     pub async fn remove_other_attempts(
         &self,
         id: JobId,
         keep: &Key,
     ) -> Result<usize, StorageError> {
-        let ours = keep.filename().unwrap_or_default().to_owned();
+        let name = keep.filename().unwrap_or_default();
+        // every object of ours starts `frames-<token>.`
+        let ours = format!("{}.", name.strip_suffix(".zip").unwrap_or(name));
         let files = match &self.place {
             Place::Directory { files, .. } => files,
             // a bucket has no staging files (an unfinished multipart upload
@@ -270,7 +305,7 @@ impl MediaStore {
                     .map_ok(|meta| meta.location)
                     .try_filter(|key| {
                         let name = key.filename().unwrap_or_default();
-                        std::future::ready(is_zip(name) && name != ours)
+                        std::future::ready(is_attempt_object(name) && !name.starts_with(&ours))
                     })
                     .try_collect()
                     .await?;
@@ -288,8 +323,8 @@ impl MediaStore {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let debris = name.contains('#') && !name.starts_with(&format!("{ours}#"))
-                || (is_zip(name) && name != ours);
+            let debris =
+                (name.contains('#') || is_attempt_object(name)) && !name.starts_with(&ours);
             if debris {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => removed += 1,
@@ -369,9 +404,21 @@ impl MediaStore {
 /// The spool directories' names, before the process id.
 const SPOOL: &str = "videoproject-spool-";
 
-/// A zip of some attempt (see [`MediaStore::zip_key`]).
-fn is_zip(name: &str) -> bool {
-    name.starts_with("frames-") && name.ends_with(".zip")
+/// An object of some attempt: its zip (see [`MediaStore::zip_key`]) or one
+/// beside it (see [`MediaStore::attempt_keys`]).
+fn is_attempt_object(name: &str) -> bool {
+    name.starts_with("frames-")
+}
+
+/// What an attempt keeps beside its zip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptKeys {
+    /// Where each frame lies in the zip (`media::frame_index`).
+    pub index: Key,
+    /// The thumbnails, one after another.
+    pub thumbs: Key,
+    /// The contact sheet.
+    pub sheet: Key,
 }
 
 #[cfg(test)]
@@ -422,11 +469,31 @@ mod tests {
             MediaStore::zip_key(id, Uuid::new_v4()),
         );
         let name = |k: &Key| k.filename().unwrap().to_owned();
-        for file in [name(&winner), name(&loser), format!("{}#3", name(&loser))] {
+        let beside = |k: &Key| {
+            let a = MediaStore::attempt_keys(k);
+            [name(&a.index), name(&a.thumbs), name(&a.sheet)]
+        };
+        assert_eq!(
+            MediaStore::attempt_keys(&winner).sheet.as_ref(),
+            format!(
+                "videos/{id}/{}",
+                name(&winner).replace(".zip", ".sheet.jpg")
+            )
+        );
+        let mut files = vec![name(&winner), name(&loser), format!("{}#3", name(&loser))];
+        files.extend(beside(&winner));
+        files.extend(beside(&loser));
+        for file in &files {
             std::fs::write(job_dir.join(file), "zip").unwrap();
         }
-        assert_eq!(store.remove_other_attempts(id, &winner).await.unwrap(), 2);
+        assert_eq!(store.remove_other_attempts(id, &winner).await.unwrap(), 5);
         assert!(job_dir.join(name(&winner)).exists());
+        for file in beside(&winner) {
+            assert!(job_dir.join(file).exists(), "the winner's objects stay");
+        }
+        for file in beside(&loser) {
+            assert!(!job_dir.join(file).exists(), "the loser's go");
+        }
         assert!(job_dir.join("source").exists());
 
         store.delete_job(id).await.unwrap();

@@ -1,7 +1,12 @@
 //! Streaming zip of frames (stored, not compressed) with a trailing `manifest.json`.
-//! Works on non-seekable writers (e.g. an HTTP body or a pipe).
+//! Works on non-seekable writers (e.g. an HTTP body or a pipe). Where each
+//! frame's bytes land in the zip is recorded as it is written (entries are
+//! stored, so a frame is one byte range of the zip): the frame index.
 
 use std::io::{self, Write};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use zip::write::{SimpleFileOptions, StreamWriter};
@@ -31,10 +36,32 @@ struct Manifest<'a> {
 /// Writes frames into a zip as `frame_00000.jpg`, `frame_00001.jpg`, … (zero-padded to
 /// `max(5, digits(expected_frames))`, so lexical order is time order) and finally `manifest.json`.
 pub struct FrameZip<W: Write> {
-    zip: ZipWriter<StreamWriter<W>>,
+    zip: ZipWriter<StreamWriter<Counted<W>>>,
+    /// Bytes handed to the writer so far.
+    written: Arc<AtomicU64>,
     format: ImageFormat,
     width: usize,
     frames: Vec<ManifestFrame>,
+    /// Each frame's bytes in the zip.
+    ranges: Vec<Range<u64>>,
+}
+
+/// A writer that counts what passes through it, unchanged.
+struct Counted<W> {
+    inner: W,
+    written: Arc<AtomicU64>,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn zip_err(e: zip::result::ZipError) -> io::Error {
@@ -47,11 +74,18 @@ fn zip_err(e: zip::result::ZipError) -> io::Error {
 impl<W: Write> FrameZip<W> {
     pub fn new(w: W, format: ImageFormat, expected_frames: usize) -> Self {
         let digits = expected_frames.max(1).ilog10() as usize + 1;
+        let written = Arc::new(AtomicU64::new(0));
+        let counted = Counted {
+            inner: w,
+            written: written.clone(),
+        };
         Self {
-            zip: ZipWriter::new_stream(w),
+            zip: ZipWriter::new_stream(counted),
+            written,
             format,
             width: digits.max(5),
             frames: Vec::with_capacity(expected_frames),
+            ranges: Vec::with_capacity(expected_frames),
         }
     }
 
@@ -75,7 +109,11 @@ impl<W: Write> FrameZip<W> {
         self.zip
             .start_file(file.as_str(), Self::options())
             .map_err(zip_err)?;
+        // the stream writer writes the local header through at once: the
+        // data starts here
+        let start = self.written.load(Ordering::Relaxed);
         self.zip.write_all(&frame.data)?;
+        self.ranges.push(start..start + frame.data.len() as u64);
         self.frames.push(ManifestFrame {
             file,
             index: frame.index,
@@ -91,6 +129,11 @@ impl<W: Write> FrameZip<W> {
 
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// Where each frame added so far lies in the zip, in the order added.
+    pub fn ranges(&self) -> &[Range<u64>] {
+        &self.ranges
     }
 
     /// Writes `manifest.json`, the central directory, and returns the inner writer (not flushed
@@ -115,7 +158,7 @@ impl<W: Write> FrameZip<W> {
             .map_err(zip_err)?;
         self.zip.write_all(&json)?;
         let stream = self.zip.finish().map_err(zip_err)?;
-        Ok(stream.into_inner())
+        Ok(stream.into_inner().inner)
     }
 }
 
@@ -214,6 +257,56 @@ mod tests {
         );
         let back: MediaInfo = serde_json::from_value(m["source"].clone()).unwrap();
         assert_eq!(back, info());
+    }
+
+    /// Today's zip, written as `FrameZip` wrote it before it recorded
+    /// ranges: the layout the users' zips keep, byte for byte.
+    fn reference_zip(frames: &[Frame], manifest: &[u8]) -> Vec<u8> {
+        let mut zip = ZipWriter::new_stream(NoSeek(Vec::new()));
+        let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+        for f in frames {
+            zip.start_file(format!("frame_{:05}.jpg", f.index), stored)
+                .unwrap();
+            zip.write_all(&f.data).unwrap();
+        }
+        zip.start_file("manifest.json", stored).unwrap();
+        zip.write_all(manifest).unwrap();
+        zip.finish().unwrap().into_inner().0
+    }
+
+    #[test]
+    fn the_ranges_are_the_entries_data_and_the_bytes_are_todays() {
+        let frames: Vec<Frame> = (0..4)
+            .map(|i| Frame {
+                index: i,
+                timestamp: f64::from(i),
+                data: vec![i as u8; 1000 + i as usize * 7],
+            })
+            .collect();
+        let mut z = FrameZip::new(NoSeek(Vec::new()), ImageFormat::Jpg, 4);
+        for f in &frames {
+            z.add(f).unwrap();
+        }
+        let ranges = z.ranges().to_vec();
+        let opts = serde_json::json!({});
+        let bytes = z.finish(&info(), &opts, Strategy::SinglePass).unwrap().0;
+
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes.clone())).unwrap();
+        for (i, range) in ranges.iter().enumerate() {
+            let entry = archive.by_index(i).unwrap();
+            assert_eq!(entry.data_start(), Some(range.start), "{i}");
+            assert_eq!(entry.size(), range.end - range.start);
+            drop(entry);
+            let (s, e) = (range.start as usize, range.end as usize);
+            assert_eq!(bytes[s..e], frames[i].data[..], "{i}");
+        }
+        let mut manifest = Vec::new();
+        archive
+            .by_name("manifest.json")
+            .unwrap()
+            .read_to_end(&mut manifest)
+            .unwrap();
+        assert_eq!(bytes, reference_zip(&frames, &manifest));
     }
 
     #[test]

@@ -15,9 +15,11 @@ use super::ProcessorContext;
 use super::sink::ChannelWriter;
 use crate::db::{self, changes::Topic, jobs::Claim};
 use crate::domain::FailureCode;
+use crate::media::frame_index::FrameRecord;
+use crate::media::previews::{Previews, ThumbEntry};
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError, OverBudget};
 use crate::notify::message;
-use crate::storage::{MediaStore, StorageError};
+use crate::storage::{MediaStore, ObjectWriter, StorageError};
 
 /// Why a run did not produce a zip.
 #[derive(Debug, thiserror::Error)]
@@ -199,20 +201,12 @@ async fn produce(
     tracing::info!(frames = plan.timestamps.len(), strategy = ?plan.strategy, duration = info.duration_secs, "plan");
 
     let zip_key = MediaStore::zip_key(id, claim.lease_token);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let mut writer = ctx.store.writer(&zip_key);
-    let store_task = async move {
-        let mut written = 0u64;
-        while let Some(chunk) = rx.recv().await {
-            written += chunk.len() as u64;
-            // dropping the receiver stops ffmpeg (a broken pipe)
-            if written > zip_limit {
-                return Err(Stored::OverBudget(zip_limit));
-            }
-            writer.write_all(&chunk).await.map_err(Stored::Io)?;
-        }
-        Ok((writer, written))
-    };
+    let beside = MediaStore::attempt_keys(&zip_key);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let store_zip = store_object(ctx.store.writer(&zip_key), rx, zip_limit);
+    // thumbnails are a few KB a frame: bounded by the zip's budget too
+    let (thumbs_tx, thumbs_rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let store_thumbs = store_object(ctx.store.writer(&beside.thumbs), thumbs_rx, zip_limit);
 
     let ffmpeg = ctx.ffmpeg.clone();
     let stall = ctx.stall_timeout;
@@ -223,9 +217,12 @@ async fn produce(
         serde_json::to_value(&claim.job.options).map_err(|e| RunError::Options(e.to_string()))?;
     let cores = ctx.cores.clone();
     let picture = Some((info.video.width, info.video.height));
-    let extract = tokio::task::spawn_blocking(move || -> Result<u32, MediaError> {
+    let extract = tokio::task::spawn_blocking(move || -> Result<Extracted, MediaError> {
         let planned = plan.timestamps.len();
         let mut zip = FrameZip::new(ChannelWriter::new(tx), options.format, planned);
+        // off the frame path: ffmpeg's frames reach the zip without waiting for them
+        let previews = Previews::start(ChannelWriter::new(thumbs_tx), options.format)?;
+        let mut times = Vec::with_capacity(planned);
         let request = ExtractRequest {
             ffmpeg: &ffmpeg,
             input: &source,
@@ -241,27 +238,51 @@ async fn produce(
         };
         let stats = media::extract_frames(&request, &mut |frame| {
             zip.add(&frame)?;
+            times.push(frame.timestamp);
             let done = (frame.index as usize + 1).min(planned);
+            // the zip has the bytes; the previews thread takes them over
+            previews.send(frame)?;
             // keep 1 % for writing the manifest and storing the zip
             progress.store((done * 9_900 / planned) as u32, Ordering::Relaxed);
             Ok(())
         })?;
+        let ranges = zip.ranges().to_vec();
         let mut sink = zip
             .finish(&info, &options_json, stats.strategy)
             .map_err(MediaError::Sink)?;
         std::io::Write::flush(&mut sink).map_err(MediaError::Sink)?;
-        Ok(stats.frames)
+        drop(sink);
+        let made = previews.finish().map_err(MediaError::Sink)?;
+        drop(made.writer);
+        let index = media::frame_index::encode(
+            options.format,
+            &index_records(&ranges, &times, &made.thumbs),
+        );
+        Ok(Extracted {
+            frames: stats.frames,
+            index,
+            sheet: made.sheet,
+        })
     });
 
-    let (extracted, stored) = tokio::join!(extract, store_task);
-    let frames = extracted.map_err(|e| RunError::Worker(e.to_string()))?;
-    match (frames, stored) {
-        (Ok(frames), Ok((mut writer, written))) => {
-            writer.shutdown().await.map_err(StorageError::Io)?;
+    let (extracted, stored, thumbs) = tokio::join!(extract, store_zip, store_thumbs);
+    let extracted = extracted.map_err(|e| RunError::Worker(e.to_string()))?;
+    // the thumbnails' store failing is the store's failure, as the zip's is
+    let stored = stored.and_then(|zip| thumbs.map(|thumbs| (zip, thumbs)));
+    match (extracted, stored) {
+        (Ok(done), Ok(((mut zip, written), (mut thumbs, _)))) => {
+            thumbs.shutdown().await.map_err(StorageError::Io)?;
+            ctx.store.put(&beside.index, done.index.into()).await?;
+            if let Some(sheet) = &done.sheet {
+                ctx.store.put(&beside.sheet, sheet.clone().into()).await?;
+            }
+            // the zip last: whoever sees it finds the rest beside it
+            zip.shutdown().await.map_err(StorageError::Io)?;
             Ok(Produced {
-                frames,
+                frames: done.frames,
                 zip_bytes: written,
-                contact_sheet: None,
+                // the done email shows it inline
+                contact_sheet: done.sheet,
             })
         }
         // the zip went over its budget: the writer is dropped, which
@@ -274,6 +295,62 @@ async fn produce(
         (Err(e), _) => Err(e.into()),
         (Ok(_), Err(Stored::Io(e))) => Err(StorageError::Io(e).into()),
     }
+}
+
+/// What the blocking half of a run hands back.
+struct Extracted {
+    frames: u32,
+    /// The frame index (`media::frame_index`).
+    index: Vec<u8>,
+    sheet: Option<Vec<u8>>,
+}
+
+/// Streams what arrives on `rx` into `writer`, at most `limit` bytes; the
+/// writer is handed back unfinished (shutting it down makes the object).
+/// Dropping the receiver stops the sender (a broken pipe).
+async fn store_object(
+    mut writer: ObjectWriter,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    limit: u64,
+) -> Result<(ObjectWriter, u64), Stored> {
+    let mut written = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(Stored::OverBudget(limit));
+        }
+        writer.write_all(&chunk).await.map_err(Stored::Io)?;
+    }
+    Ok((writer, written))
+}
+
+/// The frame index's records: each frame's range in the zip and its
+/// timestamp, with its thumbnail's place (frames and thumbnails are in the
+/// same order).
+fn index_records(
+    ranges: &[std::ops::Range<u64>],
+    times: &[f64],
+    thumbs: &[ThumbEntry],
+) -> Vec<FrameRecord> {
+    ranges
+        .iter()
+        .zip(times)
+        .enumerate()
+        .map(|(i, (range, &t))| {
+            let thumb = thumbs.get(i).copied().unwrap_or_default();
+            FrameRecord {
+                data_offset: range.start,
+                data_len: (range.end - range.start) as u32,
+                width: thumb.frame_width,
+                height: thumb.frame_height,
+                t,
+                thumb_offset: thumb.offset,
+                thumb_len: thumb.len,
+                thumb_width: thumb.width,
+                thumb_height: thumb.height,
+            }
+        })
+        .collect()
 }
 
 async fn record_outcome(
@@ -341,8 +418,11 @@ async fn record_outcome(
                     // attempt's zip (its own object) is nobody's result
                     tracing::warn!("finished, but the lease was lost; result discarded");
                     let own = MediaStore::zip_key(id, claim.lease_token);
-                    if let Err(e) = ctx.store.delete(&own).await {
-                        tracing::warn!(error = %e, "could not delete a fenced-out zip");
+                    let beside = MediaStore::attempt_keys(&own);
+                    for key in [&own, &beside.index, &beside.thumbs, &beside.sheet] {
+                        if let Err(e) = ctx.store.delete(key).await {
+                            tracing::warn!(error = %e, "could not delete a fenced-out attempt's object");
+                        }
                     }
                     "lease_lost"
                 }
