@@ -24,8 +24,31 @@ use crate::domain::{JobId, UserId};
 pub enum Credentials {
     /// `Authorization: Bearer …`: the whole API.
     Bearer(String),
-    /// The `token` of a download link: one video's zip, nothing else.
-    DownloadLink { token: String, video: JobId },
+    /// The `token` of a link: what `scope` allows of one video, nothing else.
+    Link {
+        token: String,
+        video: JobId,
+        scope: LinkScope,
+    },
+}
+
+/// What a link may read of its video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkScope {
+    /// The zip (`download_url`).
+    Download,
+    /// The frames, their thumbnails and the contact sheet.
+    Frames,
+}
+
+impl LinkScope {
+    /// The operation a link of this scope is confined to.
+    pub fn operation(self) -> &'static str {
+        match self {
+            LinkScope::Download => "download",
+            LinkScope::Frames => "frames",
+        }
+    }
 }
 
 impl Credentials {

@@ -12,6 +12,7 @@ mod email_links;
 pub mod error;
 mod events;
 pub use events::Feeds;
+mod frames;
 mod hygiene;
 mod observe;
 mod openapi;
@@ -115,6 +116,7 @@ fn dispatch(
     let s = state.clone();
     let at = || route.exact(method.clone());
     let with_id = || route.with_id(method.clone());
+    let with_index = || route.with_id_and_index(method.clone());
     match endpoint {
         Health => answer(at().and(ops::health_route())),
         Ready => answer(at().and(ops::ready_route(s))),
@@ -134,6 +136,10 @@ fn dispatch(
         ShowVideo => answer(videos::show_route(with_id(), s)),
         DeleteVideo => answer(videos::delete_route(with_id(), s)),
         Download => answer(download::download_route(with_id(), s)),
+        ListFrames => answer(frames::list_route(with_id(), s)),
+        Frame => answer(frames::frame_route(with_index(), s)),
+        Thumbnail => answer(frames::thumbnail_route(with_index(), s)),
+        ContactSheet => answer(frames::sheet_route(with_id(), s)),
         VideoEvents => answer(events::video_events_route(with_id(), s)),
         UserEvents => answer(at().and(events::user_events_route(s))),
     }

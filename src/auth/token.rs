@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures::future::BoxFuture;
 
-use super::{AuthError, Authenticator, Credentials, Principal, Session};
+use super::{AuthError, Authenticator, Credentials, LinkScope, Principal, Session};
 use crate::db::changes::{Changes, Topic};
 use crate::db::{self, DbError};
 use crate::domain::{JobId, UserId};
@@ -93,9 +93,16 @@ impl SessionTokens {
     /// A link that downloads `video`'s zip for the link lifetime (or until
     /// the session ends, if sooner), without any other header.
     pub fn download_link(&self, session: &Session, video: JobId) -> Option<String> {
-        let key = (session.id.clone(), video);
+        let token = self.link_token(session, video, LinkScope::Download)?;
+        Some(format!("/api/v1/videos/{video}/frames.zip?token={token}"))
+    }
+
+    /// A token that reads what `scope` allows of `video` (as `?token=`)
+    /// for the link lifetime, or until the session ends, if sooner.
+    pub fn link_token(&self, session: &Session, video: JobId, scope: LinkScope) -> Option<String> {
+        let key = (session.id.clone(), video, scope);
         self.links.get_or_mint(key, self.link_ttl, || {
-            download_links::mint(session, video, SystemTime::now() + self.link_ttl)
+            download_links::mint(session, video, scope, SystemTime::now() + self.link_ttl)
         })
     }
 
@@ -149,7 +156,11 @@ impl Authenticator for SessionTokens {
         Box::pin(async move {
             let (token, usage) = match credentials {
                 Credentials::Bearer(token) => (token, Use::Api),
-                Credentials::DownloadLink { token, video } => (token, Use::Download(*video)),
+                Credentials::Link {
+                    token,
+                    video,
+                    scope,
+                } => (token, Use::Link(*scope, *video)),
             };
             let api = matches!(usage, Use::Api);
             if api && let Some(principal) = self.verified.get(token) {

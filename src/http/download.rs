@@ -11,7 +11,7 @@ use super::error::ErrorBody;
 use super::route::{Endpoint, WithId};
 use super::videos::find_own;
 use super::{ApiError, State, authenticate, with_state};
-use crate::auth::Credentials;
+use crate::auth::{Credentials, LinkScope};
 use crate::db::jobs::JobRow;
 use crate::domain::JobId;
 use crate::jobs::JobState;
@@ -32,14 +32,27 @@ pub fn download_route(
 /// A download is authorised by a download link's `token` parameter (which
 /// must name this video), else by the `Authorization` header.
 fn credentials(id: &str, query: &str, header: Option<&str>) -> Option<Credentials> {
+    link_credentials(id, query, header, LinkScope::Download)
+}
+
+/// The credentials of a request for video `id`: a link's `token` query
+/// parameter (of `scope`; it must name this video), else the
+/// `Authorization` header.
+pub(super) fn link_credentials(
+    id: &str,
+    query: &str,
+    header: Option<&str>,
+    scope: LinkScope,
+) -> Option<Credentials> {
     let link = url::form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| name == "token")
         .map(|(_, token)| token.into_owned());
     match link {
-        Some(token) => Some(Credentials::DownloadLink {
+        Some(token) => Some(Credentials::Link {
             token,
             // an id that is no id matches no link; the token is then refused
             video: JobId::parse(id).unwrap_or_default(),
+            scope,
         }),
         None => header.and_then(Credentials::from_header),
     }
@@ -47,11 +60,20 @@ fn credentials(id: &str, query: &str, header: Option<&str>) -> Option<Credential
 
 /// The zip went between the row check and the read: removed by retention
 /// (410), or with the whole video by its owner (404).
-fn vanished(state: &State, job: &JobRow) -> ApiError {
+pub(super) fn vanished(state: &State, job: &JobRow) -> ApiError {
     let retention = chrono::Duration::days(i64::from(state.settings.retention_days));
     match job.finished_at {
         Some(finished) if finished + retention <= chrono::Utc::now() => ApiError::Expired,
         _ => ApiError::NotFound,
+    }
+}
+
+/// The zip of a done video; 410 once retention removed it, 409 before it is done.
+pub(super) fn done_zip(job: &JobRow) -> Result<object_store::path::Path, ApiError> {
+    match (job.state, job.expired_at, &job.zip_object) {
+        (JobState::Done, None, Some(object)) => Ok(MediaStore::key(object)),
+        (JobState::Done, Some(_), _) => Err(ApiError::Expired),
+        _ => Err(ApiError::NotReady),
     }
 }
 
@@ -80,11 +102,7 @@ async fn download(
     let caller = credentials(&id, &query, authorization.as_deref());
     let principal = authenticate(&state, caller).await?;
     let job = find_own(&state, &principal, &id).await?;
-    let key = match (job.state, job.expired_at, &job.zip_object) {
-        (JobState::Done, None, Some(object)) => MediaStore::key(object),
-        (JobState::Done, Some(_), _) => return Err(ApiError::Expired.into()),
-        _ => return Err(ApiError::NotReady.into()),
-    };
+    let key = done_zip(&job)?;
     let size = match state.store.size(&key).await {
         Ok(size) => size,
         Err(StorageError::NotFound) => return Err(vanished(&state, &job).into()),

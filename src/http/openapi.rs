@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 use warp::{Filter, Reply};
 
 use super::error::ErrorBody;
-use super::{accounts, download, email_links, events, ops, upload, videos};
+use super::{accounts, download, email_links, events, frames, ops, upload, videos};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,13 +26,15 @@ use super::{accounts, download, email_links, events, ops, upload, videos};
         email_links::verify_email, email_links::resend_verification,
         email_links::request_reset, email_links::reset_password,
         upload::upload, videos::list, videos::show, videos::delete,
-        download::download, events::video_events, events::user_events,
+        download::download, frames::list, frames::frame, frames::thumbnail, frames::sheet,
+        events::video_events, events::user_events,
         ops::health, ops::ready, ops::metrics,
     ),
     modifiers(&Conventions),
     tags(
         (name = "accounts", description = "Sign up, sign in and out, preferences, email verification, password reset"),
         (name = "videos", description = "Upload, follow, download and delete videos"),
+        (name = "frames", description = "A done video's frames, their thumbnails and its contact sheet"),
         (name = "operations", description = "Probes and metrics"),
     ),
 )]
@@ -61,6 +63,13 @@ impl Modify for Conventions {
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "token",
                 "The token in a video's download_url",
+            ))),
+        );
+        components.add_security_scheme(
+            "frames_link",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The token in a video's contact_sheet_url, or in a frame's url or thumbnail_url",
             ))),
         );
         let mut schemas = Vec::new();
@@ -167,6 +176,10 @@ mod tests {
             ("/api/v1/videos/{id}", "get"),
             ("/api/v1/videos/{id}", "delete"),
             ("/api/v1/videos/{id}/frames.zip", "get"),
+            ("/api/v1/videos/{id}/frames", "get"),
+            ("/api/v1/videos/{id}/frames/{index}", "get"),
+            ("/api/v1/videos/{id}/frames/{index}/thumbnail", "get"),
+            ("/api/v1/videos/{id}/contact-sheet", "get"),
             ("/api/v1/videos/{id}/events", "get"),
             ("/api/v1/events", "get"),
             ("/healthz", "get"),

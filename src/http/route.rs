@@ -31,6 +31,10 @@ pub enum Endpoint {
     ShowVideo,
     DeleteVideo,
     Download,
+    ListFrames,
+    Frame,
+    Thumbnail,
+    ContactSheet,
     VideoEvents,
     UserEvents,
 }
@@ -55,6 +59,9 @@ impl Endpoint {
 /// The requests for a route with an `{id}`, extracting it: what the
 /// endpoints served there start from.
 pub type WithId = BoxedFilter<(String,)>;
+
+/// The requests for a route with an `{id}` and an `{index}`, extracting both.
+pub type WithIdAndIndex = BoxedFilter<(String, String)>;
 
 /// One path pattern and what it serves.
 pub struct Route {
@@ -101,6 +108,13 @@ pub static ROUTES: &[Route] = {
             "/api/v1/videos/{id}/frames.zip",
             &[(GET, Download), (HEAD, Download)],
         ),
+        route("/api/v1/videos/{id}/frames", &[(GET, ListFrames)]),
+        route("/api/v1/videos/{id}/frames/{index}", &[(GET, Frame)]),
+        route(
+            "/api/v1/videos/{id}/frames/{index}/thumbnail",
+            &[(GET, Thumbnail)],
+        ),
+        route("/api/v1/videos/{id}/contact-sheet", &[(GET, ContactSheet)]),
         route("/api/v1/videos/{id}/events", &[(GET, VideoEvents)]),
         route("/api/v1/events", &[(GET, UserEvents)]),
     ]
@@ -139,6 +153,19 @@ impl Route {
         pattern_segments(self.pattern)
             .filter(Option::is_none)
             .count()
+    }
+
+    /// Requests for this route by `method`, extracting its two parameters
+    /// (the `{id}` and the `{index}`).
+    pub fn with_id_and_index(&'static self, method: Method) -> WithIdAndIndex {
+        assert_eq!(self.arity(), 2, "{} takes two parameters", self.pattern);
+        self.matching(method)
+            .map(|mut parameters: Vec<String>| {
+                let index = parameters.swap_remove(1);
+                (parameters.swap_remove(0), index)
+            })
+            .untuple_one()
+            .boxed()
     }
 
     /// Requests for this route by `method`, extracting nothing: for a
@@ -205,6 +232,7 @@ mod tests {
         route
             .pattern
             .replace("{id}", "6f1c2b9e-0a4b-4c1e-9d53-2f6a7b8c9d0e")
+            .replace("{index}", "12")
     }
 
     #[test]
@@ -245,7 +273,8 @@ mod tests {
                 // building the filter checks the pattern's parameters and the method
                 match route.arity() {
                     0 => drop(route.exact(method.clone())),
-                    _ => drop(route.with_id(method.clone())),
+                    1 => drop(route.with_id(method.clone())),
+                    _ => drop(route.with_id_and_index(method.clone())),
                 }
             }
         }

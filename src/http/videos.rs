@@ -9,7 +9,7 @@ use warp::{Filter, Rejection, Reply};
 use super::error::ErrorBody;
 use super::route::{Endpoint, WithId};
 use super::{ApiError, State, signed_in};
-use crate::auth::Principal;
+use crate::auth::{LinkScope, Principal};
 use crate::db::changes::Topic;
 use crate::db::pages::{Page, PageKey};
 use crate::db::{self, jobs::JobRow, outbox::Delivery};
@@ -67,6 +67,11 @@ pub struct VideoView {
     error: Option<String>,
     /// A link to the zip for 15 minutes that needs no header, once done.
     download_url: Option<String>,
+    /// A link to the contact sheet (a JPEG grid of thumbnails with their
+    /// timestamps) for 15 minutes that needs no header, once done.
+    contact_sheet_url: Option<String>,
+    /// The list of the frames, once done.
+    frames_url: Option<String>,
     /// Emails about this video and their delivery state (detail and list).
     #[serde(skip_serializing_if = "Option::is_none")]
     notifications: Option<Vec<Delivery>>,
@@ -95,6 +100,20 @@ impl<'a> Links<'a> {
             None => Some(format!("/api/v1/videos/{id}/frames.zip")),
         }
     }
+
+    fn contact_sheet_url(&self, id: JobId) -> Option<String> {
+        let path = format!("/api/v1/videos/{id}/contact-sheet");
+        match &self.principal.session {
+            Some(session) => {
+                let token = self
+                    .state
+                    .sessions
+                    .link_token(session, id, LinkScope::Frames)?;
+                Some(format!("{path}?token={token}"))
+            }
+            None => Some(path),
+        }
+    }
 }
 
 impl VideoView {
@@ -121,6 +140,12 @@ impl VideoView {
             } else {
                 None
             },
+            contact_sheet_url: if ready {
+                links.contact_sheet_url(job.id)
+            } else {
+                None
+            },
+            frames_url: ready.then(|| format!("/api/v1/videos/{}/frames", job.id)),
             notifications: None,
         }
     }
@@ -200,7 +225,7 @@ async fn list(
     principal: Principal,
     raw_query: String,
 ) -> Result<impl Reply, Rejection> {
-    let query: ListQuery = serde_urlencoded_parse(&raw_query)?;
+    let query: ListQuery = parse_query(&raw_query)?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(v) => match v.parse::<i64>() {
@@ -247,7 +272,7 @@ async fn list(
         .map_err(|e| ApiError::Internal(e.to_string()))?)
 }
 
-fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+pub(super) fn parse_query<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     let pairs: serde_json::Map<String, serde_json::Value> =
         url::form_urlencoded::parse(raw.as_bytes())
             .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))

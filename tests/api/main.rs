@@ -7,6 +7,7 @@ mod caches;
 mod cluster;
 mod db_tls;
 pub mod email_links;
+mod frames;
 mod hostile;
 mod isolation;
 mod locales;

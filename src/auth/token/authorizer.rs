@@ -7,14 +7,14 @@ use std::time::{Duration, SystemTime};
 use biscuit_auth::macros::authorizer;
 use biscuit_auth::{AuthorizerLimits, Biscuit};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, LinkScope};
 use crate::domain::{JobId, UserId};
 
 /// What a token is presented for: each use puts its own facts in the
-/// authorizer, and a download link's checks hold only for its one zip.
+/// authorizer, and a link's checks hold only for its one video and scope.
 pub(super) enum Use {
     Api,
-    Download(JobId),
+    Link(LinkScope, JobId),
 }
 
 /// Whom a token speaks for.
@@ -66,9 +66,10 @@ pub(super) fn authorize(
             r#"time({now}); operation("api"); allow if user($u);"#,
             now = now
         ),
-        Use::Download(video) => authorizer!(
-            r#"time({now}); operation("download"); video({video}); allow if user($u);"#,
+        Use::Link(scope, video) => authorizer!(
+            r#"time({now}); operation({operation}); video({video}); allow if user($u);"#,
             now = now,
+            operation = scope.operation(),
             video = video.to_string()
         ),
     };

@@ -1,5 +1,6 @@
-//! Download links: the caller's own session token with one more block that
-//! confines it to reading one video's zip for a short time, so it needs no
+//! Links: the caller's own session token with one more block that confines
+//! it to one operation on one video (reading its zip, or its frames,
+//! thumbnails and contact sheet) for a short time, so it needs no
 //! `Authorization` header and is refused everywhere else. Links made lately
 //! are handed out again (see [`LinkCache`]).
 
@@ -8,15 +9,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use biscuit_auth::macros::block;
 
-use crate::auth::Session;
+use crate::auth::{LinkScope, Session};
 use crate::budgeted::Budgeted;
 use crate::domain::JobId;
 
-/// A link to `video`'s zip made from `session`'s token, good until `expires`.
-pub(super) fn mint(session: &Session, video: JobId, expires: SystemTime) -> Option<String> {
+/// A link token for `scope` of `video` made from `session`'s token, good
+/// until `expires`.
+pub(super) fn mint(
+    session: &Session,
+    video: JobId,
+    scope: LinkScope,
+    expires: SystemTime,
+) -> Option<String> {
     let restriction = block!(
-        r#"check if operation("download"); check if video({video});
+        r#"check if operation({operation}); check if video({video});
            check if time($t), $t < {expires};"#,
+        operation = scope.operation(),
         video = video.to_string(),
         expires = expires,
     );
@@ -25,7 +33,7 @@ pub(super) fn mint(session: &Session, video: JobId, expires: SystemTime) -> Opti
         .append(restriction)
         .and_then(|b| b.to_base64());
     match token {
-        Ok(token) => Some(format!("/api/v1/videos/{video}/frames.zip?token={token}")),
+        Ok(token) => Some(token),
         Err(e) => {
             tracing::warn!(error = %e, "could not attenuate a token for a download link");
             None
@@ -45,8 +53,8 @@ impl Default for LinkCache {
     }
 }
 
-/// A session (its revocation ids) and a video.
-pub(super) type LinkKey = (Arc<[u8]>, JobId);
+/// A session (its revocation ids), a video and what the link reads of it.
+pub(super) type LinkKey = (Arc<[u8]>, JobId, LinkScope);
 
 /// How many links the cache holds before it forgets the old ones.
 const LINK_CACHE_ENTRIES: usize = 8192;
@@ -102,16 +110,52 @@ mod tests {
         assert!(link.starts_with(&format!("/api/v1/videos/{video}/frames.zip?token=")));
         let restricted = link_token(&link);
 
-        let (got, _) = t.verify(restricted, &Use::Download(video)).unwrap();
+        let (got, _) = t
+            .verify(restricted, &Use::Link(LinkScope::Download, video))
+            .unwrap();
         assert_eq!(got, user);
         assert!(
-            t.verify(restricted, &Use::Download(other)).is_err(),
+            t.verify(restricted, &Use::Link(LinkScope::Download, other))
+                .is_err(),
             "another video"
         );
         assert!(t.verify(restricted, &Use::Api).is_err(), "the API");
         // the session token itself still works for both
         assert!(t.verify(&token, &Use::Api).is_ok());
-        assert!(t.verify(&token, &Use::Download(other)).is_ok());
+        assert!(
+            t.verify(&token, &Use::Link(LinkScope::Download, other))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_frames_link_reads_its_videos_frames_and_not_its_zip() {
+        let t = tokens(Duration::from_secs(3600));
+        let (token, _) = t.mint(UserId::new(), 0);
+        let (video, other) = (JobId::new(), JobId::new());
+        let me = session(&t, &token);
+        let frames = t.link_token(&me, video, LinkScope::Frames).unwrap();
+        assert!(
+            t.verify(&frames, &Use::Link(LinkScope::Frames, video))
+                .is_ok()
+        );
+        assert!(
+            t.verify(&frames, &Use::Link(LinkScope::Frames, other))
+                .is_err(),
+            "another video"
+        );
+        assert!(
+            t.verify(&frames, &Use::Link(LinkScope::Download, video))
+                .is_err(),
+            "the zip"
+        );
+        assert!(t.verify(&frames, &Use::Api).is_err(), "the API");
+        let zip = t.download_link(&me, video).unwrap();
+        assert!(
+            t.verify(link_token(&zip), &Use::Link(LinkScope::Frames, video))
+                .is_err(),
+            "the zip link stays the zip's"
+        );
     }
 
     #[test]
@@ -126,7 +170,10 @@ mod tests {
         assert_ne!(t.download_link(&me, other).unwrap(), first);
         let their = t.download_link(&session(&t, &theirs), video).unwrap();
         assert_ne!(their, first, "another session's link");
-        assert!(t.verify(link_token(&their), &Use::Download(video)).is_ok());
+        assert!(
+            t.verify(link_token(&their), &Use::Link(LinkScope::Download, video))
+                .is_ok()
+        );
         assert_eq!(
             LinkCache::reuse_for(Duration::from_secs(900)),
             Duration::from_secs(60)
@@ -147,7 +194,10 @@ mod tests {
         let (token, _) = t.mint(UserId::new(), 0);
         let video = JobId::new();
         let link = t.download_link(&session(&t, &token), video).unwrap();
-        assert!(t.verify(link_token(&link), &Use::Download(video)).is_err());
+        assert!(
+            t.verify(link_token(&link), &Use::Link(LinkScope::Download, video))
+                .is_err()
+        );
     }
 
     #[test]
@@ -166,11 +216,13 @@ mod tests {
             .unwrap();
         assert!(t.verify(&widened, &Use::Api).is_err(), "the API");
         assert!(
-            t.verify(&widened, &Use::Download(other)).is_err(),
+            t.verify(&widened, &Use::Link(LinkScope::Download, other))
+                .is_err(),
             "another video"
         );
         assert!(
-            t.verify(&widened, &Use::Download(video)).is_ok(),
+            t.verify(&widened, &Use::Link(LinkScope::Download, video))
+                .is_ok(),
             "its own zip still"
         );
     }
