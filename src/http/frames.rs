@@ -18,7 +18,7 @@ use super::{ApiError, State, authenticate, with_state};
 use crate::auth::{LinkScope, Principal};
 use crate::db::jobs::JobRow;
 use crate::media::ImageFormat;
-use crate::media::frame_index::{self, FrameRecord};
+use crate::media::frame_index::{self, FrameRecord, legacy};
 use crate::storage::{AttemptKeys, MediaStore, StorageError};
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -135,17 +135,87 @@ async fn records(
         return Ok(Vec::new());
     }
     let range = frame_index::records_range(first, n);
-    // a video finished before frame indexes has none: its frames are not
-    // listed (its zip is whole, as ever)
-    let bytes = read(
-        state,
-        ready,
-        &ready.beside.index,
-        Some(range),
-        ApiError::NotFound,
-    )
-    .await?;
+    let index = &ready.beside.index;
+    let bytes = match read(state, ready, index, Some(range.clone()), ApiError::NotFound).await {
+        Ok(bytes) => bytes,
+        // a video finished before frame indexes has none: made once from
+        // its zip's directory
+        Err(ApiError::NotFound) => {
+            let whole = legacy_index(state, ready).await?;
+            let (start, end) = (range.start as usize, range.end as usize);
+            let page = whole.get(start..end).ok_or(ApiError::NotFound)?;
+            Bytes::copy_from_slice(page)
+        }
+        Err(e) => return Err(e),
+    };
     frame_index::decode_records(&bytes).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The frame index of a zip written before indexes were, from its central
+/// directory and manifest (a few range reads), stored beside it for the
+/// next request. Its frames have no thumbnails.
+async fn legacy_index(state: &State, ready: &Ready) -> Result<Vec<u8>, ApiError> {
+    let zip = &ready.zip;
+    let store = &state.store;
+    let bad = |e: legacy::LegacyError| ApiError::Internal(e.to_string());
+    let size = match store.size(zip).await {
+        Ok(size) => size,
+        Err(StorageError::NotFound) => return Err(vanished(state, &ready.job)),
+        Err(e) => return Err(e.into()),
+    };
+    let tail = store
+        .read_bytes(zip, Some(size.saturating_sub(legacy::TAIL)..size))
+        .await?;
+    let directory = legacy::directory_range(&tail, size).map_err(bad)?;
+    let directory = store.read_bytes(zip, Some(directory)).await?;
+    let entries = legacy::entries(&directory).map_err(bad)?;
+    let first = entries.first().ok_or(ApiError::NotFound)?;
+    let local = first.header..first.header + legacy::LOCAL_HEADER;
+    let delta = legacy::local_extra_delta(first, &store.read_bytes(zip, Some(local)).await?)
+        .map_err(bad)?;
+    let manifest = entries
+        .iter()
+        .find(|e| e.name == "manifest.json" && e.size <= legacy::MAX_MANIFEST)
+        .ok_or(ApiError::NotFound)?;
+    let at = (manifest.header
+        + legacy::LOCAL_HEADER
+        + manifest.name.len() as u64
+        + u64::from(manifest.extra_len))
+    .saturating_add_signed(delta);
+    let manifest = store.read_bytes(zip, Some(at..at + manifest.size)).await?;
+    let records =
+        legacy::records(&entries, &manifest, delta, frame_size(&ready.job)).map_err(bad)?;
+    let index = frame_index::encode(frame_format(&ready.job), &records);
+    if let Err(e) = store.put(&ready.beside.index, index.clone().into()).await {
+        tracing::warn!(error = %e, job_id = %ready.job.id, "could not keep a frame index made from a zip");
+    }
+    Ok(index)
+}
+
+/// The frames' size from the probe and the width asked for (ffmpeg's
+/// `scale=W:-2`: the height even); 0×0 when the probe is not kept.
+fn frame_size(job: &JobRow) -> (u16, u16) {
+    let Some(info) = &job.media_info else {
+        return (0, 0);
+    };
+    let (w, h) = (info.video.width, info.video.height);
+    let (w, h) = match job.options.frames().ok().and_then(|o| o.width) {
+        Some(out) if w > 0 => {
+            let scaled = f64::from(h) * f64::from(out) / f64::from(w);
+            (out, ((scaled / 2.0).round() * 2.0) as u32)
+        }
+        _ => (w, h),
+    };
+    let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
+    (clamp(w), clamp(h))
+}
+
+/// The format of the video's frames.
+fn frame_format(job: &JobRow) -> ImageFormat {
+    job.options
+        .frames()
+        .map(|o| o.format)
+        .unwrap_or(ImageFormat::Jpg)
 }
 
 /// The number of frames the video's zip holds.
@@ -237,7 +307,7 @@ fn link_token(state: &State, principal: &Principal, query: &str, job: &JobRow) -
     ),
     responses(
         (status = 200, description = "The video's frames in time order", body = FrameList),
-        (status = 404, description = "No such video of the caller's (or one finished before frames were listed)", body = ErrorBody),
+        (status = 404, description = "No such video of the caller's", body = ErrorBody),
         (status = 409, description = "`not_ready`: not done (yet)", body = ErrorBody),
         (status = 410, description = "`expired`: removed after the retention time", body = ErrorBody),
         (status = 422, description = "Bad limit or cursor, or an unknown parameter", body = ErrorBody),
@@ -362,13 +432,7 @@ async fn frame(
         ApiError::NotFound,
     )
     .await?;
-    let format = ready
-        .job
-        .options
-        .frames()
-        .map(|o| o.format)
-        .unwrap_or(ImageFormat::Jpg);
-    let content_type = match format {
+    let content_type = match frame_format(&ready.job) {
         ImageFormat::Jpg => "image/jpeg",
         ImageFormat::Png => "image/png",
     };
@@ -386,7 +450,7 @@ async fn frame(
     responses(
         (status = 200, description = "The frame's thumbnail: a JPEG at most 320 px wide", content_type = "image/jpeg", body = Vec<u8>),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 404, description = "No such video of the caller's, no such frame, or a frame without a thumbnail", body = ErrorBody),
+        (status = 404, description = "No such video of the caller's, no such frame, or a frame without a thumbnail (those of videos finished before thumbnails were made)", body = ErrorBody),
         (status = 409, description = "`not_ready`: not done (yet)", body = ErrorBody),
         (status = 410, description = "`expired`: removed after the retention time", body = ErrorBody),
     ))]

@@ -9,6 +9,8 @@
 //! record count as u32, the image format as u8, three zero bytes), then one
 //! [`RECORD_LEN`]-byte record per frame in time order.
 
+pub mod legacy;
+
 use std::ops::Range;
 
 use super::plan::ImageFormat;

@@ -45,6 +45,26 @@ fn zip_entry(zip: &[u8], name: &str) -> Vec<u8> {
     bytes
 }
 
+/// Each frame listed in order, `every` seconds apart, of `size`.
+fn assert_listed(frames: &[Value], every: f64, size: (u64, u64)) {
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["index"], i as u64);
+        assert_eq!(f["t"].as_f64().unwrap(), i as f64 * every, "{f}");
+        assert_eq!(
+            (f["width"].as_u64(), f["height"].as_u64()),
+            (Some(size.0), Some(size.1))
+        );
+    }
+}
+
+/// GET `path` of video `id` with the header.
+async fn get_video_path(app: &TestApp, token: &str, id: &str, path: &str) -> reqwest::Response {
+    app.get(token, &format!("/api/v1/videos/{id}/{path}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn get_anonymous_ok(app: &TestApp, link: &str) -> reqwest::Response {
     let r = app.get_anonymous(link).await;
     assert_eq!(r.status(), 200, "{link}");
@@ -69,14 +89,7 @@ async fn frames_are_listed_served_with_their_thumbnails_and_a_contact_sheet() {
     let (frames, count, pages) = all_frames(&app, &token, &id, 15).await;
     assert_eq!((count, pages), (40, 3), "40 frames in 3 pages of 15");
     assert_eq!(frames.len(), 40);
-    for (i, f) in frames.iter().enumerate() {
-        assert_eq!(f["index"], i as u64);
-        assert_eq!(f["t"].as_f64().unwrap(), i as f64 * 0.5, "{f}");
-        assert_eq!(
-            (f["width"].as_u64(), f["height"].as_u64()),
-            (Some(160), Some(120))
-        );
-    }
+    assert_listed(&frames, 0.5, (160, 120));
     let first = app
         .get_json(&token, &format!("/api/v1/videos/{id}/frames"))
         .await;
@@ -125,11 +138,7 @@ async fn frames_are_listed_served_with_their_thumbnails_and_a_contact_sheet() {
 
     // out of range
     for path in ["frames/40", "frames/40/thumbnail", "frames/x"] {
-        let r = app
-            .get(&token, &format!("/api/v1/videos/{id}/{path}"))
-            .send()
-            .await
-            .unwrap();
+        let r = get_video_path(&app, &token, &id, path).await;
         assert_eq!(r.status(), 404, "{path}");
     }
     for query in ["limit=0", "limit=201", "cursor=41", "cursor=x", "other=1"] {
@@ -206,11 +215,7 @@ async fn links_open_their_own_video_only_and_others_videos_are_not_found() {
     let unknown = "0193a5b0-0000-7000-8000-000000000000";
     for id in [mine.as_str(), unknown, "not-an-id"] {
         for path in ["frames", "frames/0", "frames/0/thumbnail", "contact-sheet"] {
-            let r = app
-                .get(&bob, &format!("/api/v1/videos/{id}/{path}"))
-                .send()
-                .await
-                .unwrap();
+            let r = get_video_path(&app, &bob, id, path).await;
             assert_eq!(r.status(), 404, "{id}/{path}");
             assert_eq!(error_code(r).await, "not_found");
         }
@@ -225,11 +230,7 @@ async fn frames_are_not_ready_before_the_video_is_done_and_png_frames_are_png() 
         .upload_ok(&token, &fixture("v60_big"), &[("interval", "0.04")])
         .await;
     for path in ["frames", "frames/0", "frames/0/thumbnail", "contact-sheet"] {
-        let r = app
-            .get(&token, &format!("/api/v1/videos/{slow}/{path}"))
-            .send()
-            .await
-            .unwrap();
+        let r = get_video_path(&app, &token, &slow, path).await;
         assert_eq!(r.status(), 409, "{path}");
         assert_eq!(error_code(r).await, "not_ready");
     }
@@ -265,4 +266,50 @@ async fn frames_are_not_ready_before_the_video_is_done_and_png_frames_are_png() 
         image::load_from_memory_with_format(&r.bytes().await.unwrap(), image::ImageFormat::Jpeg)
             .unwrap();
     assert_eq!(thumb.width(), 160, "never enlarged");
+}
+
+#[tokio::test]
+async fn a_video_finished_before_frame_indexes_lists_its_frames_from_its_zip() {
+    let app = TestApp::spawn().await;
+    let token = app.user("ann@example.com").await;
+    let id = app
+        .upload_ok(&token, &fixture("v20"), &[("count", "5"), ("width", "100")])
+        .await;
+    assert_eq!(
+        app.wait_final(&token, &id, PROCESSING).await["status"],
+        "done"
+    );
+    // as a video of before: the zip alone
+    let beside = |p: &std::path::PathBuf| {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        p.to_string_lossy().contains(&id) && name.starts_with("frames-") && !name.ends_with(".zip")
+    };
+    let removed: Vec<_> = app.media_files().into_iter().filter(beside).collect();
+    assert_eq!(removed.len(), 3, "index, thumbnails, sheet: {removed:?}");
+    for p in &removed {
+        std::fs::remove_file(p).unwrap();
+    }
+
+    let list = app
+        .get_json(&token, &format!("/api/v1/videos/{id}/frames"))
+        .await;
+    assert_eq!(list["count"], 5);
+    let frames = list["frames"].as_array().unwrap();
+    let zip = app.download(&token, &id).await;
+    assert_listed(frames, 4.0, (100, 76));
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["thumbnail_url"], Value::Null);
+        let r = get_anonymous_ok(&app, f["url"].as_str().unwrap()).await;
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(bytes[..], zip_entry(&zip, &format!("frame_{i:05}.jpg"))[..]);
+        let picture = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((picture.width(), picture.height()), (100, 76), "as listed");
+    }
+    for path in ["frames/0/thumbnail", "contact-sheet"] {
+        let r = get_video_path(&app, &token, &id, path).await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // the index made is kept for the next request
+    let kept = app.media_files().into_iter().filter(beside).count();
+    assert_eq!(kept, 1);
 }
