@@ -38,8 +38,18 @@ pub async fn assert_done_once(
     assert_eq!(v["status"], "done", "{v}");
     assert_eq!(v["frames"], frames, "{v}");
     let files = job_files(media, id);
-    let zips = files.iter().filter(|f| f.starts_with("frames-")).count();
-    assert_eq!(zips, 1, "one zip per job, nothing else: {files:?}");
+    let zips = files
+        .iter()
+        .filter(|f| f.starts_with("frames-") && f.ends_with(".zip"))
+        .count();
+    assert_eq!(zips, 1, "one zip per job: {files:?}");
+    // beside it only its attempt's own objects (index, thumbnails, sheet)
+    let attempt = files.iter().find(|f| f.ends_with(".zip")).unwrap();
+    let stem = attempt.trim_end_matches("zip");
+    assert!(
+        files.iter().all(|f| f == "source" || f.starts_with(stem)),
+        "nothing of another attempt: {files:?}"
+    );
     let r = http
         .get(format!("{base}/api/v1/videos/{id}/frames.zip"))
         .bearer_auth(token)

@@ -85,7 +85,8 @@ async fn upload_process_show_download_and_delete() {
     assert_eq!(r.status(), 416);
 
     // delete: gone from the API, the disk and the database
-    assert_eq!(app.media_files().len(), 2);
+    // the upload, the zip and beside it its frame index, thumbnails and contact sheet
+    assert_eq!(app.media_files().len(), 5, "{:?}", app.media_files());
     let r = app.delete(&token, &location).send().await.unwrap();
     assert_eq!(r.status(), 204);
     let r = app.get(&token, &location).send().await.unwrap();
