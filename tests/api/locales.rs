@@ -128,7 +128,10 @@ async fn the_locale_comes_from_sign_up_and_changes_with_patch_me() {
             .get_anonymous(&format!("/assets/locales/{tag}.json"))
             .await;
         assert_eq!(r.status(), 200, "{tag}");
-        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json; charset=utf-8"
+        );
         let words: serde_json::Map<String, Value> = r.json().await.unwrap();
         assert!(words.contains_key("error.not_found"), "{tag}");
         keys.push(words.keys().cloned().collect::<Vec<_>>());
@@ -220,8 +223,15 @@ async fn video_emails_follow_the_account_s_language() {
         assert!(part.contains("Uploaded "), "{part}");
         assert!(part.contains("are kept until "), "{part}");
     }
-    // no contact sheet is handed down yet: no image, and no broken one
-    assert!(mail.inline.is_empty());
-    assert!(!mail.html.contains("cid:"));
+    // the contact sheet inline: one JPEG, and the HTML shows it
+    assert_eq!(mail.inline.len(), 1, "one inline image");
+    let sheet = &mail.inline[0];
+    assert_eq!(sheet.content_type, "image/jpeg");
+    assert!(sheet.bytes.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    assert!(
+        mail.html.contains(&format!("cid:{}", sheet.content_id)),
+        "{}",
+        mail.html
+    );
     assert_eq!(smtp.about_videos().len(), 2);
 }

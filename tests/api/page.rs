@@ -888,7 +888,7 @@ async fn the_account_panel_sets_the_emails_and_shows_the_webhook_secret_once() {
 // again, retry, password change); their names say which API they need.
 
 #[tokio::test]
-async fn needs_frames_api_a_done_video_shows_thumbnails_and_the_viewer_steps_by_keyboard() {
+async fn a_done_video_shows_thumbnails_and_the_viewer_steps_by_keyboard() {
     let app = TestApp::spawn().await;
     let email = "vic@example.com";
     let token = app.user(email).await;
@@ -914,9 +914,16 @@ async fn needs_frames_api_a_done_video_shows_thumbnails_and_the_viewer_steps_by_
             .all(|t| t[0] == "lazy" && t[1].as_str().unwrap().starts_with("/api/v1/videos/")),
         "{thumbs:?}"
     );
-    crate::helpers::eventually("the thumbnails to load", UI, || async {
+    // the strip scrolls sideways: the thumbnails in view load (the others
+    // wait for their turn, lazily)
+    crate::helpers::eventually("the thumbnails in view to load", UI, || async {
         let loaded = b
-            .eval("return [...document.querySelectorAll('#videos .thumbs img')].every(i => i.complete && i.naturalWidth > 0);")
+            .eval(
+                "const strip = document.querySelector('#videos .thumbs').getBoundingClientRect(); \
+                   const seen = [...document.querySelectorAll('#videos .thumbs img')] \
+                     .filter(i => i.getBoundingClientRect().left < strip.right); \
+                   return seen.length > 0 && seen.every(i => i.complete && i.naturalWidth > 0);",
+            )
             .await;
         (loaded == true).then_some(())
     })
