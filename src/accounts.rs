@@ -44,6 +44,9 @@ pub enum AccountError {
     TooManyEmails { per_day: u32 },
     #[error("the account no longer exists")]
     Gone,
+    /// The current password given with a change was not the account's.
+    #[error("wrong password")]
+    WrongPassword,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -168,6 +171,29 @@ pub async fn reset_password(
     account_links::retire(&tx, user.id, Purpose::PasswordReset).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(user)
+}
+
+/// Changes the password of signed-in `user`, who gave the `current` one
+/// (checked as sign-in checks it), and ends every session of theirs but
+/// `survivor` (the first revocation id of the caller's token).
+pub async fn change_password(
+    pool: &Pool,
+    user: UserId,
+    current: &str,
+    new: &str,
+    survivor: Option<&[u8]>,
+) -> Result<User, AccountError> {
+    let new = Password::parse(new)?;
+    let (_, stored) = users::credentials_of(pool, user)
+        .await?
+        .ok_or(AccountError::Gone)?;
+    if !auth::verify_password(current.to_owned(), Some(stored)).await? {
+        return Err(AccountError::WrongPassword);
+    }
+    let hash = auth::hash_password(new).await?;
+    users::change_password(pool, user, &hash, survivor)
+        .await?
+        .ok_or(AccountError::Gone)
 }
 
 /// Makes a link for `purpose` and queues its email in `tx`; false (and

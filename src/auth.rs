@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 pub use limiter::{SignInLimiter, SignInLimits, address_key};
 pub use links::LinkSecret;
 pub use password::{hash_password, prepare as prepare_passwords, verify_password};
-pub use token::{SessionTokens, TokenKey};
+pub use token::{SessionTokens, TokenKey, archive_path};
 
 use crate::db::DbError;
 use crate::domain::{JobId, UserId};
@@ -24,6 +24,8 @@ use crate::domain::{JobId, UserId};
 pub enum Credentials {
     /// `Authorization: Bearer …`: the whole API.
     Bearer(String),
+    /// The `token` of an archive link: one zip of these videos' zips.
+    ArchiveLink { token: String, videos: Vec<JobId> },
     /// The `token` of a link: what `scope` allows of one video, nothing else.
     Link {
         token: String,

@@ -8,6 +8,7 @@ mod ids;
 mod locale;
 mod options;
 mod password;
+mod video_name;
 
 pub use email::Email;
 pub use failure_code::FailureCode;
@@ -16,6 +17,7 @@ pub use ids::{IdempotencyKey, JobId, UserId};
 pub use locale::Locale;
 pub use options::{FrameOptions, OptionsError, RawOptions, StoredOptions};
 pub use password::Password;
+pub use video_name::VideoName;
 
 /// Why a value from the outside was refused; the message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! table: dispatch here, the metric labels and the OpenAPI paths follow it.
 
 mod accounts;
+mod archive;
 mod body_end;
 mod client;
 mod connections;
@@ -134,7 +135,13 @@ fn dispatch(
         Upload => answer(at().and(upload::upload_route(s))),
         ListVideos => answer(at().and(videos::list_route(s))),
         ShowVideo => answer(videos::show_route(with_id(), s)),
+        RenameVideo => answer(videos::rename_route(with_id(), s)),
         DeleteVideo => answer(videos::delete_route(with_id(), s)),
+        ReprocessVideo => answer(videos::reprocess_route(with_id(), s)),
+        DeleteVideos => answer(at().and(videos::delete_many_route(s))),
+        CreateArchive => answer(at().and(archive::create_route(s))),
+        DownloadArchive => answer(at().and(archive::download_route(s))),
+        ChangePassword => answer(at().and(accounts::change_password_route(s))),
         Download => answer(download::download_route(with_id(), s)),
         ListFrames => answer(frames::list_route(with_id(), s)),
         Frame => answer(frames::frame_route(with_index(), s)),

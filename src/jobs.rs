@@ -1,10 +1,12 @@
 //! A job is one uploaded video on its way to a frames zip. Its state lives in
 //! PostgreSQL (`db::jobs`); this module owns the rules it moves by.
 
+mod failure;
 mod state;
 
 use std::time::Duration;
 
+pub use failure::{Failure, FailureCode};
 pub use state::{InvalidTransition, JobEvent, JobState, next};
 
 /// How often a running job's lease is renewed (with its progress), at most:

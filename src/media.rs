@@ -45,7 +45,7 @@ pub use cores::CoreShare;
 pub use extract::{CancelFlag, ExtractRequest, ExtractStats, Frame, extract_frames};
 pub use limits::{cpu_budget, set_memory_limit};
 pub use plan::{FramePlan, ImageFormat, Spacing, Strategy, fps_filter, plan};
-pub use probe::{MediaInfo, VideoStream, parse_probe, probe};
+pub use probe::{MediaInfo, MediaSummary, VideoStream, parse_probe, probe};
 pub use split::{ImageSplitter, SplitError};
 
 /// Everything that can go wrong while probing or extracting.

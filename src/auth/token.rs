@@ -11,6 +11,7 @@ mod download_links;
 mod keys;
 mod verified;
 
+pub use download_links::archive_path;
 pub use keys::TokenKey;
 
 use std::sync::Arc;
@@ -106,6 +107,12 @@ impl SessionTokens {
         })
     }
 
+    /// A link that downloads one zip of `videos`' zips for the link
+    /// lifetime (or until the session ends, if sooner).
+    pub fn archive_link(&self, session: &Session, videos: &[JobId]) -> Option<String> {
+        download_links::mint_archive(session, videos, SystemTime::now() + self.link_ttl)
+    }
+
     /// Verifies signature, expiry and the checks for `usage`; returns the
     /// user and the token.
     #[cfg(test)]
@@ -161,6 +168,9 @@ impl Authenticator for SessionTokens {
                     video,
                     scope,
                 } => (token, Use::Link(*scope, *video)),
+                Credentials::ArchiveLink { token, videos } => {
+                    (token, Use::Archive(download_links::archive_digest(videos)))
+                }
             };
             let api = matches!(usage, Use::Api);
             if api && let Some(principal) = self.verified.get(token) {

@@ -3,6 +3,7 @@
 //! `job_events`; changes made by a worker are fenced by its lease token, so a
 //! late or duplicate worker cannot overwrite a newer state.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -13,18 +14,24 @@ use uuid::Uuid;
 
 use super::outbox::{self, NewNotification};
 use super::{DbError, DbResult};
-use crate::domain::{FrameOptions, IdempotencyKey, JobId, StoredOptions, UserId};
-use crate::jobs::{JobEvent, JobState, next};
-use crate::media::MediaInfo;
+use crate::domain::{FrameOptions, IdempotencyKey, JobId, StoredOptions, UserId, VideoName};
+use crate::jobs::{Failure, FailureCode, JobEvent, JobState, next};
+use crate::media::{MediaInfo, MediaSummary};
 use crate::notify::message::VideoFacts;
 
 const COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, media_info, frames, \
-     zip_bytes, zip_object, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at";
+     zip_bytes, zip_object, error, attempts, max_attempts, created_at, updated_at, finished_at, expired_at, \
+     name, source_id, error_code";
 
-/// The same for lists, which never show the probe: it is most of a row's bytes.
+/// The same for lists, which never read the whole probe (it is most of a
+/// row's bytes), only what a person is shown of it.
 const LIST_COLUMNS: &str = "id, user_id, filename, state, progress, options, size_bytes, \
      NULL::jsonb AS media_info, frames, zip_bytes, zip_object, error, attempts, max_attempts, \
-     created_at, updated_at, finished_at, expired_at";
+     created_at, updated_at, finished_at, expired_at, name, source_id, error_code, \
+     CASE WHEN media_info IS NOT NULL THEN jsonb_build_object( \
+         'duration_secs', media_info->'duration_secs', 'width', media_info->'video'->'width', \
+         'height', media_info->'video'->'height', 'codec', media_info->'video'->'codec') \
+     END AS media_summary";
 
 /// A job as stored.
 #[derive(Debug, Clone)]
@@ -50,10 +57,23 @@ pub struct JobRow {
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub expired_at: Option<DateTime<Utc>>,
+    /// The name its owner gave it; None shows `filename`.
+    pub name: Option<String>,
+    /// The video it was processed again from, while that one exists.
+    pub source_id: Option<JobId>,
+    /// Why it failed, as a code (None before codes were recorded).
+    pub error_code: Option<FailureCode>,
+    /// What a person is shown of the probe, in lists too.
+    pub media: Option<MediaSummary>,
 }
 
 impl JobRow {
     fn from_row(r: &Row) -> Self {
+        let media_info = stored_probe(r);
+        let media = match &media_info {
+            Some(info) => Some(MediaSummary::of(info)),
+            None => listed_summary(r),
+        };
         Self {
             id: JobId(r.get("id")),
             user_id: UserId(r.get("user_id")),
@@ -62,7 +82,7 @@ impl JobRow {
             progress: r.get("progress"),
             options: r.get::<_, Json<StoredOptions>>("options").0,
             size_bytes: r.get("size_bytes"),
-            media_info: stored_probe(r),
+            media_info,
             frames: r.get("frames"),
             zip_bytes: r.get("zip_bytes"),
             zip_object: r.get("zip_object"),
@@ -73,6 +93,29 @@ impl JobRow {
             updated_at: r.get("updated_at"),
             finished_at: r.get("finished_at"),
             expired_at: r.get("expired_at"),
+            name: r.get("name"),
+            source_id: r.get::<_, Option<Uuid>>("source_id").map(JobId),
+            error_code: r.get("error_code"),
+            media,
+        }
+    }
+
+    /// The name shown: the one its owner gave it, else the file's.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.filename)
+    }
+}
+
+/// The probe's summary a list selects (`media_summary`), when it does.
+fn listed_summary(r: &Row) -> Option<MediaSummary> {
+    if !r.columns().iter().any(|c| c.name() == "media_summary") {
+        return None;
+    }
+    match r.try_get::<_, Option<Json<MediaSummary>>>("media_summary") {
+        Ok(summary) => summary.map(|Json(s)| s),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored probe unreadable in a list");
+            None
         }
     }
 }
@@ -104,6 +147,8 @@ pub struct NewJob<'a> {
     pub max_attempts: i32,
     pub node: &'a str,
     pub idempotency_key: Option<&'a IdempotencyKey>,
+    /// Made from another video's upload: that video and its name.
+    pub source: Option<(JobId, Option<&'a str>)>,
 }
 
 /// What became of a job after a transient failure.
@@ -193,8 +238,9 @@ pub async fn insert_uploading(pool: &Pool, new: NewJob<'_>) -> DbResult<Result<J
     let inserted = tx
         .query_one(
             &format!(
-                "INSERT INTO jobs (id, user_id, filename, state, options, max_attempts, owner_node, idempotency_key)
-                 VALUES ($1, $2, $3, 'uploading', $4, $5, $6, $7) RETURNING {COLUMNS}"
+                "INSERT INTO jobs (id, user_id, filename, state, options, max_attempts, owner_node,
+                     idempotency_key, source_id, name)
+                 VALUES ($1, $2, $3, 'uploading', $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
             ),
             &[
                 &new.id.0,
@@ -204,6 +250,8 @@ pub async fn insert_uploading(pool: &Pool, new: NewJob<'_>) -> DbResult<Result<J
                 &new.max_attempts,
                 &new.node,
                 &new.idempotency_key.map(IdempotencyKey::as_str),
+                &new.source.map(|(id, _)| id.0),
+                &new.source.and_then(|(_, name)| name),
             ],
         )
         .await;
@@ -406,7 +454,7 @@ pub async fn complete(
     };
     let to = next(locked.state, JobEvent::Completed)?;
     tx.execute(
-        "UPDATE jobs SET state = $2, frames = $3, zip_bytes = $4, zip_object = $5, progress = 1, error = NULL,
+        "UPDATE jobs SET state = $2, frames = $3, zip_bytes = $4, zip_object = $5, progress = 1, error = NULL, error_code = NULL,
              lease_token = NULL, lease_until = NULL, finished_at = now(), updated_at = now()
          WHERE id = $1",
         &[&id.0, &to, &output.frames, &output.zip_bytes, &output.zip_object],
@@ -435,18 +483,20 @@ async fn fail_locked(
     id: JobId,
     locked: &Locked,
     node: &str,
-    reason: &str,
+    failure: Failure<'_>,
     mail: NewNotification,
 ) -> DbResult<()> {
     let to = next(locked.state, JobEvent::Fail)?;
     tx.execute(
-        "UPDATE jobs SET state = $2, error = $3, lease_token = NULL, lease_until = NULL,
+        "UPDATE jobs SET state = $2, error = $3, error_code = $4, lease_token = NULL, lease_until = NULL,
              finished_at = now(), updated_at = now()
          WHERE id = $1",
-        &[&id.0, &to, &reason],
+        &[&id.0, &to, &failure.reason, &failure.code],
     )
     .await?;
-    locked.record_move(tx, id, to, node, Some(reason)).await?;
+    locked
+        .record_move(tx, id, to, node, Some(failure.reason))
+        .await?;
     outbox::insert_for_user(tx, UserId(locked.user_id), id, mail, false).await?;
     Ok(())
 }
@@ -457,7 +507,7 @@ pub async fn fail(
     id: JobId,
     token: Uuid,
     node: &str,
-    reason: &str,
+    failure: Failure<'_>,
     mail: impl FnOnce(&VideoFacts) -> NewNotification,
 ) -> DbResult<bool> {
     let mut conn = pool.get().await?;
@@ -465,7 +515,7 @@ pub async fn fail(
     let Some(locked) = lock(&tx, id, Some(token)).await? else {
         return Ok(false);
     };
-    fail_locked(&tx, id, &locked, node, reason, mail(&locked.facts(id))).await?;
+    fail_locked(&tx, id, &locked, node, failure, mail(&locked.facts(id))).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -477,7 +527,7 @@ pub async fn retry_or_fail(
     id: JobId,
     token: Uuid,
     node: &str,
-    reason: &str,
+    failure: Failure<'_>,
     backoff: Duration,
     mail: impl FnOnce(&VideoFacts, &str) -> NewNotification,
 ) -> DbResult<RetryOutcome> {
@@ -486,7 +536,7 @@ pub async fn retry_or_fail(
     let Some(locked) = lock(&tx, id, Some(token)).await? else {
         return Ok(RetryOutcome::LeaseLost);
     };
-    let outcome = requeue_locked(&tx, id, &locked, node, reason, backoff, false, mail).await?;
+    let outcome = requeue_locked(&tx, id, &locked, node, failure, backoff, false, mail).await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -497,14 +547,20 @@ async fn requeue_locked(
     id: JobId,
     locked: &Locked,
     node: &str,
-    reason: &str,
+    failure: Failure<'_>,
     backoff: Duration,
     refund_attempt: bool,
     mail: impl FnOnce(&VideoFacts, &str) -> NewNotification,
 ) -> DbResult<RetryOutcome> {
+    let reason = failure.reason;
     if !refund_attempt && locked.attempts >= locked.max_attempts {
         let why = format!("gave up after {} attempts: {reason}", locked.attempts);
-        fail_locked(tx, id, locked, node, &why, mail(&locked.facts(id), &why)).await?;
+        let mail = mail(&locked.facts(id), &why);
+        let failed = Failure {
+            code: failure.code,
+            reason: &why,
+        };
+        fail_locked(tx, id, locked, node, failed, mail).await?;
         return Ok(RetryOutcome::Failed);
     }
     let to = next(locked.state, JobEvent::Retry)?;
@@ -622,12 +678,16 @@ pub async fn requeue_abandoned(
             }
             _ => (format!("lease of node {previous} expired"), false),
         };
+        let failure = Failure {
+            code: FailureCode::Interrupted,
+            reason: &reason,
+        };
         let outcome = requeue_locked(
             &tx,
             id,
             &locked,
             node,
-            &reason,
+            failure,
             Duration::ZERO,
             refund,
             &mail,
@@ -663,11 +723,46 @@ pub async fn get(pool: &Pool, id: JobId) -> DbResult<Option<JobRow>> {
     Ok(row.as_ref().map(JobRow::from_row))
 }
 
-/// The caller's jobs, newest first, strictly after `cursor` (created_at, id),
-/// without their probe (`media_info` is None).
+/// Which of an owner's videos a list shows, and in which order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ListFilter {
+    /// Only videos in these states; empty: in any.
+    pub states: Vec<JobState>,
+    /// Only videos whose name holds this text, in any case.
+    pub name_contains: Option<String>,
+    pub order: Order,
+}
+
+/// By upload time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Order {
+    #[default]
+    Newest,
+    Oldest,
+}
+
+/// `text` as a LIKE pattern matching itself anywhere: its `%`, `_` and
+/// `\` mean themselves.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The caller's jobs that pass `filter`, in its order, strictly after
+/// `cursor` (created_at, id), without their whole probe (`media_info` is
+/// None, `media` is there). The owner's indexes serve both orders.
 pub async fn list_for_owner(
     pool: &Pool,
     user: UserId,
+    filter: &ListFilter,
     cursor: Option<(DateTime<Utc>, JobId)>,
     limit: i64,
 ) -> DbResult<Vec<JobRow>> {
@@ -675,17 +770,83 @@ pub async fn list_for_owner(
     let (at, id) = cursor
         .map(|(a, i)| (Some(a), Some(i.0)))
         .unwrap_or((None, None));
+    let (after, direction) = match filter.order {
+        Order::Newest => ("<", "DESC"),
+        Order::Oldest => (">", "ASC"),
+    };
+    let pattern = filter.name_contains.as_deref().map(contains_pattern);
     let rows = conn
         .query(
             &format!(
                 "SELECT {LIST_COLUMNS} FROM jobs
-                 WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-                 ORDER BY created_at DESC, id DESC LIMIT $4"
+                 WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) {after} ($2, $3))
+                   AND (cardinality($4::job_state[]) = 0 OR state = ANY($4))
+                   AND ($5::text IS NULL OR coalesce(name, filename) ILIKE $5 ESCAPE '\\')
+                 ORDER BY created_at {direction}, id {direction} LIMIT $6"
             ),
-            &[&user.0, &at, &id, &limit],
+            &[&user.0, &at, &id, &filter.states, &pattern, &limit],
         )
         .await?;
     Ok(rows.iter().map(JobRow::from_row).collect())
+}
+
+/// The place in the queue (1 is next) of those of `ids` that are queued,
+/// in the order the pools claim them: one read of the queue's index for a
+/// whole list.
+pub async fn queue_positions(pool: &Pool, ids: &[JobId]) -> DbResult<HashMap<JobId, i64>> {
+    let conn = pool.get().await?;
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows = conn
+        .query(
+            "WITH queue AS (
+                 SELECT id, row_number() OVER (ORDER BY run_after, created_at, id) AS position
+                 FROM jobs WHERE state = 'queued'
+             )
+             SELECT id, position FROM queue WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (JobId(r.get(0)), r.get(1))).collect())
+}
+
+/// The caller's jobs among `ids`, in the order given (others' and unknown
+/// ids are left out).
+pub async fn get_many_for_owner(pool: &Pool, user: UserId, ids: &[JobId]) -> DbResult<Vec<JobRow>> {
+    let conn = pool.get().await?;
+    let uuids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE user_id = $1 AND id = ANY($2)"),
+            &[&user.0, &uuids],
+        )
+        .await?;
+    let mut found: HashMap<JobId, JobRow> = rows
+        .iter()
+        .map(JobRow::from_row)
+        .map(|job| (job.id, job))
+        .collect();
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
+
+/// Gives the caller's video a new name; None when there is no such video
+/// (or it is still arriving).
+pub async fn rename_for_owner(
+    pool: &Pool,
+    user: UserId,
+    id: JobId,
+    name: &VideoName,
+) -> DbResult<Option<JobRow>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE jobs SET name = $3, updated_at = now()
+                 WHERE id = $1 AND user_id = $2 AND state <> 'uploading' RETURNING {COLUMNS}"
+            ),
+            &[&id.0, &user.0, &name.as_str()],
+        )
+        .await?;
+    Ok(row.as_ref().map(JobRow::from_row))
 }
 
 /// The owner's jobs changed after `after` (a change time and id, in that
@@ -955,6 +1116,7 @@ mod tests {
             max_attempts: 3,
             node: "uploader",
             idempotency_key: None,
+            source: None,
         };
         insert_uploading(pool, new).await.unwrap().unwrap();
         mark_stored(pool, id, "uploader", 1000, &probe(), &options)
@@ -1080,6 +1242,10 @@ mod tests {
         let before = events(&db.pool, id).await;
 
         let token = stale.lease_token;
+        let late = Failure {
+            code: FailureCode::Internal,
+            reason: "late",
+        };
         assert!(!heartbeat(&db.pool, id, token, 0.9, LEASE).await.unwrap());
         let output = Output {
             frames: 3,
@@ -1092,11 +1258,11 @@ mod tests {
                 .unwrap()
         );
         assert!(
-            !fail(&db.pool, id, token, "a", "late", |v| mail(v, "late"))
+            !fail(&db.pool, id, token, "a", late, |v| mail(v, "late"))
                 .await
                 .unwrap()
         );
-        let retried = retry_or_fail(&db.pool, id, token, "a", "late", Duration::ZERO, mail)
+        let retried = retry_or_fail(&db.pool, id, token, "a", late, Duration::ZERO, mail)
             .await
             .unwrap();
         assert_eq!(retried, RetryOutcome::LeaseLost);

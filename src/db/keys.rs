@@ -38,14 +38,19 @@ pub async fn insert_revocations(
 
 /// Whether a token is no longer good: one of its revocation ids was revoked,
 /// its user was disabled, or their sessions of `epoch` were ended (a
-/// password reset). One query, on every authenticated request.
+/// password reset or change, a sign-out everywhere) — save the one session
+/// a password change kept, in the epoch just before the current one. One
+/// query, on every authenticated request.
 pub async fn refused(pool: &Pool, ids: &[Vec<u8>], user: UserId, epoch: i64) -> DbResult<bool> {
     let conn = pool.get().await?;
     let row = conn
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE revocation_id = ANY($1))
                  OR EXISTS (SELECT 1 FROM users WHERE id = $2
-                            AND (disabled_at IS NOT NULL OR session_epoch > $3))",
+                            AND (disabled_at IS NOT NULL
+                                 OR (session_epoch > $3
+                                     AND NOT (session_epoch = $3 + 1
+                                              AND coalesce(epoch_survivor = ANY($1), false)))))",
             &[&ids, &user.0, &epoch],
         )
         .await?;

@@ -12,7 +12,7 @@ use deadpool_postgres::Pool;
 
 use super::DbResult;
 use super::changes::{Changes, Stamp, Topic};
-use super::jobs::{self, JobRow};
+use super::jobs::{self, JobRow, ListFilter};
 use super::outbox::{self, Delivery};
 use crate::budgeted::Budgeted;
 use crate::domain::{JobId, UserId};
@@ -24,16 +24,17 @@ const MAX_ROWS: usize = 20_000;
 /// bound on any staleness the feed could not see.
 const KEEP_FOR: Duration = Duration::from_secs(60);
 
-/// Up to `limit` of a user's videos, newest first, after a cursor.
+/// Up to `limit` of a user's videos, in a list's order, after a cursor.
 pub struct Page {
     pub rows: Vec<JobRow>,
     pub deliveries: HashMap<JobId, Vec<Delivery>>,
 }
 
-/// Which page of a user's: at most `limit` videos after `cursor` (their
-/// created_at and id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which page of a user's: at most `limit` videos that pass `filter`,
+/// after `cursor` (their created_at and id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageKey {
+    pub filter: ListFilter,
     pub cursor: Option<(DateTime<Utc>, JobId)>,
     pub limit: i64,
 }
@@ -67,7 +68,9 @@ impl Pages {
         }
         // stamped before reading: a change heard later spoils this copy
         let read = self.changes.stamp();
-        let rows = jobs::list_for_owner(pool, user, which.cursor, which.limit).await?;
+        let which = &key.1;
+        let rows =
+            jobs::list_for_owner(pool, user, &which.filter, which.cursor, which.limit).await?;
         let page = Arc::new(with_deliveries(pool, rows).await?);
         if let Some(read) = read {
             self.keep(key, page.clone(), read);

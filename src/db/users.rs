@@ -105,13 +105,64 @@ pub async fn reset_password(
         .query_opt(
             &format!(
                 "UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1,
-                     email_verified_at = coalesce(email_verified_at, now())
+                     epoch_survivor = NULL, email_verified_at = coalesce(email_verified_at, now())
                  WHERE id = $1 AND disabled_at IS NULL RETURNING {USER}"
             ),
             &[&user.0, &password_hash],
         )
         .await?;
     Ok(row.as_ref().map(User::from_row))
+}
+
+/// Sets a new password, chosen by a signed-in user, and ends every session
+/// of theirs but one: tokens of the epoch before the new one are refused
+/// unless their first revocation id is `survivor`'s (the session that made
+/// the change; None: none survives).
+pub async fn change_password(
+    pool: &Pool,
+    user: UserId,
+    password_hash: &str,
+    survivor: Option<&[u8]>,
+) -> DbResult<Option<User>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1,
+                     epoch_survivor = $3
+                 WHERE id = $1 AND disabled_at IS NULL RETURNING {USER}"
+            ),
+            &[&user.0, &password_hash, &survivor],
+        )
+        .await?;
+    Ok(row.as_ref().map(User::from_row))
+}
+
+/// Ends every session of `user` (a new epoch, none surviving); false when
+/// there is no such user.
+pub async fn end_sessions(pool: &Pool, user: UserId) -> DbResult<bool> {
+    let conn = pool.get().await?;
+    let changed = conn
+        .execute(
+            "UPDATE users SET session_epoch = session_epoch + 1, epoch_survivor = NULL WHERE id = $1",
+            &[&user.0],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// The enabled user `id` and their password hash.
+pub async fn credentials_of(pool: &Pool, id: UserId) -> DbResult<Option<(User, String)>> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "SELECT {USER}, password_hash FROM users WHERE id = $1 AND disabled_at IS NULL"
+            ),
+            &[&id.0],
+        )
+        .await?;
+    Ok(row.map(|r| (User::from_row(&r), r.get("password_hash"))))
 }
 
 /// The user and their password hash, for sign-in.

@@ -16,7 +16,7 @@ pub struct Filename(String);
 /// Characters that change how the text around them is shown without being
 /// seen themselves: bidirectional overrides (which can make `exe.mp4` look
 /// like `mp4.exe`), zero-width characters, the byte-order mark.
-fn is_invisible_format(c: char) -> bool {
+pub(super) fn is_invisible_format(c: char) -> bool {
     matches!(c,
         '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')

@@ -36,7 +36,18 @@ pub fn sign_in_route(
 pub fn sign_out_route(
     state: State,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    signed_in(state).and_then(sign_out)
+    signed_in(state)
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and_then(sign_out)
+}
+
+pub fn change_password_route(
+    state: State,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    signed_in(state.clone())
+        .and(client_address(state.clone()))
+        .and(json_body(&state))
+        .and_then(change_password)
 }
 
 pub fn get_me_route(
@@ -262,17 +273,119 @@ async fn sign_in(
     }))
 }
 
+/// Whether a sign-out ends every session of the account (`everywhere=true`)
+/// or only the caller's.
+fn everywhere(query: &str) -> Result<bool, ApiError> {
+    let mut everywhere = false;
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        everywhere = match (name.as_ref(), value.as_ref()) {
+            ("everywhere", "true") => true,
+            ("everywhere", "false") => false,
+            ("everywhere", _) => {
+                return Err(ApiError::InvalidField {
+                    field: "everywhere".into(),
+                    message: "everywhere must be true or false".into(),
+                });
+            }
+            (other, _) => {
+                return Err(ApiError::InvalidInput(format!(
+                    "unknown parameter `{other}`"
+                )));
+            }
+        };
+    }
+    Ok(everywhere)
+}
+
 #[utoipa::path(delete, path = Endpoint::SignOut.pattern(), tag = "accounts",
     security(("bearer" = [])),
-    responses((status = 204, description = "The token is refused from now on, on every node")))]
-async fn sign_out(state: State, principal: Principal) -> Result<impl Reply, Rejection> {
-    if let Some(session) = &principal.session {
+    params(("everywhere" = Option<bool>, Query, description = "End every session of the account, this one too")),
+    responses(
+        (status = 204, description = "The token (with `everywhere=true`: every token of the account) is refused from now on, on every node"),
+        (status = 422, description = "An unknown parameter, or `everywhere` not true or false", body = ErrorBody),
+    ))]
+async fn sign_out(
+    state: State,
+    principal: Principal,
+    query: String,
+) -> Result<impl Reply, Rejection> {
+    if everywhere(&query)? {
+        let ended = state
+            .sessions
+            .ending_sessions(db::users::end_sessions(&state.pool, principal.user_id))
+            .await
+            .map_err(ApiError::from)?;
+        if !ended {
+            return Err(account_gone().into());
+        }
+        tracing::info!(user_id = %principal.user_id, "signed out everywhere");
+    } else if let Some(session) = &principal.session {
         state
             .sessions
             .revoke(session)
             .await
             .map_err(ApiError::from)?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new password, with the current one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasswordChange {
+    #[schema(value_type = String, format = Password)]
+    current_password: Option<String>,
+    #[schema(value_type = String, format = Password, min_length = 8)]
+    new_password: Option<String>,
+}
+
+#[utoipa::path(post, path = Endpoint::ChangePassword.pattern(), tag = "accounts",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "The password is changed; every other session of the account has ended"),
+        (status = 401, description = "`invalid_credentials`: the current password is wrong", body = ErrorBody),
+        (status = 422, description = "A field missing, or a new password under 8 characters", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts (counted with sign-in's)", body = ErrorBody),
+    ))]
+async fn change_password(
+    state: State,
+    principal: Principal,
+    address: Option<String>,
+    body: PasswordChange,
+) -> Result<impl Reply, Rejection> {
+    let (Some(current), Some(new)) = (body.current_password, body.new_password) else {
+        return Err(ApiError::InvalidInput(
+            "current_password and new_password are required".into(),
+        )
+        .into());
+    };
+    let user = db::users::get_user(&state.pool, principal.user_id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(account_gone)?;
+    // guesses of the current password count as sign-in attempts do
+    let (account, address) = (user.email.as_str(), address.as_deref());
+    if let Err(wait) = state.limiter.attempt(account, address) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        }
+        .into());
+    }
+    // the caller's session survives: the first revocation id names it
+    let survivor = principal
+        .session
+        .as_ref()
+        .and_then(|s| s.token.revocation_identifiers().into_iter().next());
+    let changing =
+        crate::accounts::change_password(&state.pool, user.id, &current, &new, survivor.as_deref());
+    state
+        .sessions
+        .ending_sessions(changing)
+        .await
+        .map_err(ApiError::from)?;
+    state.limiter.succeeded(account, address);
+    tracing::info!(user_id = %user.id, "password changed; every other session ended");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -108,7 +108,7 @@ pub enum ApiError {
     LengthRequired,
     #[error("you have {limit} live event streams open already; close one first")]
     TooManyStreams { limit: usize },
-    #[error("the frames were deleted after the retention period")]
+    #[error("the video's files were deleted after the retention period")]
     Expired,
     /// A link that opens nothing, an address verified already, or one that
     /// had its emails for today (the other account errors map to the
@@ -264,6 +264,8 @@ impl From<UploadError> for ApiError {
             UploadError::StoreRefused => ApiError::InsufficientStorage,
             // deleted by its owner while it streamed
             UploadError::Deleted => ApiError::NotFound,
+            UploadError::SourceNotReady => ApiError::NotReady,
+            UploadError::SourceGone => ApiError::Expired,
             UploadError::Db(e) => e.into(),
             UploadError::Storage(e) => e.into(),
         }
@@ -290,6 +292,7 @@ impl From<AccountError> for ApiError {
             AccountError::Invalid(e) => e.into(),
             AccountError::EmailTaken => ApiError::EmailTaken,
             AccountError::Gone => ApiError::Unauthorized(e.to_string()),
+            AccountError::WrongPassword => ApiError::InvalidCredentials,
             AccountError::Auth(e) => e.into(),
             AccountError::Db(e) => e.into(),
             e @ (AccountError::LinkExpired

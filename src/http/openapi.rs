@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 use warp::{Filter, Reply};
 
 use super::error::ErrorBody;
-use super::{accounts, download, email_links, events, frames, ops, upload, videos};
+use super::{accounts, archive, download, email_links, events, frames, ops, upload, videos};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,10 +22,11 @@ use super::{accounts, download, email_links, events, frames, ops, upload, videos
     ),
     paths(
         accounts::create_user, accounts::sign_in, accounts::sign_out,
-        accounts::get_me, accounts::patch_me,
+        accounts::get_me, accounts::patch_me, accounts::change_password,
         email_links::verify_email, email_links::resend_verification,
         email_links::request_reset, email_links::reset_password,
-        upload::upload, videos::list, videos::show, videos::delete,
+        upload::upload, videos::list, videos::show, videos::rename, videos::delete,
+        videos::reprocess, videos::delete_many, archive::create, archive::download,
         download::download, frames::list, frames::frame, frames::thumbnail, frames::sheet,
         events::video_events, events::user_events,
         ops::health, ops::ready, ops::metrics,
@@ -237,6 +238,13 @@ mod tests {
             "zip_bytes",
             "error",
             "download_url",
+            "name",
+            "source_id",
+            "media",
+            "finished_at",
+            "expires_at",
+            "error_code",
+            "queue_position",
         ] {
             assert!(fields.contains(&field), "{field} in {fields:?}");
         }

@@ -29,7 +29,13 @@ pub enum Endpoint {
     Upload,
     ListVideos,
     ShowVideo,
+    RenameVideo,
     DeleteVideo,
+    ReprocessVideo,
+    DeleteVideos,
+    CreateArchive,
+    DownloadArchive,
+    ChangePassword,
     Download,
     ListFrames,
     Frame,
@@ -92,6 +98,7 @@ pub static ROUTES: &[Route] = {
         route("/api/v1/users", &[(POST, CreateUser)]),
         route("/api/v1/sessions", &[(POST, SignIn), (DELETE, SignOut)]),
         route("/api/v1/me", &[(GET, GetMe), (PATCH, PatchMe)]),
+        route("/api/v1/me/password", &[(POST, ChangePassword)]),
         route(
             "/api/v1/me/verification-email",
             &[(POST, ResendVerification)],
@@ -100,10 +107,21 @@ pub static ROUTES: &[Route] = {
         route("/api/v1/password-resets", &[(POST, RequestReset)]),
         route("/api/v1/password-resets/confirm", &[(POST, ResetPassword)]),
         route("/api/v1/videos", &[(POST, Upload), (GET, ListVideos)]),
+        // before `{id}`, which their paths would match too
+        route("/api/v1/videos/delete", &[(POST, DeleteVideos)]),
+        route(
+            "/api/v1/videos/archive",
+            &[(POST, CreateArchive), (GET, DownloadArchive)],
+        ),
         route(
             "/api/v1/videos/{id}",
-            &[(GET, ShowVideo), (DELETE, DeleteVideo)],
+            &[
+                (GET, ShowVideo),
+                (PATCH, RenameVideo),
+                (DELETE, DeleteVideo),
+            ],
         ),
+        route("/api/v1/videos/{id}/reprocess", &[(POST, ReprocessVideo)]),
         route(
             "/api/v1/videos/{id}/frames.zip",
             &[(GET, Download), (HEAD, Download)],

@@ -330,8 +330,12 @@ async fn receive(
     Ok(accepted(&state, &principal, &queued))
 }
 
-/// The 202 with the video and its `Location`.
-fn accepted(state: &State, principal: &Principal, upload: &Accepted) -> warp::reply::Response {
+/// The 202 with the video and its `Location` (a video made again answers so too).
+pub(super) fn accepted(
+    state: &State,
+    principal: &Principal,
+    upload: &Accepted,
+) -> warp::reply::Response {
     let location = format!("/api/v1/videos/{}", upload.job.id);
     let json = video_json(&upload.job, &Links::new(state, principal));
     let reply = warp::reply::with_status(warp::reply::json(&json), StatusCode::ACCEPTED);

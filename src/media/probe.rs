@@ -33,6 +33,26 @@ impl MediaInfo {
     }
 }
 
+/// What a person is shown of a probe: how long, how large, which codec.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct MediaSummary {
+    pub duration_secs: f64,
+    pub width: u32,
+    pub height: u32,
+    pub codec: String,
+}
+
+impl MediaSummary {
+    pub fn of(info: &MediaInfo) -> Self {
+        Self {
+            duration_secs: info.duration_secs,
+            width: info.video.width,
+            height: info.video.height,
+            codec: info.video.codec.clone(),
+        }
+    }
+}
+
 /// The first (non cover-art) video stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VideoStream {

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::ProcessorContext;
 use super::sink::ChannelWriter;
 use crate::db::{self, changes::Topic, jobs::Claim};
-use crate::domain::FailureCode;
+use crate::jobs::{Failure, FailureCode};
 use crate::media::frame_index::FrameRecord;
 use crate::media::previews::{Previews, ThumbEntry};
 use crate::media::{self, CancelFlag, ExtractRequest, FrameZip, MediaError, OverBudget};
@@ -43,8 +43,9 @@ impl RunError {
         }
     }
 
-    /// What the owner is told, as a code (the reason's words are the details).
-    fn failure_code(&self) -> FailureCode {
+    /// The code a failure from this is recorded with: the one place a
+    /// typed error becomes what the page and clients branch on.
+    fn code(&self) -> FailureCode {
         match self {
             RunError::Media(e) => match e {
                 MediaError::NotAVideo(_) => FailureCode::NotAVideo,
@@ -52,12 +53,13 @@ impl RunError {
                 MediaError::NoFrames => FailureCode::NoFrames,
                 MediaError::OverBudget(_) => FailureCode::OverBudget,
                 MediaError::TimedOut(_) | MediaError::Stalled(_) => FailureCode::TimedOut,
+                // the zip's writer failed under the frames
                 MediaError::Sink(_) => FailureCode::Storage,
                 MediaError::ToolMissing(_)
                 | MediaError::Exited { .. }
                 | MediaError::BadOutput(_)
-                | MediaError::Cancelled
-                | MediaError::Io(_) => FailureCode::Internal,
+                | MediaError::Io(_)
+                | MediaError::Cancelled => FailureCode::Internal,
             },
             RunError::Storage(_) => FailureCode::Storage,
             RunError::Options(_) | RunError::Worker(_) => FailureCode::Internal,
@@ -437,10 +439,15 @@ async fn record_outcome(
             "cancelled"
         }
         Err(e) if e.is_permanent() => {
-            let (reason, code) = (e.reason(), e.failure_code());
-            tracing::warn!(error = %e, %reason, "failed permanently");
+            let reason = e.reason();
+            let code = e.code();
+            let failure = Failure {
+                code,
+                reason: &reason,
+            };
+            tracing::warn!(error = %e, %reason, ?code, "failed permanently");
             let recorded = persist("failure", || {
-                db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, &reason, |v| {
+                db::jobs::fail(&ctx.pool, id, claim.lease_token, &ctx.node, failure, |v| {
                     message::job_failed(v, code, &reason)
                 })
             })
@@ -454,7 +461,12 @@ async fn record_outcome(
             "failed"
         }
         Err(e) => {
-            let (reason, code) = (e.reason(), e.failure_code());
+            let reason = e.reason();
+            let code = e.code();
+            let failure = Failure {
+                code,
+                reason: &reason,
+            };
             let backoff = retry_backoff(claim.job.attempts as u32);
             tracing::warn!(error = %e, %reason, ?backoff, "transient failure");
             let recorded = persist("retry", || {
@@ -463,7 +475,7 @@ async fn record_outcome(
                     id,
                     claim.lease_token,
                     &ctx.node,
-                    &reason,
+                    failure,
                     backoff,
                     |v, why| message::job_failed(v, code, why),
                 )

@@ -41,6 +41,12 @@ pub enum UploadError {
     /// Its owner deleted it while it streamed.
     #[error("the upload was deleted")]
     Deleted,
+    /// The video to process again is not done or failed yet.
+    #[error("the video is not finished yet")]
+    SourceNotReady,
+    /// The video to process again no longer has its upload (retention).
+    #[error("the upload of this video is no longer kept")]
+    SourceGone,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]

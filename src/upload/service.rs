@@ -25,7 +25,7 @@ use crate::domain::{Filename, FrameOptions, IdempotencyKey, JobId, UserId};
 use crate::jobs::JobState;
 use crate::media::{self, Budget, MediaError, MediaInfo};
 use crate::settings::Settings;
-use crate::storage::{MediaStore, ObjectWriter};
+use crate::storage::{MediaStore, ObjectWriter, StorageError};
 use crate::supervisor::Handle;
 
 /// What an upload is held to, from the settings.
@@ -167,6 +167,45 @@ impl Uploads {
         Ok(Accepted { job })
     }
 
+    /// Holds a stored, probed upload to the job budget and queues it (which
+    /// wakes the pools); its guard is the caller's to disarm.
+    async fn commit(
+        &self,
+        id: JobId,
+        size: u64,
+        info: MediaInfo,
+        options: FrameOptions,
+    ) -> Result<JobRow, UploadError> {
+        let limits = &self.inner.limits;
+        // what the job would cost, before it is queued
+        if let Err(over) =
+            limits
+                .budget
+                .plan(&info, options.spacing(), options.max_frames, options.width)
+        {
+            metrics::counter!("vp_uploads_total", "result" => "over_budget").increment(1);
+            tracing::info!(job_id = %id, reason = %over, "refused: over budget");
+            return Err(UploadError::OverBudget(over.sentence()));
+        }
+        let busy = || UploadError::Busy {
+            retry_after_secs: crate::retry_after::BUSY_SECS,
+        };
+        let actor = self.inner.admission.get().ok_or_else(busy)?;
+        let stored = StoredUpload {
+            job: id,
+            size_bytes: size as i64,
+            media_info: info,
+            options,
+        };
+        call_t!(actor, UploadMsg::Commit, 30_000, stored)
+            .map_err(|_| busy())?
+            .map_err(|e| match e {
+                // deleted by its owner while it streamed
+                DbError::Transition(_) => UploadError::Deleted,
+                other => other.into(),
+            })
+    }
+
     /// What ffprobe says the stored file of upload `id` is.
     async fn probe(&self, id: JobId) -> Result<MediaInfo, UploadError> {
         let limits = &self.inner.limits;
@@ -257,6 +296,7 @@ impl Admitted {
             max_attempts: uploads.inner.limits.max_attempts,
             node: &uploads.inner.node,
             idempotency_key: file.key.as_ref(),
+            source: None,
         };
         let job = match db::jobs::insert_uploading(uploads.pool(), new).await? {
             Ok(job) => job,
@@ -270,6 +310,76 @@ impl Admitted {
             cleanup: Cleanup::new(job.id, self.owner, remover.clone()),
             admitted: self,
         }))
+    }
+}
+
+impl Admitted {
+    /// A new video from `source`'s stored upload, processed with `options`:
+    /// its row, its own copy of the upload (deleting either video never
+    /// breaks the other), the job budget, the queue, all held to this
+    /// admission like an upload. The source's probe is reused: the bytes
+    /// are the same. A retry under the same `key` gets the same video.
+    pub async fn copy_of(
+        self,
+        source: &JobRow,
+        options: FrameOptions,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, UploadError> {
+        match (source.state, source.expired_at) {
+            (JobState::Done | JobState::Failed, None) => {}
+            (JobState::Done | JobState::Failed | JobState::Cancelled, _) => {
+                return Err(UploadError::SourceGone);
+            }
+            (JobState::Uploading | JobState::Queued | JobState::Processing, _) => {
+                return Err(UploadError::SourceNotReady);
+            }
+        }
+        let size = source.size_bytes.unwrap_or(0).max(0) as u64;
+        self.check_declared(size)?;
+        let uploads = self.uploads.clone();
+        let new = NewJob {
+            id: JobId::new(),
+            user_id: self.owner,
+            filename: &source.filename,
+            options: &options,
+            max_attempts: uploads.inner.limits.max_attempts,
+            node: &uploads.inner.node,
+            idempotency_key: key.as_ref(),
+            source: Some((source.id, source.name.as_deref())),
+        };
+        let job = match db::jobs::insert_uploading(uploads.pool(), new).await? {
+            Ok(job) => job,
+            Err(existing) => return uploads.accepted(existing),
+        };
+        let remover = &uploads.inner.remover;
+        let mut cleanup = Cleanup::new(job.id, self.owner, remover.clone());
+        let copied = async {
+            let (from, to) = (
+                MediaStore::source_key(source.id),
+                MediaStore::source_key(job.id),
+            );
+            remover.store.copy(&from, &to).await.map_err(|e| match e {
+                // retention (or a delete) took it since the row was read
+                StorageError::NotFound => UploadError::SourceGone,
+                other => other.into(),
+            })?;
+            let info = match &source.media_info {
+                Some(info) => info.clone(),
+                None => uploads.probe(job.id).await?,
+            };
+            uploads.commit(job.id, size, info, options).await
+        };
+        match copied.await {
+            Ok(job) => {
+                cleanup.disarm();
+                tracing::info!(job_id = %job.id, source = %source.id, "queued again from a stored upload");
+                uploads.accepted(job)
+            }
+            Err(e) => {
+                cleanup.now().await;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -355,35 +465,8 @@ impl Receiving {
             return Err(UploadError::Empty);
         }
         let uploads = self.admitted.uploads.clone();
-        let limits = &uploads.inner.limits;
         let info = uploads.probe(id).await?;
-        // what the job would cost, before it is queued
-        if let Err(over) =
-            limits
-                .budget
-                .plan(&info, options.spacing(), options.max_frames, options.width)
-        {
-            metrics::counter!("vp_uploads_total", "result" => "over_budget").increment(1);
-            tracing::info!(job_id = %id, reason = %over, "upload refused: over budget");
-            return Err(UploadError::OverBudget(over.sentence()));
-        }
-        let busy = || UploadError::Busy {
-            retry_after_secs: crate::retry_after::BUSY_SECS,
-        };
-        let actor = uploads.inner.admission.get().ok_or_else(busy)?;
-        let stored = StoredUpload {
-            job: id,
-            size_bytes: size as i64,
-            media_info: info,
-            options,
-        };
-        let job = call_t!(actor, UploadMsg::Commit, 30_000, stored)
-            .map_err(|_| busy())?
-            .map_err(|e| match e {
-                // deleted by its owner while it streamed
-                DbError::Transition(_) => UploadError::Deleted,
-                other => other.into(),
-            })?;
+        let job = uploads.commit(id, size, info, options).await?;
         self.cleanup.disarm();
         metrics::counter!("vp_uploads_total", "result" => "accepted").increment(1);
         metrics::counter!("vp_upload_bytes_total").increment(size);

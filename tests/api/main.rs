@@ -2,6 +2,7 @@
 //! a real SMTP server, spoken to over HTTP the way a client would.
 
 mod accounts;
+mod actions;
 mod browser;
 mod caches;
 mod cluster;

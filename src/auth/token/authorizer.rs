@@ -15,6 +15,8 @@ use crate::domain::{JobId, UserId};
 pub(super) enum Use {
     Api,
     Link(LinkScope, JobId),
+    /// One archive of several videos' zips, named by the digest of their ids.
+    Archive(String),
 }
 
 /// Whom a token speaks for.
@@ -71,6 +73,11 @@ pub(super) fn authorize(
             now = now,
             operation = scope.operation(),
             video = video.to_string()
+        ),
+        Use::Archive(digest) => authorizer!(
+            r#"time({now}); operation("archive"); archive({digest}); allow if user($u);"#,
+            now = now,
+            digest = digest.clone()
         ),
     };
     let mut authorizer = builder
