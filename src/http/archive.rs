@@ -17,7 +17,7 @@ use warp::{Filter, Rejection, Reply};
 use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, ZipWriter};
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, error_reply};
 use super::route::Endpoint;
 use super::videos::{Links, Selection};
 use super::{ApiError, State, authenticate, json_body, signed_in, with_state};
@@ -44,7 +44,13 @@ pub fn download_route(
     with_state(state)
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
-        .and_then(download)
+        .then(|state, query, authorization: Option<String>| async move {
+            // answered here, not rejected: `GET /api/v1/videos/{id}`
+            // matches this path too, and its refusal would win
+            download(state, query, authorization)
+                .await
+                .unwrap_or_else(|e| error_reply(&e))
+        })
 }
 
 /// Where the archive is.
@@ -161,7 +167,7 @@ async fn download(
     state: State,
     query: String,
     authorization: Option<String>,
-) -> Result<impl Reply, Rejection> {
+) -> Result<warp::reply::Response, ApiError> {
     let (ids, token) = parse_query(&query)?;
     let credentials = match token {
         Some(token) => Some(Credentials::ArchiveLink {
@@ -173,13 +179,12 @@ async fn download(
     let principal = authenticate(&state, credentials).await?;
     // videos deleted or expired since the link was made are left out
     let jobs: Vec<JobRow> = db::jobs::get_many_for_owner(&state.pool, principal.user_id, &ids)
-        .await
-        .map_err(ApiError::from)?
+        .await?
         .into_iter()
         .filter(|job| kept_zip(job).is_ok())
         .collect();
     if jobs.is_empty() {
-        return Err(ApiError::NotFound.into());
+        return Err(ApiError::NotFound);
     }
     let entries: Vec<Entry> = entry_names(&jobs)
         .into_iter()
