@@ -883,9 +883,7 @@ async fn the_account_panel_sets_the_emails_and_shows_the_webhook_secret_once() {
     b.close().await;
 }
 
-// The tests below drive parts of the page whose API comes with the frames
-// (thumbnails, viewer) and the actions on videos and the account (process
-// again, retry, password change); their names say which API they need.
+// Frames on screen, acting on videos, and the account's password.
 
 #[tokio::test]
 async fn a_done_video_shows_thumbnails_and_the_viewer_steps_by_keyboard() {
@@ -970,7 +968,7 @@ async fn a_done_video_shows_thumbnails_and_the_viewer_steps_by_keyboard() {
 }
 
 #[tokio::test]
-async fn needs_actions_api_process_again_with_other_options_and_retry_a_failed_video() {
+async fn process_again_with_other_options_and_retry_a_failed_video() {
     let app = TestApp::spawn().await;
     let email = "rex@example.com";
     let token = app.user(email).await;
@@ -1057,7 +1055,7 @@ async fn needs_actions_api_process_again_with_other_options_and_retry_a_failed_v
 }
 
 #[tokio::test]
-async fn needs_actions_api_the_account_panel_changes_the_password() {
+async fn the_account_panel_changes_the_password() {
     let app = TestApp::spawn().await;
     let email = "pat@example.com";
     app.user(email).await;

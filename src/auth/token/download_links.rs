@@ -246,7 +246,8 @@ mod tests {
         assert!(t.verify(restricted, &digest(&more)).is_err(), "more");
         assert!(t.verify(restricted, &Use::Api).is_err(), "the API");
         assert!(
-            t.verify(restricted, &Use::Link(LinkScope::Download, videos[0])).is_err(),
+            t.verify(restricted, &Use::Link(LinkScope::Download, videos[0]))
+                .is_err(),
             "one zip"
         );
     }
