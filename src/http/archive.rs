@@ -69,7 +69,7 @@ fn kept_zip(job: &JobRow) -> Result<&str, ApiError> {
     }
 }
 
-#[utoipa::path(post, path = Endpoint::CreateArchive.pattern(), tag = "videos",
+#[utoipa::path(post, path = Endpoint::CreateArchive.pattern(), operation_id = "create_archive", tag = "videos",
     security(("bearer" = [])),
     request_body = Selection,
     responses(
@@ -153,7 +153,7 @@ fn entry_names(jobs: &[JobRow]) -> Vec<String> {
         .collect()
 }
 
-#[utoipa::path(get, path = Endpoint::DownloadArchive.pattern(), tag = "videos",
+#[utoipa::path(get, path = Endpoint::DownloadArchive.pattern(), operation_id = "download_archive", tag = "videos",
     security(("bearer" = []), ("download_link" = [])),
     params(
         ("ids" = String, Query, description = "The videos, a comma list, as in the link"),
@@ -162,6 +162,7 @@ fn entry_names(jobs: &[JobRow]) -> Vec<String> {
     responses(
         (status = 200, description = "One zip holding each video's zip, streamed", content_type = "application/zip", body = Vec<u8>),
         (status = 404, description = "None of the videos is the caller's and done any more", body = ErrorBody),
+        (status = 422, description = "`invalid_input`: the query is not the link's (no ids, an unknown parameter)", body = ErrorBody),
     ))]
 async fn download(
     state: State,

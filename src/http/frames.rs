@@ -297,7 +297,7 @@ fn link_token(state: &State, principal: &Principal, query: &str, job: &JobRow) -
     })
 }
 
-#[utoipa::path(get, path = Endpoint::ListFrames.pattern(), tag = "frames",
+#[utoipa::path(get, path = Endpoint::ListFrames.pattern(), operation_id = "list_frames", tag = "frames",
     security(("bearer" = []), ("frames_link" = [])),
     params(
         ("id" = String, Path, description = "The video's id"),

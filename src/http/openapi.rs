@@ -215,6 +215,23 @@ mod tests {
         assert_eq!(described, served);
     }
 
+    /// Clients generate a function per operation id: two calls must not
+    /// share one (a handler's name is its id unless it says otherwise).
+    #[test]
+    fn every_operation_id_is_unique() {
+        let doc = doc();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                let at = format!("{method} {path}");
+                if let Some(earlier) = seen.insert(id.clone(), at.clone()) {
+                    panic!("{id} names both {earlier} and {at}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn schemas_are_the_types_the_handlers_answer_with() {
         let doc = doc();
