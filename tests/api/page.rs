@@ -926,6 +926,8 @@ async fn a_done_video_shows_thumbnails_and_the_viewer_steps_by_keyboard() {
         (loaded == true).then_some(())
     })
     .await;
+    b.eval("document.querySelector('#videos li[data-status=done]').scrollIntoView(); return true;")
+        .await;
     b.shot("thumbnails").await;
 
     // the viewer opens on the frame chosen, with the keyboard
