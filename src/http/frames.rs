@@ -422,22 +422,16 @@ async fn frame(
     authorization: Option<String>,
     if_none_match: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    let (_, ready) = ready(&state, &id, &query, authorization.as_deref()).await?;
-    let record = one_record(&state, &ready, &index).await?;
-    let bytes = read(
-        &state,
-        &ready,
-        &ready.zip,
-        Some(record.data()),
-        ApiError::NotFound,
-    )
-    .await?;
-    let content_type = match frame_format(&ready.job) {
-        ImageFormat::Jpg => "image/jpeg",
-        ImageFormat::Png => "image/png",
-    };
-    let etag = format!("{}.{}", ready.attempt, index);
-    Ok(image(bytes, content_type, etag, if_none_match.as_deref())?)
+    let image = frame_image(
+        FrameImage::Frame,
+        id,
+        index,
+        state,
+        query,
+        authorization,
+        if_none_match,
+    );
+    Ok(image.await?)
 }
 
 #[utoipa::path(get, path = Endpoint::Thumbnail.pattern(), tag = "frames",
@@ -462,19 +456,56 @@ async fn thumbnail(
     authorization: Option<String>,
     if_none_match: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
+    let image = frame_image(
+        FrameImage::Thumbnail,
+        id,
+        index,
+        state,
+        query,
+        authorization,
+        if_none_match,
+    );
+    Ok(image.await?)
+}
+
+/// Which image of a frame a request is for.
+#[derive(Clone, Copy)]
+enum FrameImage {
+    /// The frame, as the zip holds it.
+    Frame,
+    /// Its thumbnail, beside the zip (a JPEG).
+    Thumbnail,
+}
+
+/// A frame's image: the frame or its thumbnail, each under its own ETag.
+async fn frame_image(
+    which: FrameImage,
+    id: String,
+    index: String,
+    state: State,
+    query: String,
+    authorization: Option<String>,
+    if_none_match: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
     let (_, ready) = ready(&state, &id, &query, authorization.as_deref()).await?;
     let record = one_record(&state, &ready, &index).await?;
-    let range = record.thumbnail().ok_or(ApiError::NotFound)?;
-    let bytes = read(
-        &state,
-        &ready,
-        &ready.beside.thumbs,
-        Some(range),
-        ApiError::NotFound,
-    )
-    .await?;
-    let etag = format!("{}.{}.thumbnail", ready.attempt, index);
-    Ok(image(bytes, "image/jpeg", etag, if_none_match.as_deref())?)
+    let (key, range, content_type, etag) = match which {
+        FrameImage::Frame => {
+            let content_type = match frame_format(&ready.job) {
+                ImageFormat::Jpg => "image/jpeg",
+                ImageFormat::Png => "image/png",
+            };
+            let etag = format!("{}.{}", ready.attempt, index);
+            (&ready.zip, record.data(), content_type, etag)
+        }
+        FrameImage::Thumbnail => {
+            let range = record.thumbnail().ok_or(ApiError::NotFound)?;
+            let etag = format!("{}.{}.thumbnail", ready.attempt, index);
+            (&ready.beside.thumbs, range, "image/jpeg", etag)
+        }
+    };
+    let bytes = read(&state, &ready, key, Some(range), ApiError::NotFound).await?;
+    image(bytes, content_type, etag, if_none_match.as_deref())
 }
 
 #[utoipa::path(get, path = Endpoint::ContactSheet.pattern(), tag = "frames",
