@@ -134,6 +134,13 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
+    /// GET `path` is refused: 422 `invalid_input`.
+    pub async fn get_invalid_input(&self, token: &str, path: &str) {
+        let r = self.get(token, path).send().await.unwrap();
+        assert_eq!(r.status(), 422, "GET {path}");
+        assert_eq!(crate::error_code(r).await, "invalid_input", "GET {path}");
+    }
+
     pub fn post(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(self.url(path))

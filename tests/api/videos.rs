@@ -285,13 +285,8 @@ async fn list_is_newest_first_with_cursor_pages() {
         "cursor=nonsense",
         "colour=red",
     ] {
-        let r = app
-            .get(&token, &format!("/api/v1/videos?{bad}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 422, "{bad}");
-        assert_eq!(error_code(r).await, "invalid_input");
+        let path = format!("/api/v1/videos?{bad}");
+        app.get_invalid_input(&token, &path).await;
     }
 }
 
