@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use biscuit_auth::builder::BlockBuilder;
 use biscuit_auth::macros::block;
 
 use crate::auth::{LinkScope, Session};
@@ -28,17 +29,19 @@ pub(super) fn mint(
         video = video.to_string(),
         expires = expires,
     );
+    attenuate(session, restriction, "a download link")
+}
+
+/// `session`'s token with `restriction` appended; `None`, logged, when it
+/// cannot be made (the caller then gives no link).
+fn attenuate(session: &Session, restriction: BlockBuilder, what: &str) -> Option<String> {
     let token = session
         .token
         .append(restriction)
         .and_then(|b| b.to_base64());
-    match token {
-        Ok(token) => Some(token),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not attenuate a token for a download link");
-            None
-        }
-    }
+    token
+        .inspect_err(|e| tracing::warn!(error = %e, "could not attenuate a token for {what}"))
+        .ok()
 }
 
 /// What an archive link is confined to: the digest of its videos' ids, in
@@ -65,17 +68,8 @@ pub(super) fn mint_archive(
         digest = archive_digest(videos),
         expires = expires,
     );
-    let token = session
-        .token
-        .append(restriction)
-        .and_then(|b| b.to_base64());
-    match token {
-        Ok(token) => Some(format!("{}&token={token}", archive_path(videos))),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not attenuate a token for an archive link");
-            None
-        }
-    }
+    let token = attenuate(session, restriction, "an archive link")?;
+    Some(format!("{}&token={token}", archive_path(videos)))
 }
 
 /// The archive of `videos` without a token: for a caller with a header.
