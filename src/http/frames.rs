@@ -24,26 +24,33 @@ use crate::storage::{AttemptKeys, MediaStore, StorageError};
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
-/// The query and header every frames request carries.
-fn request(
+/// What every frames request carries besides its path: the query (where a
+/// frames link's token is) and the headers.
+struct Asked {
     state: State,
-) -> impl Filter<Extract = (State, String, Option<String>, Option<String>), Error = Rejection> + Clone
-{
+    query: String,
+    authorization: Option<String>,
+    if_none_match: Option<String>,
+}
+
+fn request(state: State) -> impl Filter<Extract = (Asked,), Error = Rejection> + Clone {
     with_state(state)
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::header::optional::<String>("if-none-match"))
+        .map(|state, query, authorization, if_none_match| Asked {
+            state,
+            query,
+            authorization,
+            if_none_match,
+        })
 }
 
 pub fn list_route(
     at: WithId,
     state: State,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    at.and(request(state)).and_then(
-        |id: String, state, query: String, authorization: Option<String>, _: Option<String>| async move {
-            list(id, state, query, authorization).await
-        },
-    )
+    at.and(request(state)).and_then(list)
 }
 
 pub fn frame_route(
@@ -77,13 +84,10 @@ struct Ready {
 }
 
 /// The caller (by a frames link or the header) and their done video `id`.
-async fn ready(
-    state: &State,
-    id: &str,
-    query: &str,
-    authorization: Option<&str>,
-) -> Result<(Principal, Ready), ApiError> {
-    let caller = link_credentials(id, query, authorization, LinkScope::Frames);
+async fn ready(asked: &Asked, id: &str) -> Result<(Principal, Ready), ApiError> {
+    let state = &asked.state;
+    let authorization = asked.authorization.as_deref();
+    let caller = link_credentials(id, &asked.query, authorization, LinkScope::Frames);
     let principal = authenticate(state, caller).await?;
     let job = find_own(state, &principal, id).await?;
     let zip = done_zip(&job)?;
@@ -312,18 +316,14 @@ fn link_token(state: &State, principal: &Principal, query: &str, job: &JobRow) -
         (status = 410, description = "`expired`: removed after the retention time", body = ErrorBody),
         (status = 422, description = "Bad limit or cursor, or an unknown parameter", body = ErrorBody),
     ))]
-async fn list(
-    id: String,
-    state: State,
-    query: String,
-    authorization: Option<String>,
-) -> Result<impl Reply, Rejection> {
-    let (principal, ready) = ready(&state, &id, &query, authorization.as_deref()).await?;
-    let parsed: ListQuery = super::videos::parse_query(&query)?;
+async fn list(id: String, asked: Asked) -> Result<impl Reply, Rejection> {
+    let (principal, ready) = ready(&asked, &id).await?;
+    let (state, query) = (&asked.state, &asked.query);
+    let parsed: ListQuery = super::videos::parse_query(query)?;
     let total = count(&ready.job);
     let (first, n) = page(&parsed, total)?;
-    let records = records(&state, &ready, first, n).await?;
-    let token = link_token(&state, &principal, &query, &ready.job);
+    let records = records(state, &ready, first, n).await?;
+    let token = link_token(state, &principal, query, &ready.job);
     let with_token = |path: String| match &token {
         Some(t) => format!("{path}?token={t}"),
         None => path,
@@ -368,6 +368,9 @@ async fn one_record(state: &State, ready: &Ready, index: &str) -> Result<FrameRe
         .ok_or(ApiError::NotFound)
 }
 
+/// An answer that is an image.
+type Image = warp::reply::Response;
+
 /// An immutable image: cached for a year under `etag`; 304 when the
 /// client has it.
 fn image(
@@ -375,7 +378,7 @@ fn image(
     content_type: &'static str,
     etag: String,
     if_none_match: Option<&str>,
-) -> Result<warp::reply::Response, ApiError> {
+) -> Result<Image, ApiError> {
     let etag = format!("\"{etag}\"");
     let cached = if_none_match.is_some_and(|tags| {
         tags.split(',')
@@ -414,24 +417,8 @@ fn image(
         (status = 409, description = "`not_ready`: not done (yet)", body = ErrorBody),
         (status = 410, description = "`expired`: removed after the retention time", body = ErrorBody),
     ))]
-async fn frame(
-    id: String,
-    index: String,
-    state: State,
-    query: String,
-    authorization: Option<String>,
-    if_none_match: Option<String>,
-) -> Result<warp::reply::Response, Rejection> {
-    let image = frame_image(
-        FrameImage::Frame,
-        id,
-        index,
-        state,
-        query,
-        authorization,
-        if_none_match,
-    );
-    Ok(image.await?)
+async fn frame(id: String, index: String, asked: Asked) -> Result<Image, Rejection> {
+    Ok(frame_image(FrameImage::Frame, &id, &index, &asked).await?)
 }
 
 #[utoipa::path(get, path = Endpoint::Thumbnail.pattern(), tag = "frames",
@@ -448,24 +435,8 @@ async fn frame(
         (status = 409, description = "`not_ready`: not done (yet)", body = ErrorBody),
         (status = 410, description = "`expired`: removed after the retention time", body = ErrorBody),
     ))]
-async fn thumbnail(
-    id: String,
-    index: String,
-    state: State,
-    query: String,
-    authorization: Option<String>,
-    if_none_match: Option<String>,
-) -> Result<warp::reply::Response, Rejection> {
-    let image = frame_image(
-        FrameImage::Thumbnail,
-        id,
-        index,
-        state,
-        query,
-        authorization,
-        if_none_match,
-    );
-    Ok(image.await?)
+async fn thumbnail(id: String, index: String, asked: Asked) -> Result<Image, Rejection> {
+    Ok(frame_image(FrameImage::Thumbnail, &id, &index, &asked).await?)
 }
 
 /// Which image of a frame a request is for.
@@ -480,15 +451,13 @@ enum FrameImage {
 /// A frame's image: the frame or its thumbnail, each under its own ETag.
 async fn frame_image(
     which: FrameImage,
-    id: String,
-    index: String,
-    state: State,
-    query: String,
-    authorization: Option<String>,
-    if_none_match: Option<String>,
-) -> Result<warp::reply::Response, ApiError> {
-    let (_, ready) = ready(&state, &id, &query, authorization.as_deref()).await?;
-    let record = one_record(&state, &ready, &index).await?;
+    id: &str,
+    index: &str,
+    asked: &Asked,
+) -> Result<Image, ApiError> {
+    let (_, ready) = ready(asked, id).await?;
+    let state = &asked.state;
+    let record = one_record(state, &ready, index).await?;
     let (key, range, content_type, etag) = match which {
         FrameImage::Frame => {
             let content_type = match frame_format(&ready.job) {
@@ -504,8 +473,8 @@ async fn frame_image(
             (&ready.beside.thumbs, range, "image/jpeg", etag)
         }
     };
-    let bytes = read(&state, &ready, key, Some(range), ApiError::NotFound).await?;
-    image(bytes, content_type, etag, if_none_match.as_deref())
+    let bytes = read(state, &ready, key, Some(range), ApiError::NotFound).await?;
+    image(bytes, content_type, etag, asked.if_none_match.as_deref())
 }
 
 #[utoipa::path(get, path = Endpoint::ContactSheet.pattern(), tag = "frames",
@@ -521,24 +490,17 @@ async fn frame_image(
         (status = 409, description = "`not_ready`: not done (yet)", body = ErrorBody),
         (status = 410, description = "`expired`: removed after the retention time", body = ErrorBody),
     ))]
-async fn sheet(
-    id: String,
-    state: State,
-    query: String,
-    authorization: Option<String>,
-    if_none_match: Option<String>,
-) -> Result<warp::reply::Response, Rejection> {
-    let (_, ready) = ready(&state, &id, &query, authorization.as_deref()).await?;
-    let bytes = read(
-        &state,
-        &ready,
-        &ready.beside.sheet,
-        None,
-        ApiError::NotFound,
-    )
-    .await?;
+async fn sheet(id: String, asked: Asked) -> Result<Image, Rejection> {
+    let (_, ready) = ready(&asked, &id).await?;
+    let state = &asked.state;
+    let bytes = read(state, &ready, &ready.beside.sheet, None, ApiError::NotFound).await?;
     let etag = format!("{}.sheet", ready.attempt);
-    Ok(image(bytes, "image/jpeg", etag, if_none_match.as_deref())?)
+    Ok(image(
+        bytes,
+        "image/jpeg",
+        etag,
+        asked.if_none_match.as_deref(),
+    )?)
 }
 
 #[cfg(test)]
