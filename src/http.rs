@@ -162,6 +162,17 @@ fn answer(
     filter.map(Reply::into_response).boxed()
 }
 
+/// Whether an `If-None-Match` header names `etag` (quoted): the client has
+/// this version. Weak tags compare equal, as RFC 9110 asks of this header.
+fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match.is_some_and(|tags| {
+        tags.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        })
+    })
+}
+
 fn with_state(
     state: State,
 ) -> impl Filter<Extract = (State,), Error = std::convert::Infallible> + Clone {

@@ -161,10 +161,23 @@ mod tests {
         })
     }
 
-    /// The keys named by `t("key"` (or `t('key'`) calls in `text`.
+    /// The keys named by `t("key"` (or `t('key'`) calls in `text`, and by
+    /// the page's `data-i18n…="key"` attributes.
     fn called_keys(text: &str) -> Vec<String> {
         let bytes = text.as_bytes();
         let mut found = Vec::new();
+        for attribute in [
+            "data-i18n=\"",
+            "data-i18n-label=\"",
+            "data-i18n-placeholder=\"",
+        ] {
+            for (at, _) in text.match_indices(attribute) {
+                let rest = &text[at + attribute.len()..];
+                if let Some(end) = rest.find('"') {
+                    found.push(rest[..end].to_owned());
+                }
+            }
+        }
         for (at, _) in text.match_indices("t(") {
             let before = at.checked_sub(1).map(|i| bytes[i]);
             if before
@@ -245,21 +258,26 @@ mod tests {
             templates.len() >= 8,
             "a text and an HTML part for each email"
         );
-        let scripts = files_in("web", &["js"]);
+        let page = files_in("web", &["js", "html"]);
         let mut named = 0;
-        for (path, text) in templates.iter().chain(&scripts) {
+        let mut page_keys = 0;
+        for (path, text) in templates.iter().chain(&page) {
             for key in called_keys(text) {
                 named += 1;
+                page_keys += usize::from(key.starts_with("page."));
                 assert!(exists(&key), "{path} names {key:?}, which no language has");
             }
         }
         assert!(named > 20, "the scan finds the templates' keys ({named})");
+        assert!(page_keys > 100, "the page's keys are found: {page_keys}");
     }
 
     #[test]
     fn calls_are_found_as_the_page_and_templates_write_them() {
         let text = r#"x = t("a.b"); y = t('c.d', {n: 1}); {{ t("e.f", count=2) }} cat("no") .t("no") set("no")"#;
         assert_eq!(called_keys(text), ["a.b", "c.d", "e.f"]);
+        let html = r#"<h2 data-i18n="g.h">G</h2><input data-i18n-placeholder="i.j"><b data-i18n-label="k.l">"#;
+        assert_eq!(called_keys(html), ["g.h", "k.l", "i.j"]);
     }
 
     #[test]

@@ -292,6 +292,16 @@ impl MediaStore {
         }
     }
 
+    /// Deletes an attempt's zip `zip` and the objects beside it (an attempt
+    /// fenced out after it finished: its objects are nobody's result).
+    pub async fn delete_attempt(&self, zip: &Key) -> Result<(), StorageError> {
+        let beside = Self::attempt_keys(zip);
+        for key in [zip, &beside.index, &beside.thumbs, &beside.sheet] {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
     /// Removes what other attempts of a job left: half-written staging
     /// files, and zips (with the objects beside them) that are not `keep`'s.
     /// Only for the attempt whose completion was recorded: its zip is the
@@ -504,6 +514,14 @@ mod tests {
         }
         for file in beside(&loser) {
             assert!(!job_dir.join(file).exists(), "the loser's go");
+        }
+        assert!(job_dir.join("source").exists());
+
+        // a fenced-out attempt's objects go together, and nothing else
+        store.delete_attempt(&winner).await.unwrap();
+        assert!(!job_dir.join(name(&winner)).exists());
+        for file in beside(&winner) {
+            assert!(!job_dir.join(&file).exists(), "{file} went with its zip");
         }
         assert!(job_dir.join("source").exists());
 

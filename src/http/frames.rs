@@ -355,13 +355,17 @@ async fn list(id: String, asked: Asked) -> Result<impl Reply, Rejection> {
     }))
 }
 
-/// The frame `index` of the video, or a 404.
-async fn one_record(state: &State, ready: &Ready, index: &str) -> Result<FrameRecord, ApiError> {
-    let index = index
+/// The frame number `index` names, when the video has that frame.
+fn frame_number(job: &JobRow, index: &str) -> Result<u32, ApiError> {
+    index
         .parse::<u32>()
         .ok()
-        .filter(|i| *i < count(&ready.job))
-        .ok_or(ApiError::NotFound)?;
+        .filter(|i| *i < count(job))
+        .ok_or(ApiError::NotFound)
+}
+
+/// The frame `index`'s record in the video's index.
+async fn one_record(state: &State, ready: &Ready, index: u32) -> Result<FrameRecord, ApiError> {
     records(state, ready, index, 1)
         .await?
         .pop()
@@ -371,22 +375,22 @@ async fn one_record(state: &State, ready: &Ready, index: &str) -> Result<FrameRe
 /// An answer that is an image.
 type Image = warp::reply::Response;
 
-/// An immutable image: cached for a year under `etag`; 304 when the
-/// client has it.
-fn image(
-    bytes: Bytes,
-    content_type: &'static str,
+/// An immutable image, cached for a year under `etag`: the 304 when the
+/// client has it already (answered before anything is read from the
+/// store), else the image `read` gives.
+async fn image<F>(
+    asked: &Asked,
     etag: String,
-    if_none_match: Option<&str>,
-) -> Result<Image, ApiError> {
+    content_type: &'static str,
+    read: F,
+) -> Result<Image, ApiError>
+where
+    F: std::future::Future<Output = Result<Bytes, ApiError>>,
+{
     let etag = format!("\"{etag}\"");
-    let cached = if_none_match.is_some_and(|tags| {
-        tags.split(',')
-            .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
-    });
-    let (status, body) = match cached {
+    let (status, body) = match super::etag_matches(asked.if_none_match.as_deref(), &etag) {
         true => (StatusCode::NOT_MODIFIED, Bytes::new()),
-        false => (StatusCode::OK, bytes),
+        false => (StatusCode::OK, read.await?),
     };
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
@@ -457,24 +461,29 @@ async fn frame_image(
 ) -> Result<Image, ApiError> {
     let (_, ready) = ready(asked, id).await?;
     let state = &asked.state;
-    let record = one_record(state, &ready, index).await?;
-    let (key, range, content_type, etag) = match which {
+    let index = frame_number(&ready.job, index)?;
+    let (etag, content_type) = match which {
         FrameImage::Frame => {
             let content_type = match frame_format(&ready.job) {
                 ImageFormat::Jpg => "image/jpeg",
                 ImageFormat::Png => "image/png",
             };
-            let etag = format!("{}.{}", ready.attempt, index);
-            (&ready.zip, record.data(), content_type, etag)
+            (format!("{}.{index}", ready.attempt), content_type)
         }
-        FrameImage::Thumbnail => {
-            let range = record.thumbnail().ok_or(ApiError::NotFound)?;
-            let etag = format!("{}.{}.thumbnail", ready.attempt, index);
-            (&ready.beside.thumbs, range, "image/jpeg", etag)
-        }
+        FrameImage::Thumbnail => (format!("{}.{index}.thumbnail", ready.attempt), "image/jpeg"),
     };
-    let bytes = read(state, &ready, key, Some(range), ApiError::NotFound).await?;
-    image(bytes, content_type, etag, asked.if_none_match.as_deref())
+    image(asked, etag, content_type, async {
+        let record = one_record(state, &ready, index).await?;
+        let (key, range) = match which {
+            FrameImage::Frame => (&ready.zip, record.data()),
+            FrameImage::Thumbnail => {
+                let range = record.thumbnail().ok_or(ApiError::NotFound)?;
+                (&ready.beside.thumbs, range)
+            }
+        };
+        read(state, &ready, key, Some(range), ApiError::NotFound).await
+    })
+    .await
 }
 
 #[utoipa::path(get, path = Endpoint::ContactSheet.pattern(), tag = "frames",
@@ -493,14 +502,9 @@ async fn frame_image(
 async fn sheet(id: String, asked: Asked) -> Result<Image, Rejection> {
     let (_, ready) = ready(&asked, &id).await?;
     let state = &asked.state;
-    let bytes = read(state, &ready, &ready.beside.sheet, None, ApiError::NotFound).await?;
     let etag = format!("{}.sheet", ready.attempt);
-    Ok(image(
-        bytes,
-        "image/jpeg",
-        etag,
-        asked.if_none_match.as_deref(),
-    )?)
+    let sheet = read(state, &ready, &ready.beside.sheet, None, ApiError::NotFound);
+    Ok(image(&asked, etag, "image/jpeg", sheet).await?)
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ pub fn routes() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clo
 /// The asset, or 304 when the browser has this version: browsers ask again
 /// each time (no-cache), so a new binary's page is seen at once.
 fn answer(asset: &Asset, seen: Option<&str>) -> warp::reply::Response {
-    let unchanged = seen.is_some_and(|tags| tags.split(',').any(|t| t.trim() == asset.etag));
+    let unchanged = super::etag_matches(seen, &asset.etag);
     let mut response = if unchanged {
         warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()
     } else {
@@ -195,54 +195,6 @@ mod tests {
                     asset_path(&format!("/assets/{name}")).is_some(),
                     "{} imports {name}, which is not served",
                     script.path
-                );
-            }
-        }
-    }
-
-    /// The keys the page names: `t("page.…")` in its scripts, and the
-    /// `data-i18n…="page.…"` attributes of its HTML.
-    fn page_keys() -> Vec<String> {
-        let mut keys = Vec::new();
-        for asset in ASSETS.iter().filter(|a| a.content_type != JSON) {
-            let body = text(asset);
-            for opening in [
-                "t(\"",
-                "data-i18n=\"",
-                "data-i18n-label=\"",
-                "data-i18n-placeholder=\"",
-            ] {
-                for (at, _) in body.match_indices(opening) {
-                    let rest = &body[at + opening.len()..];
-                    let key = &rest[..rest.find('"').unwrap_or(0)];
-                    if key.starts_with("page.") {
-                        keys.push(key.to_owned());
-                    }
-                }
-            }
-        }
-        keys
-    }
-
-    #[test]
-    fn every_word_the_page_names_is_in_both_languages() {
-        let keys = page_keys();
-        assert!(
-            keys.len() > 100,
-            "the page's keys are found: {}",
-            keys.len()
-        );
-        for asset in ASSETS.iter().filter(|a| a.content_type == JSON) {
-            let strings: std::collections::BTreeMap<String, String> =
-                serde_json::from_slice(asset.body).expect("one flat object of strings");
-            for key in &keys {
-                let plural = [".one", ".other"]
-                    .iter()
-                    .all(|form| strings.contains_key(&format!("{key}{form}")));
-                assert!(
-                    strings.contains_key(key) || plural,
-                    "{} has no {key}",
-                    asset.path
                 );
             }
         }

@@ -420,11 +420,8 @@ async fn record_outcome(
                     // attempt's zip (its own object) is nobody's result
                     tracing::warn!("finished, but the lease was lost; result discarded");
                     let own = MediaStore::zip_key(id, claim.lease_token);
-                    let beside = MediaStore::attempt_keys(&own);
-                    for key in [&own, &beside.index, &beside.thumbs, &beside.sheet] {
-                        if let Err(e) = ctx.store.delete(key).await {
-                            tracing::warn!(error = %e, "could not delete a fenced-out attempt's object");
-                        }
+                    if let Err(e) = ctx.store.delete_attempt(&own).await {
+                        tracing::warn!(error = %e, "could not delete a fenced-out attempt's objects");
                     }
                     "lease_lost"
                 }
