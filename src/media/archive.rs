@@ -191,6 +191,7 @@ mod tests {
             index,
             timestamp,
             data: format!("image {index}").into_bytes(),
+            thumbnail: None,
         }
     }
 
@@ -281,6 +282,7 @@ mod tests {
                 index: i,
                 timestamp: f64::from(i),
                 data: vec![i as u8; 1000 + i as usize * 7],
+                thumbnail: None,
             })
             .collect();
         let mut z = FrameZip::new(NoSeek(Vec::new()), ImageFormat::Jpg, 4);

@@ -6,12 +6,14 @@
 //!
 //! * [`args`] — the command lines of both strategies (pure);
 //! * [`seeks`] — the seek batches and the workers that run them, frames kept in time order;
-//! * [`pump`] — one ffmpeg run: its output split into images, the stall watchdog,
+//! * [`pump`] — one ffmpeg run: its outputs split into images, the stall watchdog,
 //!   cancellation, and the run's end classified;
+//! * [`pair`] — each frame matched with the thumbnail ffmpeg made of it;
 //! * [`log`] — ffmpeg's log lines, their levels, the error lines kept.
 
 mod args;
 mod log;
+mod pair;
 mod pump;
 mod seeks;
 #[cfg(test)]
@@ -35,6 +37,9 @@ pub struct Frame {
     pub index: u32,
     pub timestamp: f64,
     pub data: Vec<u8>,
+    /// Its thumbnail as ffmpeg made it from the same picture (a small
+    /// JPEG), when it did.
+    pub thumbnail: Option<Vec<u8>>,
 }
 
 /// Shared cancellation flag; clones observe the same flag.
@@ -101,11 +106,12 @@ pub fn extract_frames(
     }
     let started = Instant::now();
     let mut produced: u32 = 0;
-    let mut emit = |timestamp: f64, data: Vec<u8>| -> Result<(), MediaError> {
+    let mut emit = |timestamp: f64, image: pair::Image| -> Result<(), MediaError> {
         on_frame(Frame {
             index: produced,
             timestamp,
-            data,
+            data: image.data,
+            thumbnail: image.thumbnail,
         })
         .map_err(MediaError::Sink)?;
         produced += 1;
@@ -115,13 +121,13 @@ pub fn extract_frames(
         Strategy::SinglePass => {
             let args = args::single_pass(req);
             let mut slot = 0usize;
-            pump::run(req, &args, &mut |data| {
+            pump::run(req, &args, &mut |image| {
                 let Some(&timestamp) = req.plan.timestamps.get(slot) else {
                     tracing::debug!("ignoring an image beyond the plan");
                     return Ok(());
                 };
                 slot += 1;
-                emit(timestamp, data)
+                emit(timestamp, image)
             })?;
         }
         Strategy::SeekEach => seeks::seek_each(req, &mut emit)?,

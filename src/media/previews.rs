@@ -1,8 +1,10 @@
 //! Thumbnails and the contact sheet, made beside the frame path: the frames
 //! go to a thread of their own through a queue, so ffmpeg's output is never
 //! held up by image work (it waits only if the thread falls a whole queue
-//! behind). The thumbnails are written one after another to a `Write` (the
-//! thumbnails object); the sheet's cells are kept as they pass.
+//! behind). Most frames come with the thumbnail ffmpeg made of them; a
+//! frame without one has it made here. The thumbnails are written one
+//! after another to a `Write` (the thumbnails object); the sheet's cells
+//! are kept as they pass and decoded at the end.
 
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -11,7 +13,7 @@ use std::thread::JoinHandle;
 use super::extract::Frame;
 use super::plan::ImageFormat;
 use super::sheet::{self, EvenSample};
-use super::thumbnail::{self, Picture};
+use super::thumbnail::{self, Thumbnail};
 
 /// Frames that may wait for the thread: enough to ride out a burst of a
 /// seek batch, few enough to bound memory (a 1080p JPEG is ~0.3 MB).
@@ -75,22 +77,22 @@ impl<W: Write + Send + 'static> Previews<W> {
 
 fn make<W: Write>(rx: Receiver<Frame>, mut out: W, format: ImageFormat) -> io::Result<Made<W>> {
     let mut thumbs = Vec::new();
-    let mut cells: EvenSample<(f64, Picture)> = EvenSample::new(sheet::MAX_CELLS);
+    let mut cells: EvenSample<(f64, Vec<u8>)> = EvenSample::new(sheet::MAX_CELLS);
     let mut offset = 0u64;
-    for frame in rx {
-        let entry = match thumbnail::thumbnail(&frame.data, format) {
+    for mut frame in rx {
+        let entry = match of_frame(&mut frame, format) {
             Ok(t) => {
                 out.write_all(&t.jpeg)?;
                 let entry = ThumbEntry {
                     offset,
                     len: t.jpeg.len() as u32,
-                    width: t.picture.width as u16,
-                    height: t.picture.height as u16,
+                    width: t.width as u16,
+                    height: t.height as u16,
                     frame_width: t.frame_width as u16,
                     frame_height: t.frame_height as u16,
                 };
                 offset += t.jpeg.len() as u64;
-                cells.offer((frame.timestamp, t.picture));
+                cells.offer((frame.timestamp, t.jpeg));
                 entry
             }
             // a frame ffmpeg made that we cannot read: it keeps its place
@@ -103,7 +105,13 @@ fn make<W: Write>(rx: Receiver<Frame>, mut out: W, format: ImageFormat) -> io::R
         thumbs.push(entry);
     }
     out.flush()?;
-    let sheet = sheet::contact_sheet(&cells.finish()).map_err(io::Error::other)?;
+    let cells = cells
+        .finish()
+        .into_iter()
+        .map(|(t, jpeg)| thumbnail::decode(&jpeg, sheet::CELL_WIDTH).map(|picture| (t, picture)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io::Error::other)?;
+    let sheet = sheet::contact_sheet(&cells).map_err(io::Error::other)?;
     Ok(Made {
         thumbs,
         sheet,
@@ -111,14 +119,34 @@ fn make<W: Write>(rx: Receiver<Frame>, mut out: W, format: ImageFormat) -> io::R
     })
 }
 
+/// A frame's thumbnail: ffmpeg's, or else made from the frame.
+fn of_frame(
+    frame: &mut Frame,
+    format: ImageFormat,
+) -> Result<Thumbnail, thumbnail::ThumbnailError> {
+    if let Some(jpeg) = frame.thumbnail.take() {
+        match thumbnail::made_by_ffmpeg(jpeg, &frame.data, format) {
+            Ok(t) => return Ok(t),
+            Err(e) => {
+                tracing::warn!(index = frame.index, error = %e, "ffmpeg's thumbnail unusable")
+            }
+        }
+    }
+    thumbnail::thumbnail(&frame.data, format)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::thumbnail::Picture;
 
     #[test]
     fn thumbnails_follow_each_other_in_the_object_and_a_bad_frame_has_none() {
         let good = Picture::filled(640, 360, [10, 200, 10])
             .to_jpeg(90)
+            .unwrap();
+        let small = Picture::filled(320, 180, [200, 10, 10])
+            .to_jpeg(70)
             .unwrap();
         let previews = Previews::start(Vec::new(), ImageFormat::Jpg).unwrap();
         for i in 0..5u32 {
@@ -132,6 +160,8 @@ mod tests {
                     index: i,
                     timestamp: f64::from(i),
                     data,
+                    // the second comes with ffmpeg's thumbnail, the rest without
+                    thumbnail: (i == 1).then(|| small.clone()),
                 })
                 .unwrap();
         }
@@ -149,6 +179,12 @@ mod tests {
             at += u64::from(t.len);
         }
         assert_eq!(made.writer.len() as u64, at);
+        let t = made.thumbs[1];
+        assert_eq!(
+            &made.writer[t.offset as usize..(t.offset + u64::from(t.len)) as usize],
+            &small[..],
+            "ffmpeg's thumbnail is stored as it came"
+        );
         let sheet = image::load_from_memory(&made.sheet.unwrap()).unwrap();
         assert_eq!(sheet.width(), sheet::Layout::new(4, 320, 180).width);
     }

@@ -4,7 +4,8 @@
 //! * a cleared environment: the search path and a fixed locale, nothing of
 //!   the node's (database URL, keys, cloud credentials) reaches a program
 //!   that parses untrusted files;
-//! * stdin closed, stdout and stderr piped;
+//! * stdin closed, stdout and stderr piped, and on request a second output
+//!   pipe as fd 3 ([`Process::second_output`]);
 //! * the kernel's CPU-time and memory limits ([`super::limits`]);
 //! * kill on drop: a cancelled or failed job never leaves a child running;
 //! * a metrics guard: `vp_media_tool_runs_total{tool,outcome}` and
@@ -17,11 +18,12 @@
 //! *means* is [`super::failure`]'s.
 
 use std::ffi::OsStr;
-use std::io;
+use std::io::{self, PipeReader};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdout, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use command_fds::{CommandFdExt, FdMapping};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::limits;
@@ -30,6 +32,8 @@ use super::limits;
 pub const MAX_STDERR_BYTES: usize = 64 * 1024;
 /// At most this much stdout is kept (the rest is read and discarded).
 pub const MAX_STDOUT_BYTES: usize = 16 * 1024 * 1024;
+/// The descriptor of [`Process::second_output`] in the tool (`pipe:3` to ffmpeg).
+pub const SECOND_OUTPUT_FD: i32 = 3;
 
 /// What a run is for: names it in logs, errors and metric labels. The
 /// program itself is configurable (and a wrapper script in some tests).
@@ -120,6 +124,7 @@ pub struct Process {
     program: PathBuf,
     command: std::process::Command,
     cpu: Option<Duration>,
+    second: Option<PipeReader>,
 }
 
 impl Process {
@@ -136,6 +141,7 @@ impl Process {
             program: program.to_owned(),
             command,
             cpu: None,
+            second: None,
         }
     }
 
@@ -154,6 +160,26 @@ impl Process {
     pub fn cpu_limit(mut self, cpu: Duration) -> Self {
         self.cpu = Some(cpu);
         self
+    }
+
+    /// A second output pipe, [`SECOND_OUTPUT_FD`] in the tool, for
+    /// [`Running::take_second_output`]. Only the tool holds its writing end
+    /// (the node's copy is closed once it started, and no other child
+    /// inherits it), so the reader sees the end when the tool exits.
+    pub fn second_output(mut self) -> Result<Self, ProcessError> {
+        let io = |source| ProcessError::Io {
+            tool: self.tool,
+            source,
+        };
+        let (reader, writer) = io::pipe().map_err(io)?;
+        self.command
+            .fd_mappings(vec![FdMapping {
+                parent_fd: writer.into(),
+                child_fd: SECOND_OUTPUT_FD,
+            }])
+            .map_err(|e| io(io::Error::other(e)))?;
+        self.second = Some(reader);
+        Ok(self)
     }
 
     /// Runs it to its end within `timeout`, capturing stdout and stderr
@@ -214,13 +240,25 @@ impl Process {
 
     /// Starts it for the caller to stream its stdout and stderr. The
     /// returned [`Running`] kills and reaps the child when dropped.
-    pub fn spawn(mut self) -> Result<Running, ProcessError> {
-        let child = self
-            .command
+    pub fn spawn(self) -> Result<Running, ProcessError> {
+        let Process {
+            tool,
+            program,
+            mut command,
+            cpu,
+            second,
+        } = self;
+        let child = command
             .spawn()
-            .map_err(|e| not_started(self.tool, &self.program, e))?;
-        let guard = RunGuard::started(self.tool, Some(child.id()), self.cpu);
-        Ok(Running { child, guard })
+            .map_err(|e| not_started(tool, &program, e))?;
+        // closes the node's copy of the second output's writing end
+        drop(command);
+        let guard = RunGuard::started(tool, Some(child.id()), cpu);
+        Ok(Running {
+            child,
+            guard,
+            second,
+        })
     }
 }
 
@@ -256,6 +294,7 @@ fn no_pipe() -> io::Error {
 pub struct Running {
     child: std::process::Child,
     guard: RunGuard,
+    second: Option<PipeReader>,
 }
 
 impl Running {
@@ -265,6 +304,11 @@ impl Running {
 
     pub fn take_stderr(&mut self) -> io::Result<ChildStderr> {
         self.child.stderr.take().ok_or_else(no_pipe)
+    }
+
+    /// The reading end of [`Process::second_output`].
+    pub fn take_second_output(&mut self) -> io::Result<PipeReader> {
+        self.second.take().ok_or_else(no_pipe)
     }
 
     /// Ends the child now; harmless when it has ended already.
@@ -471,6 +515,26 @@ mod tests {
         // reaped: the pid names no process (nor a zombie) any more
         let proc = PathBuf::from(format!("/proc/{pid}"));
         assert!(!proc.exists(), "{pid} still there");
+    }
+
+    #[test]
+    fn a_second_output_reaches_the_tool_as_fd_3_and_ends_with_it() {
+        let mut running = sh("echo one; echo two >&3; exec 3>&-; echo three")
+            .second_output()
+            .unwrap()
+            .spawn()
+            .unwrap();
+        let mut second = running.take_second_output().unwrap();
+        let mut stdout = running.take_stdout().unwrap();
+        // read to its end: no copy of the writer stays open in the node
+        let mut got = String::new();
+        io::Read::read_to_string(&mut second, &mut got).unwrap();
+        assert_eq!(got, "two\n");
+        let mut out = String::new();
+        io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        assert_eq!(out, "one\nthree\n");
+        assert!(running.wait().unwrap().success);
+        assert!(running.take_second_output().is_err(), "taken once");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub const MAX_CELLS: usize = 24;
 /// Columns of a full sheet.
 const COLUMNS: usize = 6;
 /// A cell's picture width.
-const CELL_WIDTH: u32 = 160;
+pub const CELL_WIDTH: u32 = 160;
 const GAP: u32 = 4;
 /// Pixels per font dot.
 const DOT: u32 = 2;

@@ -1,7 +1,10 @@
-//! Small pictures of frames, made as cheaply as a frame allows: a JPEG is
-//! decoded already shrunk (the decoder's DCT scaling: 1/2, 1/4 or 1/8 of
-//! the work), then area-averaged to at most [`MAX_WIDTH`] and encoded as a
-//! small JPEG. A PNG has no such shortcut: it is decoded whole.
+//! Small pictures of frames. ffmpeg makes them beside the frames, from the
+//! same decoded pictures ([`made_by_ffmpeg`] only reads their sizes). When
+//! it did not, [`thumbnail`] makes one from the frame as cheaply as the
+//! frame allows: a JPEG is decoded already shrunk (the decoder's DCT
+//! scaling: 1/2, 1/4 or 1/8 of the work), then area-averaged to at most
+//! [`MAX_WIDTH`] and encoded as a small JPEG. A PNG has no such shortcut:
+//! it is decoded whole.
 
 use image::ImageEncoder;
 use image::codecs::jpeg::JpegEncoder;
@@ -135,8 +138,8 @@ fn span(i: u32, out: u32, len: u32) -> (u32, u32) {
 pub struct Thumbnail {
     /// The thumbnail as a JPEG.
     pub jpeg: Vec<u8>,
-    /// The thumbnail's picture (for the contact sheet).
-    pub picture: Picture,
+    pub width: u32,
+    pub height: u32,
     /// The frame's own size.
     pub frame_width: u32,
     pub frame_height: u32,
@@ -151,10 +154,51 @@ pub fn thumbnail(frame: &[u8], format: ImageFormat) -> Result<Thumbnail, Thumbna
     let picture = picture.shrink_to(MAX_WIDTH);
     Ok(Thumbnail {
         jpeg: picture.to_jpeg(QUALITY)?,
-        picture,
+        width: picture.width,
+        height: picture.height,
         frame_width: full.0,
         frame_height: full.1,
     })
+}
+
+/// The thumbnail ffmpeg made of `frame` (a JPEG), checked: only the
+/// headers of both are read.
+pub fn made_by_ffmpeg(
+    jpeg: Vec<u8>,
+    frame: &[u8],
+    format: ImageFormat,
+) -> Result<Thumbnail, ThumbnailError> {
+    let (width, height) = dimensions(&jpeg, ImageFormat::Jpg)?;
+    let (frame_width, frame_height) = dimensions(frame, format)?;
+    if width > MAX_WIDTH.min(frame_width) || height > MAX_WIDTH.min(frame_height) {
+        return Err(ThumbnailError::Decode(format!(
+            "a thumbnail of {width}×{height} is too large"
+        )));
+    }
+    Ok(Thumbnail {
+        jpeg,
+        width,
+        height,
+        frame_width,
+        frame_height,
+    })
+}
+
+/// An image's size, from its header.
+fn dimensions(data: &[u8], format: ImageFormat) -> Result<(u32, u32), ThumbnailError> {
+    let format = match format {
+        ImageFormat::Jpg => image::ImageFormat::Jpeg,
+        ImageFormat::Png => image::ImageFormat::Png,
+    };
+    image::ImageReader::with_format(std::io::Cursor::new(data), format)
+        .into_dimensions()
+        .map_err(|e| ThumbnailError::Decode(e.to_string()))
+}
+
+/// A thumbnail's picture, decoded as small as the DCT scaling allows
+/// while it stays at least `at_least` wide or tall.
+pub fn decode(jpeg: &[u8], at_least: u32) -> Result<Picture, ThumbnailError> {
+    decode_jpeg_scaled(jpeg, at_least).map(|(_, picture)| picture)
 }
 
 /// Decodes a JPEG at the smallest DCT scale still at least `at_least`
@@ -271,7 +315,7 @@ mod tests {
         assert_eq!((scaled.width, scaled.height), (320, 180), "1/4 DCT scale");
         let t = thumbnail(&frame, ImageFormat::Jpg).unwrap();
         assert_eq!((t.frame_width, t.frame_height), (1280, 720));
-        assert_eq!((t.picture.width, t.picture.height), (320, 180));
+        assert_eq!((t.width, t.height), (320, 180));
         assert!(t.jpeg.len() < 16 * 1024, "{} bytes", t.jpeg.len());
         let back = image::load_from_memory(&t.jpeg).unwrap();
         assert_eq!((back.width(), back.height()), (320, 180));
@@ -282,10 +326,12 @@ mod tests {
         let frame = png(&gradient(640, 480));
         let t = thumbnail(&frame, ImageFormat::Png).unwrap();
         assert_eq!((t.frame_width, t.frame_height), (640, 480));
-        assert_eq!((t.picture.width, t.picture.height), (320, 240));
+        assert_eq!((t.width, t.height), (320, 240));
         // the gradient survives: left dark, right bright in red
-        let left = t.picture.rgb[0];
-        let right = t.picture.rgb[(319 * 3) as usize];
+        let picture = decode(&t.jpeg, MAX_WIDTH).unwrap();
+        assert_eq!((picture.width, picture.height), (320, 240));
+        let left = picture.rgb[0];
+        let right = picture.rgb[(319 * 3) as usize];
         assert!(left < 10 && right > 240, "{left} {right}");
     }
 
@@ -297,5 +343,22 @@ mod tests {
                 Err(ThumbnailError::Decode(_))
             ));
         }
+        let good = gradient(64, 32).to_jpeg(80).unwrap();
+        assert!(made_by_ffmpeg(b"junk".to_vec(), &good, ImageFormat::Jpg).is_err());
+        assert!(made_by_ffmpeg(good.clone(), b"junk", ImageFormat::Jpg).is_err());
+    }
+
+    #[test]
+    fn ffmpeg_s_thumbnail_is_taken_as_it_is_with_both_sizes_read_from_headers() {
+        let frame = png(&gradient(640, 360));
+        let small = gradient(320, 180).to_jpeg(70).unwrap();
+        let t = made_by_ffmpeg(small.clone(), &frame, ImageFormat::Png).unwrap();
+        assert_eq!(t.jpeg, small);
+        assert_eq!((t.width, t.height), (320, 180));
+        assert_eq!((t.frame_width, t.frame_height), (640, 360));
+        // larger than a thumbnail is: refused (its frame is used instead)
+        let big = gradient(640, 360).to_jpeg(70).unwrap();
+        let frame = gradient(1280, 720).to_jpeg(70).unwrap();
+        assert!(made_by_ffmpeg(big, &frame, ImageFormat::Jpg).is_err());
     }
 }

@@ -273,11 +273,18 @@ async fn produce(
     let stored = stored.and_then(|zip| thumbs.map(|thumbs| (zip, thumbs)));
     match (extracted, stored) {
         (Ok(done), Ok(((mut zip, written), (mut thumbs, _)))) => {
-            thumbs.shutdown().await.map_err(StorageError::Io)?;
-            ctx.store.put(&beside.index, done.index.into()).await?;
-            if let Some(sheet) = &done.sheet {
-                ctx.store.put(&beside.sheet, sheet.clone().into()).await?;
-            }
+            // side by side: each waits on its own fsync
+            let sheet = async {
+                match &done.sheet {
+                    Some(sheet) => ctx.store.put(&beside.sheet, sheet.clone().into()).await,
+                    None => Ok(()),
+                }
+            };
+            tokio::try_join!(
+                async { thumbs.shutdown().await.map_err(StorageError::Io) },
+                ctx.store.put(&beside.index, done.index.into()),
+                sheet,
+            )?;
             // the zip last: whoever sees it finds the rest beside it
             zip.shutdown().await.map_err(StorageError::Io)?;
             Ok(Produced {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 
+use super::pair::Image;
 use super::{CancelFlag, ExtractRequest, POLL, args, pump};
 use crate::media::MediaError;
 
@@ -32,10 +33,10 @@ fn seeks_per_run(timestamps: usize, workers: usize, picture: Option<(u32, u32)>)
 /// The frames of one batch of seeks, with their timestamps. A seek past the
 /// end yields nothing, and then the batch cannot tell which frame is whose:
 /// its seeks are run again one by one.
-fn seek_batch(req: &ExtractRequest, timestamps: &[f64]) -> Result<Vec<(f64, Vec<u8>)>, MediaError> {
+fn seek_batch(req: &ExtractRequest, timestamps: &[f64]) -> Result<Vec<(f64, Image)>, MediaError> {
     let mut images = Vec::with_capacity(timestamps.len());
-    pump::run(req, &args::seek_batch(req, timestamps), &mut |data| {
-        images.push(data);
+    pump::run(req, &args::seek_batch(req, timestamps), &mut |image| {
+        images.push(image);
         Ok(())
     })?;
     if images.len() == timestamps.len() {
@@ -57,7 +58,7 @@ fn seek_batch(req: &ExtractRequest, timestamps: &[f64]) -> Result<Vec<(f64, Vec<
 /// started meanwhile) stops after its batch: it gives its core back.
 pub(super) fn seek_each(
     req: &ExtractRequest,
-    emit: &mut dyn FnMut(f64, Vec<u8>) -> Result<(), MediaError>,
+    emit: &mut dyn FnMut(f64, Image) -> Result<(), MediaError>,
 ) -> Result<(), MediaError> {
     let workers = req.cores.share();
     let size = seeks_per_run(req.plan.timestamps.len(), workers, req.picture);
@@ -70,7 +71,7 @@ pub(super) fn seek_each(
         ..*req
     };
     let next = AtomicUsize::new(0);
-    type Done = (usize, Result<Vec<(f64, Vec<u8>)>, MediaError>);
+    type Done = (usize, Result<Vec<(f64, Image)>, MediaError>);
     let (tx, rx) = sync_channel::<Done>(workers);
     std::thread::scope(|scope| {
         for worker in 0..workers {
@@ -100,7 +101,7 @@ pub(super) fn seek_each(
                 *outcome = Err(e);
             }
         };
-        let mut waiting: BTreeMap<usize, Vec<(f64, Vec<u8>)>> = BTreeMap::new();
+        let mut waiting: BTreeMap<usize, Vec<(f64, Image)>> = BTreeMap::new();
         let mut emitted = 0;
         loop {
             if req.cancel.is_cancelled() {

@@ -70,6 +70,45 @@ fn assert_frames(r: &Run, p: &FramePlan, format: ImageFormat, size: (u32, u32)) 
         }
         assert_eq!(image_size(&f.data), size);
     }
+    assert_thumbnails(&r.frames, format, size);
+}
+
+/// Each frame came with ffmpeg's thumbnail of that very frame (the n-th
+/// thumbnail matched to the n-th frame): of the right size, and closer to
+/// its own frame than to any other.
+fn assert_thumbnails(frames: &[Frame], format: ImageFormat, size: (u32, u32)) {
+    use crate::media::thumbnail::{self, MAX_WIDTH, fit};
+    let theirs: Vec<_> = frames
+        .iter()
+        .map(|f| {
+            let jpeg = f.thumbnail.as_ref().expect("ffmpeg made a thumbnail");
+            assert_eq!(image_size(jpeg), fit(size.0, size.1, MAX_WIDTH));
+            thumbnail::decode(jpeg, MAX_WIDTH).unwrap()
+        })
+        .collect();
+    let ours: Vec<_> = frames
+        .iter()
+        .map(|f| {
+            let ours = thumbnail::thumbnail(&f.data, format).unwrap();
+            thumbnail::decode(&ours.jpeg, MAX_WIDTH).unwrap()
+        })
+        .collect();
+    let distance = |a: &thumbnail::Picture, b: &thumbnail::Picture| -> u64 {
+        a.rgb
+            .iter()
+            .zip(&b.rgb)
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum()
+    };
+    for (k, t) in theirs.iter().enumerate() {
+        let nearest = (0..ours.len())
+            .min_by_key(|&j| distance(t, &ours[j]))
+            .unwrap();
+        assert_eq!(
+            nearest, k,
+            "the thumbnail of frame {k} looks like frame {nearest}"
+        );
+    }
 }
 
 #[test]

@@ -221,6 +221,7 @@ mod tests {
                 index: i,
                 timestamp: f64::from(i) * 0.5,
                 data: vec![i as u8; 300 + i as usize],
+                thumbnail: None,
             })
             .unwrap();
         }
